@@ -1,0 +1,135 @@
+//! Result events on the RESULTS stream, and the job states users see.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::JobId;
+
+/// Version of the [`ResultEvent`] layout; bumped on an incompatible change.
+pub const RESULT_SCHEMA_VERSION: u32 = 1;
+
+/// A job's state as the API reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::Failed)
+    }
+}
+
+/// How the job reached its function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Through the JOBS stream (HTTP submit, batch, Kafka inbound).
+    Async,
+    /// Through the function's micro service endpoint (HTTP `/run`, `nats req`).
+    Sync,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Async => "async",
+            Source::Sync => "sync",
+        }
+    }
+}
+
+/// Why a job failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobFailure {
+    /// Stable machine-readable reason (`invalid_input`, `function_error`, ...).
+    pub code: String,
+    pub message: String,
+    /// The input field at fault, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// When the job moved, and how long each part took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    pub submitted_at: DateTime<Utc>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    /// From submit to the worker picking it up.
+    pub queue_ms: f64,
+    /// The function's own work.
+    pub compute_ms: f64,
+}
+
+/// One finished job, published on `orbit.results.<function>` with `Nats-Msg-Id` = job id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultEvent {
+    pub schema_version: u32,
+    pub job_id: JobId,
+    pub function: String,
+    pub function_version: String,
+    pub status: JobState,
+    #[serde(default)]
+    pub output: Option<Value>,
+    #[serde(default)]
+    pub error: Option<JobFailure>,
+    /// The input series, so a result can be shown beside what produced it.
+    pub input: Vec<f64>,
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+    #[serde(default)]
+    pub parameters: Map<String, Value>,
+    pub source: Source,
+    pub timings: Timings,
+    /// Which replica ran it.
+    pub worker_id: String,
+    /// JetStream delivery attempt (1 for the first).
+    pub attempt: u32,
+    /// How many jobs ran in the same call.
+    pub batch_size: u32,
+}
+
+/// The answer to a synchronous call: the result without the echoed input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncReply {
+    pub job_id: JobId,
+    pub function: String,
+    pub function_version: String,
+    pub status: JobState,
+    #[serde(default)]
+    pub output: Option<Value>,
+    #[serde(default)]
+    pub error: Option<JobFailure>,
+    pub timings: Timings,
+    pub worker_id: String,
+}
+
+impl From<&ResultEvent> for SyncReply {
+    fn from(event: &ResultEvent) -> Self {
+        Self {
+            job_id: event.job_id.clone(),
+            function: event.function.clone(),
+            function_version: event.function_version.clone(),
+            status: event.status,
+            output: event.output.clone(),
+            error: event.error.clone(),
+            timings: event.timings.clone(),
+            worker_id: event.worker_id.clone(),
+        }
+    }
+}

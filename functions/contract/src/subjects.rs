@@ -1,0 +1,49 @@
+//! NATS subjects, stream names and header names: the addresses of the data flow.
+//!
+//! Every component builds subjects through these functions, so renaming one is a one-line change
+//! and no component guesses another's naming scheme.
+
+/// Work-queue stream holding accepted jobs until a function acknowledges them.
+pub const JOBS_STREAM: &str = "JOBS";
+/// Limits-retention stream of result events, read independently by every sink.
+pub const RESULTS_STREAM: &str = "RESULTS";
+/// Jobs or results that could not be processed after every retry, with the reason.
+pub const DEADLETTER_STREAM: &str = "DEADLETTER";
+
+/// Header carrying the job id on job and result messages (besides `Nats-Msg-Id`).
+pub const JOB_ID_HEADER: &str = "Orbit-Job-Id";
+/// Header on a dead-lettered message naming why it was dead-lettered.
+pub const DEADLETTER_REASON_HEADER: &str = "Orbit-Deadletter-Reason";
+
+/// Subject a job for `function` is published on (captured by [`JOBS_STREAM`]).
+pub fn job_subject(function: &str) -> String {
+    format!("orbit.jobs.{function}")
+}
+
+/// Subject of the NATS micro service endpoint answering synchronous calls of `function`.
+pub fn function_subject(function: &str) -> String {
+    format!("orbit.fn.{function}")
+}
+
+/// Subject a result of `function` is published on (captured by [`RESULTS_STREAM`]).
+pub fn result_subject(function: &str) -> String {
+    format!("orbit.results.{function}")
+}
+
+/// Subject a poison message of `function` is dead-lettered on.
+pub fn deadletter_subject(function: &str) -> String {
+    format!("orbit.deadletter.{function}")
+}
+
+/// Core NATS subject on which a worker announces the job ids it started, so the job cache can
+/// show `running`. Best effort: losing one only hides the `running` state of those jobs.
+pub fn started_subject(function: &str) -> String {
+    format!("orbit.events.started.{function}")
+}
+
+/// Wildcard matching every `started` event.
+pub const STARTED_WILDCARD: &str = "orbit.events.started.*";
+/// Wildcards captured by each stream.
+pub const JOBS_WILDCARD: &str = "orbit.jobs.*";
+pub const RESULTS_WILDCARD: &str = "orbit.results.*";
+pub const DEADLETTER_WILDCARD: &str = "orbit.deadletter.*";

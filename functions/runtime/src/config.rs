@@ -1,0 +1,87 @@
+//! Runtime settings, read once from the environment with documented defaults.
+//!
+//! Every knob is an `ORBIT_*` variable so the same binary runs on a laptop, in the test suite
+//! (other ports, short ack waits) and in production without a config file.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Reads `name` from the environment, falling back to `default` when unset or empty.
+///
+/// # Panics
+/// Never; a value that does not parse is reported as an error naming the variable.
+pub fn env_or<T: FromStr>(name: &str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => {
+            value.trim().parse().map_err(|err: T::Err| ConfigError {
+                name: name.to_string(),
+                message: err.to_string(),
+            })
+        }
+        _ => Ok(default),
+    }
+}
+
+/// A malformed environment variable.
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {name}: {message}")]
+pub struct ConfigError {
+    pub name: String,
+    pub message: String,
+}
+
+/// Settings shared by functions and sinks.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// `ORBIT_NATS_URL`, default `nats://127.0.0.1:4222`.
+    pub nats_url: String,
+    /// `ORBIT_WORKER_ID`, default `<hostname-or-function>-<pid>`: names this replica in results.
+    pub worker_id: String,
+    /// `ORBIT_FETCH_BATCH`, default 256: jobs pulled per fetch.
+    pub fetch_batch: usize,
+    /// `ORBIT_ACK_WAIT_MS`, default 30000: how long a job may stay unacknowledged before
+    /// JetStream redelivers it to another replica.
+    pub ack_wait: Duration,
+    /// `ORBIT_MAX_DELIVER`, default 5: deliveries before a job is dead-lettered.
+    pub max_deliver: i64,
+    /// `ORBIT_MAX_ACK_PENDING`, default 4096: unacknowledged jobs per consumer, all replicas.
+    pub max_ack_pending: i64,
+    /// `ORBIT_METRICS_ADDR`, default empty (no listener): where Prometheus scrapes this process.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// `ORBIT_SYNC_CONCURRENCY`, default 1024: synchronous calls served at once per replica.
+    pub sync_concurrency: usize,
+}
+
+impl RuntimeConfig {
+    pub fn from_env(default_worker_prefix: &str) -> Result<Self, ConfigError> {
+        let metrics_addr: String = env_or("ORBIT_METRICS_ADDR", String::new())?;
+        let metrics_addr = if metrics_addr.is_empty() {
+            None
+        } else {
+            Some(
+                metrics_addr
+                    .parse()
+                    .map_err(|err: std::net::AddrParseError| ConfigError {
+                        name: "ORBIT_METRICS_ADDR".into(),
+                        message: err.to_string(),
+                    })?,
+            )
+        };
+        Ok(Self {
+            nats_url: env_or("ORBIT_NATS_URL", "nats://127.0.0.1:4222".to_string())?,
+            worker_id: env_or(
+                "ORBIT_WORKER_ID",
+                format!("{default_worker_prefix}-{}", std::process::id()),
+            )?,
+            fetch_batch: env_or("ORBIT_FETCH_BATCH", 256usize)?.max(1),
+            ack_wait: Duration::from_millis(env_or("ORBIT_ACK_WAIT_MS", 30_000u64)?.max(100)),
+            max_deliver: env_or("ORBIT_MAX_DELIVER", 5i64)?.max(1),
+            max_ack_pending: env_or("ORBIT_MAX_ACK_PENDING", 4096i64)?.max(1),
+            metrics_addr,
+            sync_concurrency: env_or("ORBIT_SYNC_CONCURRENCY", 1024usize)?.max(1),
+        })
+    }
+}

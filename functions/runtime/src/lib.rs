@@ -1,0 +1,48 @@
+//! The function runtime: everything a function needs besides its maths.
+//!
+//! A function author writes one [`Function`] (a name, a version and `call`); [`serve`] connects
+//! to NATS, makes sure the streams exist, pulls jobs from the function's durable consumer,
+//! runs them off the async threads, publishes results and acks, registers the NATS micro
+//! service for synchronous calls, exports metrics, and drains on shutdown. Sinks get the same
+//! treatment through [`Sink`] and [`run_sink`]. The gateway reuses the connection, stream,
+//! telemetry and shutdown pieces.
+
+pub mod config;
+pub mod function;
+pub mod metrics;
+pub mod nats;
+pub mod pull;
+mod results;
+pub mod service;
+pub mod shutdown;
+pub mod sink;
+pub mod streams;
+pub mod telemetry;
+pub mod worker;
+
+pub use config::{env_or, RuntimeConfig};
+pub use function::{serve, Function};
+pub use shutdown::Shutdown;
+pub use sink::{run_sink, serve_sink, Sink, SinkError};
+
+/// Retries `connect` once a second, up to `attempts` times, logging each miss: a stack that
+/// starts all at once must not fail because a store came up a moment after its client.
+pub async fn retry_connect<T, E, F, Fut>(what: &str, attempts: u32, mut connect: F) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut attempt = 1u32;
+    loop {
+        match connect().await {
+            Ok(value) => return Ok(value),
+            Err(err) if attempt < attempts => {
+                tracing::warn!(error = %err, attempt, "{what} not reachable yet; retrying");
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! Sinks: the shared machinery that moves results from RESULTS into a store.
+//!
+//! A sink only says how to write a batch ([`Sink::write`]); [`run_sink`] owns the durable
+//! consumer, batching, retries with backoff and acknowledgements. A result is acked only after
+//! the store confirmed the whole batch, so a crash or an outage never loses one, and because
+//! every write is keyed on the job id, a redelivered result is recorded once.
+
+use std::future::Future;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
+use async_nats::jetstream::{self, AckKind, Message};
+use orbit_contract::subjects::{RESULTS_STREAM, RESULTS_WILDCARD};
+use orbit_contract::ResultEvent;
+
+use crate::function::ServeError;
+use crate::pull::next_batch;
+use crate::worker::{backoff, dead_letter};
+use crate::{nats, streams, RuntimeConfig, Shutdown};
+
+/// A destination for result events.
+pub trait Sink: Send + 'static {
+    /// Short name: the durable consumer is `sink-<name>`.
+    fn name(&self) -> &'static str;
+
+    /// Stores `batch` durably and idempotently (keyed on job id), all or nothing.
+    fn write(
+        &mut self,
+        batch: &[ResultEvent],
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+}
+
+/// A batch could not be stored; it will be retried.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SinkError(pub String);
+
+impl SinkError {
+    pub fn new(err: impl std::fmt::Display) -> Self {
+        Self(err.to_string())
+    }
+}
+
+/// The durable consumer of sink `name` on RESULTS. Results never expire from it because of
+/// retries (`max_deliver` unlimited): a sink outage delays results, it does not drop them.
+pub async fn sink_consumer(
+    js: &jetstream::Context,
+    name: &str,
+    config: &RuntimeConfig,
+) -> Result<PullConsumer, async_nats::Error> {
+    let stream = js.get_stream(RESULTS_STREAM).await?;
+    Ok(stream
+        .create_consumer(pull::Config {
+            durable_name: Some(format!("sink-{name}")),
+            filter_subject: RESULTS_WILDCARD.into(),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: config.ack_wait,
+            max_deliver: -1,
+            max_ack_pending: config.max_ack_pending,
+            ..Default::default()
+        })
+        .await?)
+}
+
+/// Runs a sink process: metrics, NATS, streams, then [`run_sink`] until shutdown.
+pub async fn serve_sink<S: Sink>(
+    sink: S,
+    config: RuntimeConfig,
+    shutdown: Shutdown,
+) -> Result<(), ServeError> {
+    crate::metrics::install(config.metrics_addr)?;
+    let client = nats::connect(&config.nats_url, &config.worker_id).await?;
+    let js = nats::jetstream(client.clone());
+    streams::ensure(&js, &streams::StreamSettings::from_env()?).await?;
+    run_sink(sink, js, config, shutdown)
+        .await
+        .map_err(ServeError::Worker)?;
+    if let Err(err) = client.flush().await {
+        tracing::warn!(error = %err, "final flush failed");
+    }
+    Ok(())
+}
+
+/// Feeds `sink` from RESULTS until shutdown, finishing the batch in hand.
+pub async fn run_sink<S: Sink>(
+    mut sink: S,
+    js: jetstream::Context,
+    config: RuntimeConfig,
+    shutdown: Shutdown,
+) -> Result<(), async_nats::Error> {
+    let name = sink.name();
+    let consumer = sink_consumer(&js, name, &config).await?;
+    let mut failures = 0u32;
+    tracing::info!(sink = name, "sink running");
+    while !shutdown.is_triggered() {
+        let batch = match next_batch(&consumer, config.fetch_batch, &shutdown).await {
+            Ok(batch) => batch,
+            Err(err) => {
+                failures += 1;
+                tracing::warn!(sink = name, error = %err, "fetching results failed");
+                pause(failures, &shutdown).await;
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        let (messages, events) = decode(&js, name, batch).await;
+        if messages.is_empty() {
+            continue;
+        }
+        let timer = std::time::Instant::now();
+        match sink.write(&events).await {
+            Ok(()) => {
+                failures = 0;
+                metrics::histogram!("orbit_sink_write_seconds", "sink" => name)
+                    .record(timer.elapsed().as_secs_f64());
+                metrics::counter!("orbit_sink_results_total", "sink" => name)
+                    .increment(events.len() as u64);
+                for message in &messages {
+                    if let Err(err) = message.ack().await {
+                        tracing::debug!(sink = name, error = %err, "ack failed; result will be rewritten");
+                    }
+                }
+            }
+            Err(err) => {
+                failures += 1;
+                let delay = backoff(failures);
+                metrics::counter!("orbit_sink_failures_total", "sink" => name).increment(1);
+                tracing::warn!(sink = name, error = %err, batch = events.len(), ?delay,
+                    "write failed; batch will be retried");
+                for message in &messages {
+                    let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
+                }
+                pause(failures, &shutdown).await;
+            }
+        }
+    }
+    tracing::info!(sink = name, "sink drained");
+    Ok(())
+}
+
+/// Splits a batch into decodable results and dead-letters the rest.
+async fn decode(
+    js: &jetstream::Context,
+    sink: &str,
+    batch: Vec<Message>,
+) -> (Vec<Message>, Vec<ResultEvent>) {
+    let mut messages = Vec::with_capacity(batch.len());
+    let mut events = Vec::with_capacity(batch.len());
+    for message in batch {
+        match serde_json::from_slice::<ResultEvent>(&message.payload) {
+            Ok(event) => {
+                events.push(event);
+                messages.push(message);
+            }
+            Err(err) => {
+                let reason = format!("sink-{sink}: not a result event: {err}");
+                dead_letter(js, "results", &message, &reason).await;
+            }
+        }
+    }
+    (messages, events)
+}
+
+async fn pause(failures: u32, shutdown: &Shutdown) {
+    tokio::select! {
+        _ = tokio::time::sleep(backoff(failures)) => {}
+        _ = shutdown.wait() => {}
+    }
+}

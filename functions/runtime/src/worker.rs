@@ -1,0 +1,365 @@
+//! The async job loop: pull jobs from the function's durable consumer, run them in batches,
+//! publish results, then ack.
+//!
+//! Order matters for "nothing lost": a job is acked only after JetStream confirmed its result,
+//! so a crash at any point leaves the job unacked and JetStream redelivers it (after
+//! `ack_wait`) to a live replica. The result's `Nats-Msg-Id` is the job id, so the second
+//! result of a redelivered job is dropped as a duplicate, and every sink upserts on job id.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
+use async_nats::jetstream::{self, AckKind, Message};
+use async_nats::HeaderMap;
+use chrono::Utc;
+use futures::future::join_all;
+use orbit_contract::subjects::{
+    deadletter_subject, job_subject, started_subject, DEADLETTER_REASON_HEADER, JOBS_STREAM,
+    JOB_ID_HEADER,
+};
+use orbit_contract::{JobEnvelope, JobFailure, Source, ValidJob};
+
+use crate::function::{call_isolated, Function};
+use crate::pull::next_batch;
+use crate::results::{self, Finished, Producer};
+use crate::{RuntimeConfig, Shutdown};
+
+/// Name of the durable consumer shared by every replica of `function`.
+pub fn consumer_name(function: &str) -> String {
+    format!("fn-{function}")
+}
+
+/// Creates (or updates to the current settings) the function's durable pull consumer.
+pub async fn job_consumer(
+    js: &jetstream::Context,
+    function: &str,
+    config: &RuntimeConfig,
+) -> Result<PullConsumer, async_nats::Error> {
+    let stream = js.get_stream(JOBS_STREAM).await?;
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some(consumer_name(function)),
+            filter_subject: job_subject(function),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: config.ack_wait,
+            max_deliver: config.max_deliver,
+            max_ack_pending: config.max_ack_pending,
+            ..Default::default()
+        })
+        .await?;
+    Ok(consumer)
+}
+
+/// Runs the job loop until shutdown; the batch in hand is always finished first.
+pub(crate) async fn run<F: Function>(
+    function: Arc<F>,
+    js: jetstream::Context,
+    client: async_nats::Client,
+    config: RuntimeConfig,
+    shutdown: Shutdown,
+) -> Result<(), async_nats::Error> {
+    let name = function.model().name();
+    let consumer = job_consumer(&js, name, &config).await?;
+    let mut failures = 0u32;
+    while !shutdown.is_triggered() {
+        let batch = match next_batch(&consumer, config.fetch_batch, &shutdown).await {
+            Ok(batch) => {
+                failures = 0;
+                batch
+            }
+            Err(err) => {
+                failures += 1;
+                let pause = backoff(failures);
+                tracing::warn!(error = %err, ?pause, "fetching jobs failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => continue,
+                    _ = shutdown.wait() => break,
+                }
+            }
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        process_batch(&function, &js, &client, &config, batch).await;
+    }
+    tracing::info!(function = name, "job loop drained");
+    Ok(())
+}
+
+/// A job read off the stream, with what JetStream said about its delivery.
+struct Delivery {
+    message: Message,
+    envelope: JobEnvelope,
+    attempt: u32,
+}
+
+async fn process_batch<F: Function>(
+    function: &Arc<F>,
+    js: &jetstream::Context,
+    client: &async_nats::Client,
+    config: &RuntimeConfig,
+    batch: Vec<Message>,
+) {
+    let name = function.model().name();
+    let mut deliveries = Vec::with_capacity(batch.len());
+    for message in batch {
+        let attempt = message
+            .info()
+            .map(|info| info.delivered.max(1) as u32)
+            .unwrap_or(1);
+        if attempt > 1 {
+            metrics::counter!("orbit_job_redeliveries_total", "function" => name).increment(1);
+        }
+        match serde_json::from_slice::<JobEnvelope>(&message.payload) {
+            Ok(envelope) => deliveries.push(Delivery {
+                message,
+                envelope,
+                attempt,
+            }),
+            Err(err) => {
+                let reason = format!("not a job envelope: {err}");
+                dead_letter(js, name, &message, &reason).await;
+            }
+        }
+    }
+    if deliveries.is_empty() {
+        return;
+    }
+    announce_started(client, name, &deliveries).await;
+
+    // Jobs that fail validation still end: as `failed` results, never silently.
+    let checked: Vec<Result<ValidJob, JobFailure>> = deliveries
+        .iter()
+        .map(|d| {
+            d.envelope.to_valid().map_err(|err| JobFailure {
+                code: "invalid_input".into(),
+                message: err.message,
+                field: Some(err.field),
+            })
+        })
+        .collect();
+    let valid: Vec<ValidJob> = checked
+        .iter()
+        .filter_map(|c| c.as_ref().ok().cloned())
+        .collect();
+
+    let started_at = Utc::now();
+    let outputs = run_keeping_alive(function, valid, &deliveries, config.ack_wait).await;
+    let finished_at = Utc::now();
+
+    let batch_size = deliveries.len() as u32;
+    let producer = Producer {
+        function: name,
+        version: function.version(),
+        worker_id: &config.worker_id,
+    };
+    let mut outputs = outputs.into_iter();
+    let mut events = Vec::with_capacity(deliveries.len());
+    for (delivery, check) in deliveries.iter().zip(checked) {
+        let output = match check {
+            Ok(_) => outputs.next().unwrap_or_else(|| {
+                Err(JobFailure {
+                    code: "function_error".into(),
+                    message: "the function returned no output for this job".into(),
+                    field: None,
+                })
+            }),
+            Err(failure) => Err(failure),
+        };
+        let envelope = &delivery.envelope;
+        events.push(
+            Finished {
+                job_id: envelope.job_id.clone(),
+                input: envelope.data.clone(),
+                metadata: envelope.metadata.clone(),
+                parameters: envelope.parameters.clone(),
+                output,
+                source: Source::Async,
+                submitted_at: envelope.submitted_at,
+                started_at,
+                finished_at,
+                attempt: delivery.attempt,
+                batch_size,
+            }
+            .into_event(&producer),
+        );
+    }
+
+    // Pipeline every result publish, then wait for all their acks at once.
+    let mut pending = Vec::with_capacity(events.len());
+    for event in &events {
+        pending.push(results::publish(js, event).await);
+    }
+    let confirmations = join_all(pending.into_iter().map(|publish| async move {
+        match publish {
+            Ok(ack) => ack.await.map(|_| ()).map_err(async_nats::Error::from),
+            Err(err) => Err(err),
+        }
+    }))
+    .await;
+
+    for (delivery, confirmed) in deliveries.iter().zip(confirmations) {
+        match confirmed {
+            Ok(()) => {
+                if let Err(err) = delivery.message.ack().await {
+                    tracing::warn!(job_id = %delivery.envelope.job_id, error = %err,
+                        "ack failed; the job will be redelivered and deduplicated");
+                }
+            }
+            Err(err) => {
+                retry_or_dead_letter(js, name, config, delivery, &err.to_string()).await;
+            }
+        }
+    }
+}
+
+/// Runs the batch on the blocking pool (or inline when every job is cheap), telling JetStream
+/// the work is still in progress so a long batch is not redelivered mid-flight.
+async fn run_keeping_alive<F: Function>(
+    function: &Arc<F>,
+    jobs: Vec<ValidJob>,
+    deliveries: &[Delivery],
+    ack_wait: Duration,
+) -> Vec<Result<serde_json::Value, JobFailure>> {
+    if jobs.iter().all(|job| function.is_cheap(job)) {
+        return call_isolated(&**function, &jobs);
+    }
+    let worker = function.clone();
+    let mut task = tokio::task::spawn_blocking(move || call_isolated(&*worker, &jobs));
+    let mut heartbeat = tokio::time::interval(ack_wait / 3);
+    heartbeat.tick().await;
+    loop {
+        tokio::select! {
+            joined = &mut task => {
+                return joined.unwrap_or_else(|err| {
+                    tracing::error!(error = %err, "function task failed");
+                    Vec::new()
+                });
+            }
+            _ = heartbeat.tick() => {
+                for delivery in deliveries {
+                    let _ = delivery.message.ack_with(AckKind::Progress).await;
+                }
+            }
+        }
+    }
+}
+
+/// Best-effort notice that these jobs are running (the job cache shows `running`).
+async fn announce_started(client: &async_nats::Client, function: &str, deliveries: &[Delivery]) {
+    let ids: Vec<&str> = deliveries
+        .iter()
+        .map(|d| d.envelope.job_id.as_str())
+        .collect();
+    match serde_json::to_vec(&ids) {
+        Ok(payload) => {
+            if let Err(err) = client
+                .publish(started_subject(function), payload.into())
+                .await
+            {
+                tracing::debug!(error = %err, "started notice not sent");
+            }
+        }
+        Err(err) => tracing::debug!(error = %err, "started notice not encoded"),
+    }
+}
+
+/// A transient failure (the result could not be stored): retry later with backoff, or, on the
+/// last allowed delivery, dead-letter the job so it is not retried forever.
+async fn retry_or_dead_letter(
+    js: &jetstream::Context,
+    function: &str,
+    config: &RuntimeConfig,
+    delivery: &Delivery,
+    reason: &str,
+) {
+    if i64::from(delivery.attempt) >= config.max_deliver {
+        dead_letter(js, function, &delivery.message, reason).await;
+        return;
+    }
+    let delay = backoff(delivery.attempt);
+    tracing::warn!(job_id = %delivery.envelope.job_id, attempt = delivery.attempt, ?delay,
+        reason, "result not stored; job will be retried");
+    if let Err(err) = delivery.message.ack_with(AckKind::Nak(Some(delay))).await {
+        tracing::warn!(error = %err, "nak failed; the job is redelivered after ack_wait");
+    }
+}
+
+/// Moves a message to `orbit.deadletter.<function>` with the reason, then terminates it. If
+/// the dead letter cannot be stored, the message is left for redelivery instead.
+pub(crate) async fn dead_letter(
+    js: &jetstream::Context,
+    function: &str,
+    message: &Message,
+    reason: &str,
+) {
+    let mut headers = HeaderMap::new();
+    headers.insert(DEADLETTER_REASON_HEADER, sanitize_header(reason).as_str());
+    if let Some(job_id) = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+    {
+        headers.insert(JOB_ID_HEADER, job_id.as_str());
+    }
+    let stored = match js
+        .publish_with_headers(
+            deadletter_subject(function),
+            headers,
+            message.payload.clone(),
+        )
+        .await
+    {
+        Ok(ack) => ack.await.map(|_| ()).map_err(async_nats::Error::from),
+        Err(err) => Err(err.into()),
+    };
+    match stored {
+        Ok(()) => {
+            metrics::counter!("orbit_deadletters_total", "function" => function.to_string())
+                .increment(1);
+            tracing::error!(function, reason, "message dead-lettered");
+            if let Err(err) = message.ack_with(AckKind::Term).await {
+                tracing::warn!(error = %err, "term failed after dead-lettering");
+            }
+        }
+        Err(err) => {
+            tracing::error!(function, error = %err, "dead letter not stored; leaving for redelivery");
+            let _ = message
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+                .await;
+        }
+    }
+}
+
+/// Header values cannot hold line breaks and should stay short.
+fn sanitize_header(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(512)
+        .collect()
+}
+
+/// Exponential backoff from 100 ms, capped at 10 s.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(7);
+    Duration::from_millis(100u64 << exponent).min(Duration::from_secs(10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(1), Duration::from_millis(100));
+        assert_eq!(backoff(2), Duration::from_millis(200));
+        assert_eq!(backoff(30), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn header_values_lose_line_breaks() {
+        assert_eq!(sanitize_header("a\nb"), "a b");
+    }
+}

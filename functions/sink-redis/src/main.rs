@@ -1,0 +1,64 @@
+//! The `sink-redis` process: final job states from RESULTS, `running` marks from the
+//! workers' started notices.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::StreamExt;
+use orbit_contract::subjects::STARTED_WILDCARD;
+use orbit_runtime::{env_or, nats, serve_sink, telemetry, RuntimeConfig, Shutdown};
+use sink_redis::{connect, mark_running, RedisSink};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init();
+    let redis_url: String = env_or("ORBIT_REDIS_URL", "redis://127.0.0.1:6379/0".to_string())?;
+    let ttl = Duration::from_secs(env_or("ORBIT_JOB_TTL_SECS", 86_400u64)?);
+    let connection = connect(&redis_url)
+        .await
+        .context("connecting to Redis (ORBIT_REDIS_URL)")?;
+    let config = RuntimeConfig::from_env("sink-redis")?;
+    let shutdown = Shutdown::on_signals();
+
+    let started = tokio::spawn(follow_started(
+        connection.clone(),
+        config.nats_url.clone(),
+        ttl,
+        shutdown.clone(),
+    ));
+    serve_sink(RedisSink::new(connection, ttl), config, shutdown.clone()).await?;
+    shutdown.trigger();
+    started.await??;
+    Ok(())
+}
+
+/// Applies `orbit.events.started.*` notices until shutdown. One queue group, so with several
+/// replicas each notice is applied once.
+async fn follow_started(
+    mut connection: redis::aio::ConnectionManager,
+    nats_url: String,
+    ttl: Duration,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let client = nats::connect(&nats_url, "sink-redis-started").await?;
+    let mut notices = client
+        .queue_subscribe(STARTED_WILDCARD, "sink-redis".into())
+        .await?;
+    loop {
+        let notice = tokio::select! {
+            notice = notices.next() => match notice {
+                Some(notice) => notice,
+                None => break,
+            },
+            _ = shutdown.wait() => break,
+        };
+        let Ok(job_ids) = serde_json::from_slice::<Vec<String>>(&notice.payload) else {
+            tracing::debug!(subject = %notice.subject, "ignoring malformed started notice");
+            continue;
+        };
+        if let Err(err) = mark_running(&mut connection, &job_ids, ttl).await {
+            tracing::debug!(error = %err, "running marks not written");
+        }
+    }
+    Ok(())
+}

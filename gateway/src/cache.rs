@@ -1,0 +1,84 @@
+//! The gateway's side of the Redis job cache: mark accepted jobs `queued`, read job states.
+//!
+//! The layout and the state rules are in `orbit_contract::cache`; `sink-redis` writes the
+//! final states. Redis being down never fails a submit (the job is safe in JetStream); it only
+//! means status reads fall back to Postgres.
+
+use std::time::Duration;
+
+use orbit_contract::cache::job_key;
+use orbit_contract::{JobId, JobState, JobView};
+use redis::aio::ConnectionManager;
+
+#[derive(Clone)]
+pub struct JobCache {
+    connection: ConnectionManager,
+    ttl_secs: u64,
+}
+
+impl JobCache {
+    pub async fn connect(url: &str, ttl: Duration) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let connection =
+            orbit_runtime::retry_connect("Redis", 30, || ConnectionManager::new(client.clone()))
+                .await?;
+        Ok(Self {
+            connection,
+            ttl_secs: ttl.as_secs().max(1),
+        })
+    }
+
+    /// Marks accepted jobs `queued`, unless a worker or a sink got there first (HSETNX).
+    pub async fn mark_queued(&self, jobs: &[(JobId, &str)]) -> Result<(), redis::RedisError> {
+        let mut pipe = redis::pipe();
+        for (job_id, model) in jobs {
+            let key = job_key(job_id.as_str());
+            pipe.cmd("HSETNX")
+                .arg(&key)
+                .arg("status")
+                .arg("queued")
+                .ignore();
+            pipe.cmd("HSETNX")
+                .arg(&key)
+                .arg("model_name")
+                .arg(*model)
+                .ignore();
+            pipe.cmd("EXPIRE")
+                .arg(&key)
+                .arg(self.ttl_secs)
+                .arg("NX")
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut self.connection.clone()).await
+    }
+
+    /// The cached state of a job, if the cache knows it.
+    pub async fn lookup(&self, job_id: &JobId) -> Result<Option<JobView>, redis::RedisError> {
+        let (status, model, view): (Option<String>, Option<String>, Option<String>) =
+            redis::cmd("HMGET")
+                .arg(job_key(job_id.as_str()))
+                .arg("status")
+                .arg("model_name")
+                .arg("view")
+                .query_async(&mut self.connection.clone())
+                .await?;
+        if let Some(view) = view {
+            if let Ok(view) = serde_json::from_str::<JobView>(&view) {
+                return Ok(Some(view));
+            }
+        }
+        let state = match status.as_deref() {
+            Some("queued") => JobState::Queued,
+            Some("running") => JobState::Running,
+            _ => return Ok(None),
+        };
+        Ok(Some(JobView::pending(job_id.clone(), state, model)))
+    }
+
+    pub async fn ping(&self) -> Result<(), redis::RedisError> {
+        redis::cmd("PING")
+            .query_async::<String>(&mut self.connection.clone())
+            .await
+            .map(|_| ())
+    }
+}

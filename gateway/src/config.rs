@@ -1,0 +1,49 @@
+//! Gateway settings, one typed struct from `ORBIT_*` environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use orbit_runtime::config::ConfigError;
+use orbit_runtime::env_or;
+
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// `ORBIT_HTTP_ADDR`, default `127.0.0.1:8000`.
+    pub http_addr: SocketAddr,
+    /// `ORBIT_NATS_URL`, default `nats://127.0.0.1:4222`.
+    pub nats_url: String,
+    /// `ORBIT_DATABASE_URL`, default `postgres://orbit@127.0.0.1:5432/orbit`.
+    pub database_url: String,
+    /// `ORBIT_REDIS_URL`, default `redis://127.0.0.1:6379/0`.
+    pub redis_url: String,
+    /// `ORBIT_MAX_BODY_BYTES`, default 16 MiB: larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// `ORBIT_MAX_BATCH_JOBS`, default 1000: jobs in one batch request.
+    pub max_batch_jobs: usize,
+    /// `ORBIT_SYNC_TIMEOUT_MS`, default 10000: how long `/run` waits for a function.
+    pub sync_timeout: Duration,
+    /// `ORBIT_JOB_TTL_SECS`, default 86400: how long job states stay in the Redis cache.
+    pub job_ttl: Duration,
+    /// `ORBIT_DASHBOARD_DIR`, default `dashboard`: static files served at `/`.
+    pub dashboard_dir: PathBuf,
+}
+
+impl GatewayConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            http_addr: env_or("ORBIT_HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8000)))?,
+            nats_url: env_or("ORBIT_NATS_URL", "nats://127.0.0.1:4222".to_string())?,
+            database_url: env_or(
+                "ORBIT_DATABASE_URL",
+                "postgres://orbit@127.0.0.1:5432/orbit".to_string(),
+            )?,
+            redis_url: env_or("ORBIT_REDIS_URL", "redis://127.0.0.1:6379/0".to_string())?,
+            max_body_bytes: env_or("ORBIT_MAX_BODY_BYTES", 16 * 1024 * 1024)?,
+            max_batch_jobs: env_or("ORBIT_MAX_BATCH_JOBS", 1000usize)?.max(1),
+            sync_timeout: Duration::from_millis(env_or("ORBIT_SYNC_TIMEOUT_MS", 10_000u64)?),
+            job_ttl: Duration::from_secs(env_or("ORBIT_JOB_TTL_SECS", 86_400u64)?),
+            dashboard_dir: env_or("ORBIT_DASHBOARD_DIR", PathBuf::from("dashboard"))?,
+        })
+    }
+}

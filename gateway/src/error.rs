@@ -1,0 +1,82 @@
+//! Every error the API returns, as one JSON shape:
+//! `{"error": {"code": "...", "message": "...", "field": "..."}}`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use orbit_contract::{FieldError, JobFailure, JobId};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON of the expected shape (400).
+    #[error("{0}")]
+    Malformed(FieldError),
+    /// The body parsed but a value is not acceptable (422).
+    #[error("{0}")]
+    Invalid(FieldError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("request body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    /// JOBS is full (discard-new): retry later (503 with Retry-After).
+    #[error("the job queue is full; retry later")]
+    QueueFull,
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Timeout(String),
+    /// A synchronous job ran and failed (422, with the job id).
+    #[error("job {job_id} failed: {}", failure.message)]
+    JobFailed { job_id: JobId, failure: JobFailure },
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_request"),
+            ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            ApiError::QueueFull => (StatusCode::SERVICE_UNAVAILABLE, "queue_full"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            ApiError::JobFailed { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "job_failed"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// The offending field, for input errors.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ApiError::Malformed(err) | ApiError::Invalid(err) => Some(&err.field),
+            ApiError::JobFailed { failure, .. } => failure.field.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::warn!(%status, error = %self, "request failed");
+        }
+        let mut error = json!({ "code": code, "message": self.to_string() });
+        if let Some(field) = self.field() {
+            error["field"] = json!(field);
+        }
+        if let ApiError::JobFailed { job_id, .. } = &self {
+            error["job_id"] = json!(job_id);
+        }
+        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        if matches!(self, ApiError::QueueFull) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

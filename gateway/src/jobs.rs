@@ -1,0 +1,115 @@
+//! Accepting jobs: validate, wrap in an envelope, publish to JOBS, wait for JetStream's ack.
+//!
+//! The job id is the `Nats-Msg-Id`, so a retried submit inside the duplicate window is stored
+//! once (JetStream says `duplicate`), and beyond it the sinks' upserts keep one record.
+
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use chrono::Utc;
+use futures::future::join_all;
+use orbit_contract::subjects::{job_subject, JOB_ID_HEADER};
+use orbit_contract::{FieldError, JobId, JobRequest, Model, ValidJob};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A checked job, ready to publish.
+pub struct Submission {
+    pub job_id: JobId,
+    pub model: Model,
+    payload: Bytes,
+}
+
+impl Submission {
+    pub fn prepare(request: JobRequest, job_id: JobId) -> Result<Self, FieldError> {
+        let job = ValidJob::parse(request)?;
+        let model = job.model;
+        let envelope = job.into_envelope(job_id.clone(), Utc::now());
+        let payload = serde_json::to_vec(&envelope)
+            .map_err(|err| FieldError::new("body", format!("cannot encode job: {err}")))?;
+        Ok(Self {
+            job_id,
+            model,
+            payload: payload.into(),
+        })
+    }
+}
+
+/// JetStream's verdict on one submission.
+pub struct Accepted {
+    /// JetStream already held a job with this id (a retried submit).
+    pub duplicate: bool,
+}
+
+/// Publishes every submission at once (pipelined) and waits for all acks. Results are in the
+/// submissions' order. Accepted jobs are then marked `queued` in the cache.
+pub async fn publish(
+    state: &AppState,
+    submissions: &[Submission],
+) -> Vec<Result<Accepted, ApiError>> {
+    let mut pending = Vec::with_capacity(submissions.len());
+    for submission in submissions {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            async_nats::header::NATS_MESSAGE_ID,
+            submission.job_id.as_str(),
+        );
+        headers.insert(JOB_ID_HEADER, submission.job_id.as_str());
+        pending.push(
+            state
+                .jetstream
+                .publish_with_headers(
+                    job_subject(submission.model.name()),
+                    headers,
+                    submission.payload.clone(),
+                )
+                .await,
+        );
+    }
+    let outcomes: Vec<Result<Accepted, ApiError>> =
+        join_all(pending.into_iter().map(|publish| async move {
+            let ack = publish
+                .map_err(publish_error)?
+                .await
+                .map_err(publish_error)?;
+            Ok(Accepted {
+                duplicate: ack.duplicate,
+            })
+        }))
+        .await;
+
+    let queued: Vec<(JobId, &str)> = submissions
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| matches!(outcome, Ok(Accepted { duplicate: false })))
+        .map(|(s, _)| (s.job_id.clone(), s.model.name()))
+        .collect();
+    if !queued.is_empty() {
+        metrics::counter!("orbit_gateway_jobs_accepted_total").increment(queued.len() as u64);
+        if let Err(err) = state.cache.mark_queued(&queued).await {
+            tracing::warn!(error = %err, "jobs accepted but not marked queued in Redis");
+        }
+    }
+    outcomes
+}
+
+/// Maps a publish failure to what the client should do: a full queue is retryable (503 with
+/// Retry-After), anything else means JetStream is unavailable.
+fn publish_error(err: PublishError) -> ApiError {
+    let text = err.to_string();
+    match err.kind() {
+        PublishErrorKind::Other
+            if text.contains("maximum")
+                || text.contains("exceeded")
+                || text.contains("resources") =>
+        {
+            ApiError::QueueFull
+        }
+        PublishErrorKind::MaxPayloadExceeded => ApiError::Invalid(FieldError::new(
+            "data",
+            "the job is larger than the NATS server's max_payload",
+        )),
+        _ => ApiError::Unavailable(format!("job queue unavailable: {text}")),
+    }
+}

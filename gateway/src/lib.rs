@@ -1,0 +1,14 @@
+//! The Orbit gateway: the HTTP API (seed-compatible `/api/v1`, KServe v2 `/v2`), job status,
+//! the dashboard and `/metrics`. It validates every request at the edge, publishes accepted
+//! jobs to JetStream, and answers 202 only once JetStream has stored the job.
+
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod jobs;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod sync_call;

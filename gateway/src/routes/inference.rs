@@ -1,0 +1,237 @@
+//! `/api/v1/inference/...`: submit, batch, status, synchronous run and recent results.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use orbit_contract::{parse_value, FieldError, JobId, JobRequest, JobState, ValidJob};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+use crate::jobs::{publish, Submission};
+use crate::state::AppState;
+use crate::sync_call;
+
+const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+/// The client's `Idempotency-Key`, checked, if it sent one.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    match headers.get(IDEMPOTENCY_HEADER) {
+        None => Ok(None),
+        Some(value) => value.to_str().map(|v| Some(v.to_string())).map_err(|_| {
+            ApiError::Malformed(FieldError::new("Idempotency-Key", "must be visible ASCII"))
+        }),
+    }
+}
+
+/// `POST /api/v1/inference/submit`: 202 `{job_id, status}` once JetStream stored the job.
+pub async fn submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<JobRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let job_id = match idempotency_key(&headers)? {
+        Some(key) => {
+            let job_id = JobId::parse(&key, "Idempotency-Key").map_err(ApiError::Invalid)?;
+            // A retry of a job the cache already knows: answer without publishing again.
+            if let Ok(Some(view)) = state.cache.lookup(&job_id).await {
+                return Ok((
+                    StatusCode::ACCEPTED,
+                    Json(json!({ "job_id": job_id, "status": view.status, "duplicate": true })),
+                ));
+            }
+            job_id
+        }
+        None => JobId::generate(),
+    };
+    let submission = Submission::prepare(request, job_id).map_err(ApiError::Invalid)?;
+    let outcome = publish(&state, std::slice::from_ref(&submission))
+        .await
+        .pop()
+        .unwrap_or_else(|| Err(ApiError::Internal("no publish outcome".into())))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "job_id": submission.job_id,
+            "status": JobState::Queued,
+            "duplicate": outcome.duplicate,
+        })),
+    ))
+}
+
+/// `POST /api/v1/inference/batch`: `{"jobs": [...]}`, each entry a submit body.
+///
+/// Every job is validated before any is published: one bad job rejects the request (422
+/// naming `jobs[i].field`) and nothing is enqueued. With an `Idempotency-Key`, job `i` gets the
+/// id `<key>-<i>`, so a retried batch is not run twice.
+pub async fn batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let items = match body {
+        Value::Object(mut object) => match object.remove("jobs") {
+            Some(Value::Array(items)) => items,
+            Some(_) => {
+                return Err(ApiError::Malformed(FieldError::new(
+                    "jobs",
+                    "must be an array",
+                )))
+            }
+            None => return Err(ApiError::Malformed(FieldError::new("jobs", "is required"))),
+        },
+        _ => {
+            return Err(ApiError::Malformed(FieldError::new(
+                "body",
+                "must be {\"jobs\": [...]}",
+            )))
+        }
+    };
+    let limit = state.config.max_batch_jobs;
+    if items.is_empty() || items.len() > limit {
+        return Err(ApiError::Invalid(FieldError::new(
+            "jobs",
+            format!("must hold 1 to {limit} jobs, got {}", items.len()),
+        )));
+    }
+    let key = idempotency_key(&headers)?;
+    let mut submissions = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        let prefix = format!("jobs[{index}]");
+        let request: JobRequest =
+            parse_value(item).map_err(|err| ApiError::Malformed(err.within(&prefix)))?;
+        let job_id = match &key {
+            Some(key) => JobId::parse(&format!("{key}-{index}"), "Idempotency-Key")
+                .map_err(ApiError::Invalid)?,
+            None => JobId::generate(),
+        };
+        submissions.push(
+            Submission::prepare(request, job_id)
+                .map_err(|err| ApiError::Invalid(err.within(&prefix)))?,
+        );
+    }
+
+    let outcomes = publish(&state, &submissions).await;
+    let mut accepted = 0usize;
+    let mut first_error = None;
+    let mut jobs = Vec::with_capacity(submissions.len());
+    for (submission, outcome) in submissions.iter().zip(outcomes) {
+        match outcome {
+            Ok(outcome) => {
+                accepted += 1;
+                jobs.push(json!({
+                    "job_id": submission.job_id,
+                    "status": JobState::Queued,
+                    "duplicate": outcome.duplicate,
+                }));
+            }
+            Err(err) => {
+                jobs.push(json!({
+                    "job_id": submission.job_id,
+                    "status": "rejected",
+                    "error": err.to_string(),
+                }));
+                first_error.get_or_insert(err);
+            }
+        }
+    }
+    match first_error {
+        // Nothing was accepted: the request as a whole failed, retry it.
+        Some(err) if accepted == 0 => Err(err),
+        _ => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "accepted": accepted,
+                "rejected": jobs.len() - accepted,
+                "jobs": jobs,
+            })),
+        )),
+    }
+}
+
+/// `GET /api/v1/inference/{job_id}`: `queued` / `running` from the cache, final states from
+/// the cache or Postgres, 404 when neither knows the id.
+pub async fn status(
+    State(state): State<AppState>,
+    Path(job_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let job_id = JobId::parse(&job_id, "job_id").map_err(ApiError::Invalid)?;
+    let cached = match state.cache.lookup(&job_id).await {
+        Ok(view) => view,
+        Err(err) => {
+            tracing::warn!(error = %err, "job cache unavailable; reading Postgres");
+            None
+        }
+    };
+    if let Some(view) = &cached {
+        if view.status.is_final() {
+            return Ok(Json(json!(view)));
+        }
+    }
+    match state.store.job(&job_id).await {
+        Ok(Some(row)) => Ok(Json(json!(row.into_view()))),
+        Ok(None) => cached
+            .map(|view| Json(json!(view)))
+            .ok_or_else(|| ApiError::NotFound(format!("no job with id {job_id}"))),
+        Err(err) => match cached {
+            Some(view) => Ok(Json(json!(view))),
+            None => Err(ApiError::Unavailable(format!(
+                "results store unavailable: {err}"
+            ))),
+        },
+    }
+}
+
+/// `POST /api/v1/inference/run`: the submit body, answered synchronously (200 with the
+/// result) by a function replica over NATS request/reply.
+pub async fn run(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<JobRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let job_id = match idempotency_key(&headers)? {
+        Some(key) => JobId::parse(&key, "Idempotency-Key").map_err(ApiError::Invalid)?,
+        None => JobId::generate(),
+    };
+    let job = ValidJob::parse(request).map_err(ApiError::Invalid)?;
+    let reply = sync_call::call(&state, job, job_id).await?;
+    Ok(Json(json!(reply)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ResultsQuery {
+    limit: Option<i64>,
+    model_name: Option<String>,
+    status: Option<String>,
+}
+
+/// `GET /api/v1/inference/results?limit=50&model_name=...&status=...`: newest first.
+pub async fn results(
+    State(state): State<AppState>,
+    query: Result<Query<ResultsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) =
+        query.map_err(|err| ApiError::Malformed(FieldError::new("query", err.body_text())))?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::Invalid(FieldError::new(
+            "limit",
+            "must be 1 to 1000",
+        )));
+    }
+    if let Some(status) = &query.status {
+        if status != "succeeded" && status != "failed" {
+            return Err(ApiError::Invalid(FieldError::new(
+                "status",
+                "must be succeeded or failed",
+            )));
+        }
+    }
+    let rows = state
+        .store
+        .recent(limit, query.model_name.as_deref(), query.status.as_deref())
+        .await
+        .map_err(|err| ApiError::Unavailable(format!("results store unavailable: {err}")))?;
+    Ok(Json(json!({ "results": rows })))
+}

@@ -1,0 +1,45 @@
+//! The HTTP surface, one module per area; `router` puts them together.
+
+pub mod health;
+pub mod inference;
+pub mod statistics;
+pub mod v2;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{any, get, post};
+use axum::Router;
+use tower_http::services::ServeDir;
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let dashboard = ServeDir::new(&state.config.dashboard_dir);
+    Router::new()
+        .route("/api/v1/inference/submit", post(inference::submit))
+        .route("/api/v1/inference/batch", post(inference::batch))
+        .route("/api/v1/inference/run", post(inference::run))
+        .route("/api/v1/inference/results", get(inference::results))
+        .route("/api/v1/inference/{job_id}", get(inference::status))
+        .route("/api/v1/statistics", get(statistics::statistics))
+        .route("/api/v1/models", get(statistics::models))
+        .route("/api/{*rest}", any(unknown_route))
+        .route("/healthz", get(health::live))
+        .route("/readyz", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .route("/v2", get(v2::server_metadata))
+        .route("/v2/health/live", get(v2::live))
+        .route("/v2/health/ready", get(v2::ready))
+        .route("/v2/models/{model}", get(v2::model_metadata))
+        .route("/v2/models/{model}/ready", get(v2::model_ready))
+        .route("/v2/models/{model}/infer", post(v2::infer))
+        .fallback_service(dashboard)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn unknown_route() -> ApiError {
+    ApiError::NotFound("no such API route; see README.md for the API".into())
+}

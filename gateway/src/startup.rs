@@ -1,0 +1,43 @@
+//! Builds the gateway from its configuration and serves it until shutdown.
+
+use anyhow::Context;
+use orbit_runtime::{nats, streams, Shutdown};
+
+use crate::cache::JobCache;
+use crate::config::GatewayConfig;
+use crate::routes::router;
+use crate::state::AppState;
+use crate::store::Store;
+
+/// Connects everything, makes sure the streams exist, and serves HTTP until `shutdown`; then
+/// finishes the requests in flight.
+pub async fn run(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+    let metrics = orbit_runtime::metrics::install(None)?;
+    let client = nats::connect(&config.nats_url, "orbit-gateway").await?;
+    let jetstream = nats::jetstream(client.clone());
+    streams::ensure(&jetstream, &streams::StreamSettings::from_env()?).await?;
+    let cache = JobCache::connect(&config.redis_url, config.job_ttl)
+        .await
+        .context("connecting to Redis (ORBIT_REDIS_URL)")?;
+    let store = Store::connect_lazy(&config.database_url).context("ORBIT_DATABASE_URL")?;
+
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("binding {}", config.http_addr))?;
+    let addr = listener.local_addr()?;
+    let state = AppState {
+        config: std::sync::Arc::new(config),
+        nats: client.clone(),
+        jetstream,
+        cache,
+        store,
+        metrics,
+    };
+    tracing::info!(%addr, "gateway listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.wait().await })
+        .await?;
+    client.flush().await?;
+    tracing::info!("gateway stopped");
+    Ok(())
+}

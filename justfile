@@ -1,0 +1,36 @@
+# Orbit: every workflow. `just --list` shows them all.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# List the recipes.
+default:
+    @just --list
+
+# Install what is missing and run the whole stack on loopback.
+up:
+    scripts/stack.sh up
+
+# Stop exactly what `just up` started (and a test stack, if one runs).
+down:
+    scripts/stack.sh down
+    ORBIT_ENV=test scripts/infra.sh down
+
+# Say what runs.
+status:
+    scripts/stack.sh status
+
+# Install what is missing and run every test against real services.
+test *ARGS:
+    scripts/test.sh {{ARGS}}
+
+# Format, lint, and look for repeated code.
+check:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Load script: end-to-end jobs/s through the running stack (see bench/README.md).
+load *ARGS:
+    cargo run --release --quiet -p orbit-bench --bin orbit-load -- {{ARGS}}
+
+# Tail the logs of the running stack.
+logs:
+    tail -n 50 -F .orbit/dev/logs/*.log

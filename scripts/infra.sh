@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# The backing services on loopback: NATS (JetStream), PostgreSQL and Redis.
+#   scripts/infra.sh up      install what is missing, start what is not running, wait for it
+#   scripts/infra.sh down    stop exactly what `up` started (by pid)
+#   scripts/infra.sh status  what runs
+# Writes $DATA/env with the connection URLs (secrets included; the file is outside git).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+nats_up() {
+  if pid_alive nats; then say "nats already running"; return; fi
+  port_busy "$NATS_PORT" && die "port $NATS_PORT is taken by another process; set ORBIT_NATS_PORT"
+  mkdir -p "$DATA/nats"
+  spawn nats "$(nats_bin)" -c "$ROOT/nats/nats-server.conf" -p "$NATS_PORT" \
+    -m "$NATS_MONITOR_PORT" -sd "$DATA/nats"
+  wait_port "$NATS_PORT" 30 || die "nats did not start; see $LOGS/nats.log"
+}
+
+postgres_up() {
+  local bin dir password
+  bin="$(pg_bin)" || die "PostgreSQL binaries not found"
+  dir="$(pg_data_dir)"
+  echo "$dir" >"$RUN/postgres.dir"
+  if [[ ! -f "$dir/PG_VERSION" ]]; then
+    say "initialising PostgreSQL in $dir"
+    runuser -u postgres -- "$bin/initdb" -D "$dir" --username=postgres --encoding=UTF8 \
+      --auth-local=peer --auth-host=scram-sha-256 >/dev/null
+  fi
+  if runuser -u postgres -- "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+    say "postgres already running"
+  else
+    port_busy "$PG_PORT" && die "port $PG_PORT is taken by another process; set ORBIT_PG_PORT"
+    runuser -u postgres -- "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
+      -o "-p $PG_PORT -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null \
+      || die "postgres did not start; see $dir/server.log"
+    say "started postgres (port $PG_PORT, data $dir)"
+  fi
+  password="$(secret postgres)"
+  local psql=(runuser -u postgres -- "$bin/psql" -h "$dir" -p "$PG_PORT" -d postgres -v ON_ERROR_STOP=1 -qtA)
+  if [[ "$("${psql[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname = 'orbit'")" != 1 ]]; then
+    "${psql[@]}" -c "CREATE ROLE orbit LOGIN" >/dev/null
+  fi
+  "${psql[@]}" -c "ALTER ROLE orbit PASSWORD '$password'" >/dev/null
+  if [[ "$("${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = 'orbit'")" != 1 ]]; then
+    "${psql[@]}" -c "CREATE DATABASE orbit OWNER orbit" >/dev/null
+  fi
+}
+
+redis_up() {
+  if pid_alive redis; then say "redis already running"; return; fi
+  port_busy "$REDIS_PORT" && die "port $REDIS_PORT is taken by another process; set ORBIT_REDIS_PORT"
+  mkdir -p "$DATA/redis" "$RUN" "$LOGS"
+  local conf="$DATA/redis.conf"
+  umask 077
+  cat >"$conf" <<CONF
+bind 127.0.0.1
+port $REDIS_PORT
+daemonize yes
+pidfile $RUN/redis.pid
+logfile $LOGS/redis.log
+dir $DATA/redis
+save ""
+appendonly no
+requirepass $(secret redis)
+CONF
+  redis-server "$conf"
+  wait_port "$REDIS_PORT" 30 || die "redis did not start; see $LOGS/redis.log"
+  say "started redis (port $REDIS_PORT)"
+}
+
+write_env() {
+  umask 077
+  cat >"$ENV_FILE" <<ENV
+ORBIT_ENV=$ORBIT_ENV
+ORBIT_NATS_URL=nats://127.0.0.1:$NATS_PORT
+ORBIT_DATABASE_URL=postgres://orbit:$(secret postgres)@127.0.0.1:$PG_PORT/orbit
+ORBIT_REDIS_URL=redis://:$(secret redis)@127.0.0.1:$REDIS_PORT/0
+ORBIT_NATS_MONITOR_URL=http://127.0.0.1:$NATS_MONITOR_PORT
+ENV
+}
+
+up() {
+  "$ROOT/scripts/install.sh"
+  mkdir -p "$RUN" "$LOGS"
+  nats_up
+  postgres_up
+  redis_up
+  write_env
+  say "infrastructure up: NATS :$NATS_PORT, Postgres :$PG_PORT, Redis :$REDIS_PORT ($ENV_FILE)"
+}
+
+down() {
+  if pid_alive redis; then
+    stop redis
+  fi
+  if [[ -f "$RUN/postgres.dir" ]]; then
+    local bin dir; bin="$(pg_bin)"; dir="$(cat "$RUN/postgres.dir")"
+    if runuser -u postgres -- "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+      runuser -u postgres -- "$bin/pg_ctl" -D "$dir" -m fast -w stop >/dev/null && say "stopped postgres"
+    fi
+  fi
+  stop nats
+}
+
+status() {
+  local name
+  for name in nats redis; do
+    if pid_alive "$name"; then echo "  $name: running (pid $(cat "$RUN/$name.pid"))"; else echo "  $name: stopped"; fi
+  done
+  local bin dir
+  if [[ -f "$RUN/postgres.dir" ]] && bin="$(pg_bin)" && dir="$(cat "$RUN/postgres.dir")" \
+     && runuser -u postgres -- "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+    echo "  postgres: running (port $PG_PORT, data $dir)"
+  else
+    echo "  postgres: stopped"
+  fi
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Shared helpers for the stack scripts: where things live, which ports an environment uses,
+# and how to start, find and stop a process by pid file.
+#
+# ORBIT_ENV selects the environment: "dev" (default; the ports in README.md) or "test"
+# (other ports, so `just test` can run beside a dev stack). Every port can be overridden.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ORBIT_ENV="${ORBIT_ENV:-dev}"
+case "$ORBIT_ENV" in
+  dev)  PORT_BASE=0 ;;
+  test) PORT_BASE=10000 ;;
+  *) echo "ORBIT_ENV must be dev or test, not '$ORBIT_ENV'" >&2; exit 2 ;;
+esac
+
+NATS_PORT="${ORBIT_NATS_PORT:-$((4222 + PORT_BASE))}"
+NATS_MONITOR_PORT="${ORBIT_NATS_MONITOR_PORT:-$((8222 + PORT_BASE))}"
+PG_PORT="${ORBIT_PG_PORT:-$((5432 + PORT_BASE))}"
+REDIS_PORT="${ORBIT_REDIS_PORT:-$((6379 + PORT_BASE))}"
+HTTP_PORT="${ORBIT_HTTP_PORT:-$((8000 + PORT_BASE))}"
+METRICS_PORT_BASE="${ORBIT_METRICS_PORT_BASE:-$((9100 + PORT_BASE))}"
+
+TOOLS="$ROOT/.orbit/tools"
+DATA="$ROOT/.orbit/$ORBIT_ENV"
+RUN="$DATA/run"
+LOGS="$DATA/logs"
+SECRETS="$DATA/secrets"
+ENV_FILE="$DATA/env"
+NATS_VERSION="2.15.1"
+
+say() { printf '\033[1;34m[orbit %s]\033[0m %s\n' "$ORBIT_ENV" "$*"; }
+die() { printf '\033[1;31m[orbit %s]\033[0m %s\n' "$ORBIT_ENV" "$*" >&2; exit 1; }
+
+# pid_alive NAME: true when the pid file NAME exists and its process runs.
+pid_alive() {
+  local file="$RUN/$1.pid"
+  [[ -f "$file" ]] && kill -0 "$(cat "$file")" 2>/dev/null
+}
+
+# wait_port PORT SECONDS: wait until something listens on 127.0.0.1:PORT.
+wait_port() {
+  local port="$1" deadline=$((SECONDS + ${2:-30}))
+  until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+    (( SECONDS < deadline )) || return 1
+    sleep 0.2
+  done
+}
+
+# port_busy PORT: true when something already listens there.
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# spawn NAME COMMAND...: start a background process with its log and pid file, unless it runs.
+spawn() {
+  local name="$1"; shift
+  if pid_alive "$name"; then
+    say "$name already running (pid $(cat "$RUN/$name.pid"))"
+    return 0
+  fi
+  mkdir -p "$RUN" "$LOGS"
+  nohup "$@" >>"$LOGS/$name.log" 2>&1 &
+  echo $! >"$RUN/$name.pid"
+  say "started $name (pid $!, log $LOGS/$name.log)"
+}
+
+# stop NAME: SIGTERM the process in pid file NAME, wait for it to drain, SIGKILL if it won't.
+stop() {
+  local name="$1" file="$RUN/$1.pid"
+  [[ -f "$file" ]] || return 0
+  local pid; pid="$(cat "$file")"
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      say "$name did not stop in 10 s; killing"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    say "stopped $name"
+  fi
+  rm -f "$file"
+}
+
+# secret NAME: a random secret kept under the environment's secrets folder (never in git).
+secret() {
+  local file="$SECRETS/$1"
+  if [[ ! -s "$file" ]]; then
+    mkdir -p "$SECRETS"; chmod 700 "$SECRETS"
+    python3 -c 'import secrets; print(secrets.token_hex(16))' >"$file"
+    chmod 600 "$file"
+  fi
+  cat "$file"
+}
+
+nats_bin() { echo "$TOOLS/nats/bin/nats-server"; }
+
+pg_bin() {
+  local dir
+  dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+  [[ -n "$dir" ]] && echo "$dir"
+}
+
+# Postgres refuses to run as root and must reach its data folder as user postgres. The data
+# lives under .orbit/ when postgres can reach it there, else under /var/lib/postgresql.
+pg_data_dir() {
+  local candidate="$DATA/postgres"
+  mkdir -p "$candidate"
+  chown postgres:postgres "$candidate"
+  if runuser -u postgres -- test -w "$candidate" 2>/dev/null; then
+    echo "$candidate"
+  else
+    local fallback
+    fallback="/var/lib/postgresql/orbit-$ORBIT_ENV-$(echo "$ROOT" | cksum | cut -d' ' -f1)"
+    mkdir -p "$fallback"; chown postgres:postgres "$fallback"
+    echo "$fallback"
+  fi
+}

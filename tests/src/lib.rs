@@ -1,0 +1,386 @@
+//! The end-to-end harness: real NATS, Postgres and Redis (started by `scripts/infra.sh` on the
+//! test ports), and real Orbit binaries started as child processes per test.
+//!
+//! Tests wait on conditions with deadlines, never on sleeps that merely hope: see
+//! [`wait_until`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use futures::StreamExt;
+use serde_json::Value;
+
+/// Connection URLs of the test infrastructure, from the env file `scripts/infra.sh` writes.
+#[derive(Debug, Clone)]
+pub struct TestEnv {
+    pub vars: HashMap<String, String>,
+}
+
+impl TestEnv {
+    pub fn load() -> anyhow::Result<Self> {
+        let path = std::env::var("ORBIT_TEST_ENV_FILE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| workspace_root().join(".orbit/test/env"));
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "{} missing: run `just test` (it starts the test services)",
+                path.display()
+            )
+        })?;
+        let vars = text
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        Ok(Self { vars })
+    }
+
+    pub fn get(&self, name: &str) -> &str {
+        self.vars.get(name).map(String::as_str).unwrap_or_default()
+    }
+
+    pub fn nats_url(&self) -> &str {
+        self.get("ORBIT_NATS_URL")
+    }
+
+    pub fn database_url(&self) -> &str {
+        self.get("ORBIT_DATABASE_URL")
+    }
+
+    pub fn redis_url(&self) -> &str {
+        self.get("ORBIT_REDIS_URL")
+    }
+}
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+fn binary(name: &str) -> PathBuf {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("target"));
+    target.join("debug").join(name)
+}
+
+/// A child process that is killed when dropped, so a failing test leaves nothing behind.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+}
+
+impl Proc {
+    pub fn spawn(
+        name: &str,
+        bin: &str,
+        env: &TestEnv,
+        extra: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
+        let logs = workspace_root().join("target/e2e-logs");
+        std::fs::create_dir_all(&logs)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(logs.join(format!("{name}.log")))?;
+        let mut command = Command::new(binary(bin));
+        command
+            .envs(&env.vars)
+            .env("RUST_LOG", "info")
+            .env("ORBIT_ACK_WAIT_MS", "2000")
+            .env("ORBIT_WORKER_ID", name)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        for (key, value) in extra {
+            command.env(key, value);
+        }
+        let child = command.spawn().with_context(|| {
+            format!(
+                "starting {} (run `cargo build --bins` first)",
+                binary(bin).display()
+            )
+        })?;
+        Ok(Self {
+            name: name.to_string(),
+            child,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()?;
+        if !status.success() {
+            bail!("kill -{signal} {} failed", self.name);
+        }
+        Ok(())
+    }
+
+    /// Freezes the process where it stands (SIGSTOP).
+    pub fn freeze(&self) -> anyhow::Result<()> {
+        self.signal("STOP")
+    }
+
+    pub fn thaw(&self) -> anyhow::Result<()> {
+        self.signal("CONT")
+    }
+
+    /// kill -9: no drain, no goodbye.
+    pub fn kill_hard(&mut self) -> anyhow::Result<()> {
+        self.signal("KILL")?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// SIGTERM and wait for a graceful exit.
+    pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        self.signal("TERM")?;
+        Ok(self.child.wait()?)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `check` returns `Some`, polling every 20 ms, failing after `timeout`.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A free loopback port (bound, then released for the process under test).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Clients of the real services, shared by a test.
+pub struct Clients {
+    pub env: TestEnv,
+    pub nats: async_nats::Client,
+    pub jetstream: async_nats::jetstream::Context,
+    pub pg: sqlx::PgPool,
+    pub redis: redis::aio::MultiplexedConnection,
+    pub http: reqwest::Client,
+}
+
+impl Clients {
+    pub async fn connect() -> anyhow::Result<Self> {
+        let env = TestEnv::load()?;
+        let nats = async_nats::connect(env.nats_url()).await?;
+        let jetstream = async_nats::jetstream::new(nats.clone());
+        let pg = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(env.database_url())
+            .await?;
+        let redis = redis::Client::open(env.redis_url())?
+            .get_multiplexed_async_connection()
+            .await?;
+        Ok(Self {
+            env,
+            nats,
+            jetstream,
+            pg,
+            redis,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    /// How many replicas of `function` answer `$SRV.PING.<function>` within 300 ms.
+    pub async fn replicas(&self, function: &str) -> anyhow::Result<usize> {
+        let inbox = self.nats.new_inbox();
+        let mut replies = self.nats.subscribe(inbox.clone()).await?;
+        self.nats
+            .publish_with_reply(format!("$SRV.PING.{function}"), inbox, "".into())
+            .await?;
+        self.nats.flush().await?;
+        let mut count = 0;
+        let deadline = tokio::time::sleep(Duration::from_millis(300));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                reply = replies.next() => match reply {
+                    // The server's "no responders" status arrives on the inbox too: not a replica.
+                    Some(reply) if !reply.payload.is_empty() => count += 1,
+                    Some(_) => {}
+                    None => break,
+                },
+                _ = &mut deadline => break,
+            }
+        }
+        Ok(count)
+    }
+
+    /// Rows in `inference_results` among `job_ids`.
+    pub async fn recorded(&self, job_ids: &[String]) -> anyhow::Result<i64> {
+        let (count,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM inference_results WHERE job_id = ANY($1)")
+                .bind(job_ids)
+                .fetch_one(&self.pg)
+                .await?;
+        Ok(count)
+    }
+
+    /// Waits until every one of `job_ids` has its row in Postgres.
+    pub async fn wait_recorded(&self, job_ids: &[String], timeout: Duration) -> anyhow::Result<()> {
+        let expected = job_ids.len() as i64;
+        wait_until(&format!("{expected} rows in Postgres"), timeout, || async {
+            Ok((self.recorded(job_ids).await? == expected).then_some(()))
+        })
+        .await
+    }
+
+    /// The last sequence of JOBS: it moves on every stored job, so an unchanged value proves
+    /// nothing was enqueued (consumed jobs leave a work-queue stream, sequences do not).
+    pub async fn jobs_last_sequence(&self) -> anyhow::Result<u64> {
+        let mut stream = self.jetstream.get_stream("JOBS").await?;
+        Ok(stream.info().await?.state.last_sequence)
+    }
+}
+
+/// The Orbit processes of one test: gateway, sinks and function replicas.
+pub struct Stack {
+    pub http_base: String,
+    pub functions: Vec<Proc>,
+    pub others: Vec<Proc>,
+}
+
+/// What to start.
+pub struct StackOptions {
+    pub replicas: usize,
+    pub gateway: bool,
+    pub sinks: bool,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            gateway: true,
+            sinks: true,
+        }
+    }
+}
+
+impl Stack {
+    pub async fn start(clients: &Clients, options: StackOptions) -> anyhow::Result<Self> {
+        let env = &clients.env;
+        let mut others = Vec::new();
+        if options.sinks {
+            others.push(Proc::spawn("sink-postgres", "sink-postgres", env, &[])?);
+            others.push(Proc::spawn("sink-redis", "sink-redis", env, &[])?);
+        }
+        let mut stack = Self {
+            http_base: String::new(),
+            functions: Vec::new(),
+            others,
+        };
+        for i in 0..options.replicas {
+            stack
+                .add_replica(clients, &format!("moving_average-{i}"))
+                .await?;
+        }
+        if options.gateway {
+            let port = free_port()?;
+            stack.others.push(Proc::spawn(
+                "gateway",
+                "orbit-gateway",
+                env,
+                &[
+                    ("ORBIT_HTTP_ADDR", format!("127.0.0.1:{port}")),
+                    ("ORBIT_MAX_BODY_BYTES", (4 * 1024 * 1024).to_string()),
+                    (
+                        "ORBIT_DASHBOARD_DIR",
+                        workspace_root().join("dashboard").display().to_string(),
+                    ),
+                ],
+            )?);
+            stack.http_base = format!("http://127.0.0.1:{port}");
+            let health = format!("{}/readyz", stack.http_base);
+            wait_until("gateway ready", Duration::from_secs(30), || async {
+                Ok(match clients.http.get(&health).send().await {
+                    Ok(response) if response.status().is_success() => Some(()),
+                    _ => None,
+                })
+            })
+            .await?;
+        }
+        Ok(stack)
+    }
+
+    /// Starts one more `moving_average` replica and waits until it answers `$SRV.PING`.
+    pub async fn add_replica(&mut self, clients: &Clients, name: &str) -> anyhow::Result<()> {
+        self.add_replica_with(clients, name, &[]).await
+    }
+
+    /// The same, with extra environment for the replica.
+    pub async fn add_replica_with(
+        &mut self,
+        clients: &Clients,
+        name: &str,
+        extra: &[(&str, String)],
+    ) -> anyhow::Result<()> {
+        let before = clients.replicas("moving_average").await?;
+        self.functions
+            .push(Proc::spawn(name, "moving-average", &clients.env, extra)?);
+        wait_until("replica registered", Duration::from_secs(30), || async {
+            Ok((clients.replicas("moving_average").await? > before).then_some(()))
+        })
+        .await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.http_base)
+    }
+}
+
+/// The value of counter `name` in a Prometheus text page (0 when absent).
+pub async fn scrape_counter(http: &reqwest::Client, url: &str, name: &str) -> anyhow::Result<f64> {
+    let text = http.get(url).send().await?.text().await?;
+    Ok(text
+        .lines()
+        .filter(|line| line.starts_with(name))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+/// A seed-shaped moving-average job over `n` points.
+pub fn ma_job(n: usize, window: usize) -> Value {
+    let data: Vec<f64> = (0..n)
+        .map(|i| (i as f64 * 0.3).sin() * 10.0 + i as f64)
+        .collect();
+    serde_json::json!({
+        "model_name": "moving_average",
+        "data": data,
+        "metadata": { "pattern": "seasonal" },
+        "parameters": { "window": window },
+    })
+}

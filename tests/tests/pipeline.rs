@@ -1,0 +1,220 @@
+//! The async path end to end: HTTP submit -> JetStream -> function -> RESULTS -> Postgres and
+//! Redis -> status API.
+
+use std::time::Duration;
+
+use orbit_e2e::{ma_job, Clients, Stack, StackOptions};
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn a_submitted_job_is_computed_and_recorded_in_postgres_and_redis() -> anyhow::Result<()> {
+    let clients = Clients::connect().await?;
+    let stack = Stack::start(&clients, StackOptions::default()).await?;
+
+    // The seed's own request body.
+    let response = clients
+        .http
+        .post(stack.url("/api/v1/inference/submit"))
+        .json(&json!({
+            "model_name": "moving_average",
+            "data": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
+            "metadata": {"window": 5, "pattern": "seasonal"}
+        }))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 202);
+    let accepted: Value = response.json().await?;
+    let job_id = accepted["job_id"].as_str().unwrap().to_string();
+    assert_eq!(accepted["status"], "queued");
+
+    let status_url = stack.url(&format!("/api/v1/inference/{job_id}"));
+    let view: Value = orbit_e2e::wait_until("job succeeded", Duration::from_secs(20), || async {
+        let view: Value = clients.http.get(&status_url).send().await?.json().await?;
+        Ok((view["status"] == "succeeded").then_some(view))
+    })
+    .await?;
+    assert_eq!(view["result"]["values"], json!([3.0, 4.0, 5.0]));
+    assert_eq!(view["result"]["kind"], "simple");
+    assert_eq!(view["model_name"], "moving_average");
+
+    clients
+        .wait_recorded(std::slice::from_ref(&job_id), Duration::from_secs(20))
+        .await?;
+    let (status, output, metadata, source): (String, Value, Value, String) = sqlx::query_as(
+        "SELECT status, output, metadata, source FROM inference_results WHERE job_id = $1",
+    )
+    .bind(&job_id)
+    .fetch_one(&clients.pg)
+    .await?;
+    assert_eq!(status, "succeeded");
+    assert_eq!(output["values"], json!([3.0, 4.0, 5.0]));
+    assert_eq!(metadata["pattern"], "seasonal");
+    assert_eq!(source, "async");
+
+    let mut redis = clients.redis.clone();
+    let cached: Option<String> = redis::cmd("HGET")
+        .arg(format!("orbit:job:{job_id}"))
+        .arg("status")
+        .query_async(&mut redis)
+        .await?;
+    assert_eq!(cached.as_deref(), Some("succeeded"));
+
+    let results: Value = clients
+        .http
+        .get(stack.url("/api/v1/inference/results?limit=1000&model_name=moving_average"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert!(results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|row| row["job_id"] == job_id.as_str()));
+    let stats: Value = clients
+        .http
+        .get(stack.url("/api/v1/statistics"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert!(stats["completed"].as_i64().unwrap() >= 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unknown_job_id_is_404_with_a_json_body() -> anyhow::Result<()> {
+    let clients = Clients::connect().await?;
+    let stack = Stack::start(
+        &clients,
+        StackOptions {
+            replicas: 0,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let response = clients
+        .http
+        .get(stack.url("/api/v1/inference/no-such-job"))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 404);
+    let body: Value = response.json().await?;
+    assert_eq!(body["error"]["code"], "not_found");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_job_waiting_for_a_worker_reads_queued_then_succeeds() -> anyhow::Result<()> {
+    let clients = Clients::connect().await?;
+    let mut stack = Stack::start(
+        &clients,
+        StackOptions {
+            replicas: 0,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let accepted: Value = clients
+        .http
+        .post(stack.url("/api/v1/inference/submit"))
+        .json(&ma_job(64, 5))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let job_id = accepted["job_id"].as_str().unwrap().to_string();
+    let status_url = stack.url(&format!("/api/v1/inference/{job_id}"));
+    let view: Value = clients.http.get(&status_url).send().await?.json().await?;
+    assert_eq!(view["status"], "queued");
+
+    stack.add_replica(&clients, "late-replica").await?;
+    orbit_e2e::wait_until("job succeeded", Duration::from_secs(20), || async {
+        let view: Value = clients.http.get(&status_url).send().await?.json().await?;
+        Ok((view["status"] == "succeeded").then_some(()))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_batch_is_accepted_whole_and_every_job_is_recorded_once() -> anyhow::Result<()> {
+    let clients = Clients::connect().await?;
+    let stack = Stack::start(&clients, StackOptions::default()).await?;
+    let jobs: Vec<Value> = (0..250).map(|i| ma_job(64 + i % 5, 1 + i % 7)).collect();
+    let response = clients
+        .http
+        .post(stack.url("/api/v1/inference/batch"))
+        .json(&json!({ "jobs": jobs }))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await?;
+    assert_eq!(body["accepted"], 250);
+    let ids: Vec<String> = body["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["job_id"].as_str().unwrap().to_string())
+        .collect();
+    clients.wait_recorded(&ids, Duration::from_secs(30)).await?;
+    let (distinct, succeeded): (i64, i64) = sqlx::query_as(
+        "SELECT count(DISTINCT job_id), count(*) FILTER (WHERE status = 'succeeded') \
+         FROM inference_results WHERE job_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_one(&clients.pg)
+    .await?;
+    assert_eq!((distinct, succeeded), (250, 250));
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_idempotency_key_makes_a_repeated_submit_run_once() -> anyhow::Result<()> {
+    let clients = Clients::connect().await?;
+    let stack = Stack::start(
+        &clients,
+        StackOptions {
+            replicas: 0,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let key = format!("order-{}", uuid::Uuid::now_v7());
+    let before = clients.jobs_last_sequence().await?;
+
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let response = clients
+            .http
+            .post(stack.url("/api/v1/inference/submit"))
+            .header("Idempotency-Key", &key)
+            .json(&ma_job(32, 4))
+            .send()
+            .await?;
+        assert_eq!(response.status(), 202);
+        let body: Value = response.json().await?;
+        ids.push(body["job_id"].as_str().unwrap().to_string());
+    }
+    assert!(ids.iter().all(|id| id == &key), "{ids:?}");
+    // One job stored, whatever the number of submits.
+    assert_eq!(clients.jobs_last_sequence().await? - before, 1);
+
+    // The same key straight to JetStream again (as a retry that bypassed the cache would):
+    // JetStream's duplicate window refuses to store it twice.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", key.as_str());
+    let ack = clients
+        .jetstream
+        .publish_with_headers("orbit.jobs.moving_average", headers, "{}".into())
+        .await?
+        .await?;
+    assert!(ack.duplicate);
+
+    let mut stack = stack;
+    stack.add_replica(&clients, "idempotency-replica").await?;
+    clients
+        .wait_recorded(std::slice::from_ref(&key), Duration::from_secs(20))
+        .await?;
+    assert_eq!(clients.recorded(std::slice::from_ref(&key)).await?, 1);
+    Ok(())
+}
