@@ -214,6 +214,29 @@ impl Clients {
         })
     }
 
+    /// POSTs `body` as JSON; the status and the JSON answer (`null` when there is none).
+    pub async fn post_json(&self, url: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+        let response = self.http.post(url).json(body).send().await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// GETs `url`; the status and the JSON answer (`null` when there is none).
+    pub async fn get_json(&self, url: &str) -> anyhow::Result<(u16, Value)> {
+        let response = self.http.get(url).send().await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// Polls a job's status URL until it reads `state`; returns the job.
+    pub async fn wait_for_state(&self, status_url: &str, state: &str) -> anyhow::Result<Value> {
+        wait_until(&format!("job {state}"), Duration::from_secs(30), || async {
+            let (_, view) = self.get_json(status_url).await?;
+            Ok((view["status"] == state).then_some(view))
+        })
+        .await
+    }
+
     /// How many replicas of `function` answer `$SRV.PING.<function>` within 300 ms.
     pub async fn replicas(&self, function: &str) -> anyhow::Result<usize> {
         let inbox = self.nats.new_inbox();

@@ -6,33 +6,39 @@ use std::time::Duration;
 use orbit_e2e::{ma_job, Clients, Stack, StackOptions};
 use serde_json::{json, Value};
 
+fn job_ids(body: &Value) -> Vec<String> {
+    body["jobs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|job| job["job_id"].as_str().map(str::to_string))
+        .collect()
+}
+
 #[tokio::test]
 async fn a_submitted_job_is_computed_and_recorded_in_postgres_and_redis() -> anyhow::Result<()> {
     let clients = Clients::connect().await?;
     let stack = Stack::start(&clients, StackOptions::default()).await?;
 
     // The seed's own request body.
-    let response = clients
-        .http
-        .post(stack.url("/api/v1/inference/submit"))
-        .json(&json!({
-            "model_name": "moving_average",
-            "data": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
-            "metadata": {"window": 5, "pattern": "seasonal"}
-        }))
-        .send()
+    let seed_body = json!({
+        "model_name": "moving_average",
+        "data": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
+        "metadata": {"window": 5, "pattern": "seasonal"}
+    });
+    let (status, accepted) = clients
+        .post_json(&stack.url("/api/v1/inference/submit"), &seed_body)
         .await?;
-    assert_eq!(response.status(), 202);
-    let accepted: Value = response.json().await?;
-    let job_id = accepted["job_id"].as_str().unwrap().to_string();
+    assert_eq!(status, 202);
     assert_eq!(accepted["status"], "queued");
+    let job_id = accepted["job_id"].as_str().unwrap().to_string();
 
-    let status_url = stack.url(&format!("/api/v1/inference/{job_id}"));
-    let view: Value = orbit_e2e::wait_until("job succeeded", Duration::from_secs(20), || async {
-        let view: Value = clients.http.get(&status_url).send().await?.json().await?;
-        Ok((view["status"] == "succeeded").then_some(view))
-    })
-    .await?;
+    let view = clients
+        .wait_for_state(
+            &stack.url(&format!("/api/v1/inference/{job_id}")),
+            "succeeded",
+        )
+        .await?;
     assert_eq!(view["result"]["values"], json!([3.0, 4.0, 5.0]));
     assert_eq!(view["result"]["kind"], "simple");
     assert_eq!(view["model_name"], "moving_average");
@@ -59,25 +65,15 @@ async fn a_submitted_job_is_computed_and_recorded_in_postgres_and_redis() -> any
         .await?;
     assert_eq!(cached.as_deref(), Some("succeeded"));
 
-    let results: Value = clients
-        .http
-        .get(stack.url("/api/v1/inference/results?limit=1000&model_name=moving_average"))
-        .send()
-        .await?
-        .json()
+    let (_, results) = clients
+        .get_json(&stack.url("/api/v1/inference/results?limit=1000&model_name=moving_average"))
         .await?;
     assert!(results["results"]
         .as_array()
         .unwrap()
         .iter()
         .any(|row| row["job_id"] == job_id.as_str()));
-    let stats: Value = clients
-        .http
-        .get(stack.url("/api/v1/statistics"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let (_, stats) = clients.get_json(&stack.url("/api/v1/statistics")).await?;
     assert!(stats["completed"].as_i64().unwrap() >= 1);
     Ok(())
 }
@@ -93,13 +89,10 @@ async fn an_unknown_job_id_is_404_with_a_json_body() -> anyhow::Result<()> {
         },
     )
     .await?;
-    let response = clients
-        .http
-        .get(stack.url("/api/v1/inference/no-such-job"))
-        .send()
+    let (status, body) = clients
+        .get_json(&stack.url("/api/v1/inference/no-such-job"))
         .await?;
-    assert_eq!(response.status(), 404);
-    let body: Value = response.json().await?;
+    assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "not_found");
     Ok(())
 }
@@ -115,25 +108,19 @@ async fn a_job_waiting_for_a_worker_reads_queued_then_succeeds() -> anyhow::Resu
         },
     )
     .await?;
-    let accepted: Value = clients
-        .http
-        .post(stack.url("/api/v1/inference/submit"))
-        .json(&ma_job(64, 5))
-        .send()
-        .await?
-        .json()
+    let (_, accepted) = clients
+        .post_json(&stack.url("/api/v1/inference/submit"), &ma_job(64, 5))
         .await?;
-    let job_id = accepted["job_id"].as_str().unwrap().to_string();
-    let status_url = stack.url(&format!("/api/v1/inference/{job_id}"));
-    let view: Value = clients.http.get(&status_url).send().await?.json().await?;
+    let status_url = stack.url(&format!(
+        "/api/v1/inference/{}",
+        accepted["job_id"].as_str().unwrap()
+    ));
+    let (_, view) = clients.get_json(&status_url).await?;
     assert_eq!(view["status"], "queued");
 
     stack.add_replica(&clients, "late-replica").await?;
-    orbit_e2e::wait_until("job succeeded", Duration::from_secs(20), || async {
-        let view: Value = clients.http.get(&status_url).send().await?.json().await?;
-        Ok((view["status"] == "succeeded").then_some(()))
-    })
-    .await
+    clients.wait_for_state(&status_url, "succeeded").await?;
+    Ok(())
 }
 
 #[tokio::test]
@@ -141,21 +128,15 @@ async fn a_batch_is_accepted_whole_and_every_job_is_recorded_once() -> anyhow::R
     let clients = Clients::connect().await?;
     let stack = Stack::start(&clients, StackOptions::default()).await?;
     let jobs: Vec<Value> = (0..250).map(|i| ma_job(64 + i % 5, 1 + i % 7)).collect();
-    let response = clients
-        .http
-        .post(stack.url("/api/v1/inference/batch"))
-        .json(&json!({ "jobs": jobs }))
-        .send()
+    let (status, body) = clients
+        .post_json(
+            &stack.url("/api/v1/inference/batch"),
+            &json!({ "jobs": jobs }),
+        )
         .await?;
-    assert_eq!(response.status(), 202);
-    let body: Value = response.json().await?;
+    assert_eq!(status, 202);
     assert_eq!(body["accepted"], 250);
-    let ids: Vec<String> = body["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|job| job["job_id"].as_str().unwrap().to_string())
-        .collect();
+    let ids = job_ids(&body);
     clients.wait_recorded(&ids, Duration::from_secs(30)).await?;
     let (distinct, succeeded): (i64, i64) = sqlx::query_as(
         "SELECT count(DISTINCT job_id), count(*) FILTER (WHERE status = 'succeeded') \
@@ -171,7 +152,7 @@ async fn a_batch_is_accepted_whole_and_every_job_is_recorded_once() -> anyhow::R
 #[tokio::test]
 async fn an_idempotency_key_makes_a_repeated_submit_run_once() -> anyhow::Result<()> {
     let clients = Clients::connect().await?;
-    let stack = Stack::start(
+    let mut stack = Stack::start(
         &clients,
         StackOptions {
             replicas: 0,
@@ -210,7 +191,6 @@ async fn an_idempotency_key_makes_a_repeated_submit_run_once() -> anyhow::Result
         .await?;
     assert!(ack.duplicate);
 
-    let mut stack = stack;
     stack.add_replica(&clients, "idempotency-replica").await?;
     clients
         .wait_recorded(std::slice::from_ref(&key), Duration::from_secs(20))

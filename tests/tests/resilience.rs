@@ -14,13 +14,11 @@ async fn submit_batches(
     for chunk in 0..total.div_ceil(500) {
         let size = 500.min(total - chunk * 500);
         let jobs: Vec<Value> = (0..size).map(|_| ma_job(64, 5)).collect();
-        let body: Value = clients
-            .http
-            .post(stack.url("/api/v1/inference/batch"))
-            .json(&json!({ "jobs": jobs }))
-            .send()
-            .await?
-            .json()
+        let (_, body) = clients
+            .post_json(
+                &stack.url("/api/v1/inference/batch"),
+                &json!({ "jobs": jobs }),
+            )
             .await?;
         assert_eq!(body["accepted"], size, "{body}");
         ids.extend(

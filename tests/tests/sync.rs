@@ -111,23 +111,18 @@ async fn http_run_and_kserve_v2_infer_answer_synchronously() -> anyhow::Result<(
     let clients = Clients::connect().await?;
     let stack = Stack::start(&clients, StackOptions::default()).await?;
 
-    let response = clients
-        .http
-        .post(stack.url("/api/v1/inference/run"))
-        .json(&json!({"model_name": "moving_average", "data": [2, 4, 6, 8], "parameters": {"window": 2, "kind": "ema"}}))
-        .send()
+    let (status, body) = clients
+        .post_json(
+            &stack.url("/api/v1/inference/run"),
+            &json!({"model_name": "moving_average", "data": [2, 4, 6, 8], "parameters": {"window": 2, "kind": "ema"}}),
+        )
         .await?;
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await?;
+    assert_eq!(status, 200);
     assert_eq!(body["output"]["kind"], "exponential");
     assert_eq!(body["output"]["values"].as_array().unwrap().len(), 3);
 
-    let metadata: Value = clients
-        .http
-        .get(stack.url("/v2/models/moving_average"))
-        .send()
-        .await?
-        .json()
+    let (_, metadata) = clients
+        .get_json(&stack.url("/v2/models/moving_average"))
         .await?;
     assert_eq!(metadata["name"], "moving_average");
     let ready = clients
@@ -137,31 +132,30 @@ async fn http_run_and_kserve_v2_infer_answer_synchronously() -> anyhow::Result<(
         .await?;
     assert_eq!(ready.status(), 200);
 
-    let response = clients
-        .http
-        .post(stack.url("/v2/models/moving_average/infer"))
-        .json(&json!({
-            "id": "kserve-1",
-            "parameters": {"window": 3},
-            "inputs": [{"name": "data", "shape": [1, 5], "datatype": "FP32", "data": [[1, 2, 3, 4, 5]]}]
-        }))
-        .send()
+    let infer = stack.url("/v2/models/moving_average/infer");
+    let (status, body) = clients
+        .post_json(
+            &infer,
+            &json!({
+                "id": "kserve-1",
+                "parameters": {"window": 3},
+                "inputs": [{"name": "data", "shape": [1, 5], "datatype": "FP32", "data": [[1, 2, 3, 4, 5]]}]
+            }),
+        )
         .await?;
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await?;
+    assert_eq!(status, 200);
     assert_eq!(body["id"], "kserve-1");
     assert_eq!(body["outputs"][0]["name"], "values");
     assert_eq!(body["outputs"][0]["data"], json!([2.0, 3.0, 4.0]));
     assert_eq!(body["outputs"][0]["shape"], json!([3]));
 
-    let response = clients
-        .http
-        .post(stack.url("/v2/models/moving_average/infer"))
-        .json(&json!({"inputs": [{"name": "data", "shape": [3], "datatype": "BYTES", "data": ["a", "b", "c"]}]}))
-        .send()
+    let (status, body) = clients
+        .post_json(
+            &infer,
+            &json!({"inputs": [{"name": "data", "shape": [3], "datatype": "BYTES", "data": ["a", "b", "c"]}]}),
+        )
         .await?;
-    assert_eq!(response.status(), 422);
-    let body: Value = response.json().await?;
+    assert_eq!(status, 422);
     assert!(body["error"].as_str().unwrap().contains("datatype"));
     Ok(())
 }
@@ -177,14 +171,13 @@ async fn run_without_a_replica_is_503_not_a_hang() -> anyhow::Result<()> {
         },
     )
     .await?;
-    let response = clients
-        .http
-        .post(stack.url("/api/v1/inference/run"))
-        .json(&json!({"model_name": "moving_average", "data": [1, 2, 3, 4, 5]}))
-        .send()
+    let (status, body) = clients
+        .post_json(
+            &stack.url("/api/v1/inference/run"),
+            &json!({"model_name": "moving_average", "data": [1, 2, 3, 4, 5]}),
+        )
         .await?;
-    assert_eq!(response.status(), 503);
-    let body: Value = response.json().await?;
+    assert_eq!(status, 503);
     assert_eq!(body["error"]["code"], "unavailable");
     Ok(())
 }

@@ -80,17 +80,16 @@ async fn bad_requests_get_a_json_error_naming_the_field_and_enqueue_nothing() ->
     assert_eq!(error["error"]["code"], "body_too_large");
 
     // One bad job rejects the whole batch, naming it.
-    let response = clients
-        .http
-        .post(stack.url("/api/v1/inference/batch"))
-        .json(&json!({"jobs": [
-            {"model_name": "moving_average", "data": [1, 2, 3], "parameters": {"window": 2}},
-            {"model_name": "moving_average", "data": [1, 2, 3], "parameters": {"window": 9}},
-        ]}))
-        .send()
+    let (status, error) = clients
+        .post_json(
+            &stack.url("/api/v1/inference/batch"),
+            &json!({"jobs": [
+                {"model_name": "moving_average", "data": [1, 2, 3], "parameters": {"window": 2}},
+                {"model_name": "moving_average", "data": [1, 2, 3], "parameters": {"window": 9}},
+            ]}),
+        )
         .await?;
-    assert_eq!(response.status(), 422);
-    let error: Value = response.json().await?;
+    assert_eq!(status, 422);
     assert_eq!(error["error"]["field"], "jobs[1].parameters.window");
 
     let response = clients

@@ -40,7 +40,8 @@ pub struct RuntimeConfig {
     pub nats_url: String,
     /// `ORBIT_WORKER_ID`, default `<hostname-or-function>-<pid>`: names this replica in results.
     pub worker_id: String,
-    /// `ORBIT_FETCH_BATCH`, default 256: jobs pulled per fetch.
+    /// `ORBIT_FETCH_BATCH`, default 256 for functions and 1000 for sinks (a bigger write
+    /// amortises the commit): messages pulled per fetch.
     pub fetch_batch: usize,
     /// `ORBIT_ACK_WAIT_MS`, default 30000: how long a job may stay unacknowledged before
     /// JetStream redelivers it to another replica.
@@ -56,7 +57,20 @@ pub struct RuntimeConfig {
 }
 
 impl RuntimeConfig {
+    /// Settings of a function process.
     pub fn from_env(default_worker_prefix: &str) -> Result<Self, ConfigError> {
+        Self::with_fetch_batch(default_worker_prefix, 256)
+    }
+
+    /// Settings of a sink process.
+    pub fn sink_from_env(default_worker_prefix: &str) -> Result<Self, ConfigError> {
+        Self::with_fetch_batch(default_worker_prefix, 1000)
+    }
+
+    fn with_fetch_batch(
+        default_worker_prefix: &str,
+        default_fetch_batch: usize,
+    ) -> Result<Self, ConfigError> {
         let metrics_addr: String = env_or("ORBIT_METRICS_ADDR", String::new())?;
         let metrics_addr = if metrics_addr.is_empty() {
             None
@@ -76,7 +90,7 @@ impl RuntimeConfig {
                 "ORBIT_WORKER_ID",
                 format!("{default_worker_prefix}-{}", std::process::id()),
             )?,
-            fetch_batch: env_or("ORBIT_FETCH_BATCH", 256usize)?.max(1),
+            fetch_batch: env_or("ORBIT_FETCH_BATCH", default_fetch_batch)?.max(1),
             ack_wait: Duration::from_millis(env_or("ORBIT_ACK_WAIT_MS", 30_000u64)?.max(100)),
             max_deliver: env_or("ORBIT_MAX_DELIVER", 5i64)?.max(1),
             max_ack_pending: env_or("ORBIT_MAX_ACK_PENDING", 4096i64)?.max(1),

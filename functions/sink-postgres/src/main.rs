@@ -21,7 +21,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let config = RuntimeConfig::from_env("sink-postgres")?;
+    let config = RuntimeConfig::sink_from_env("sink-postgres")?;
     serve_sink(PostgresSink::new(pool), config, Shutdown::on_signals()).await?;
     Ok(())
 }

@@ -17,7 +17,7 @@ async fn main() -> anyhow::Result<()> {
     let connection = connect(&redis_url)
         .await
         .context("connecting to Redis (ORBIT_REDIS_URL)")?;
-    let config = RuntimeConfig::from_env("sink-redis")?;
+    let config = RuntimeConfig::sink_from_env("sink-redis")?;
     let shutdown = Shutdown::on_signals();
 
     let started = tokio::spawn(follow_started(
