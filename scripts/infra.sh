@@ -76,6 +76,7 @@ ORBIT_DATABASE_URL=postgres://orbit:$(secret postgres)@127.0.0.1:$PG_PORT/orbit
 ORBIT_REDIS_URL=redis://:$(secret redis)@127.0.0.1:$REDIS_PORT/0
 ORBIT_NATS_MONITOR_URL=http://127.0.0.1:$NATS_MONITOR_PORT
 ORBIT_HTTP_PORT=$HTTP_PORT
+ORT_DYLIB_PATH=$(ort_lib)
 ENV
 }
 

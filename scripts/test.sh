@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# `just test`: unit tests, then the end-to-end suite against real NATS, Postgres and Redis
-# started on the test ports (or reused if already up), never touching a dev stack.
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# `just test`: every test against real NATS, Postgres and Redis (and ONNX Runtime), started on
+# the test ports or reused if already up, never touching a dev stack.
 export ORBIT_ENV=test
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 cd "$ROOT"
-say "unit tests"
+"$ROOT/scripts/infra.sh" up
+set -a; source "$ENV_FILE"; set +a
+
+say "unit and component tests"
 cargo test --workspace --exclude orbit-e2e --quiet
 
-"$ROOT/scripts/infra.sh" up
 say "building binaries for the end-to-end suite"
 cargo build --bins --quiet
 say "end-to-end tests (real services; one at a time, each starts its own Orbit processes)"
