@@ -31,7 +31,7 @@ fi
 if [[ ! -f "$(ort_lib)" ]]; then
   say "installing ONNX Runtime $ORT_VERSION (libonnxruntime.so from the PyPI onnxruntime wheel)"
   wheels="$(mktemp -d)"
-  python3 -m pip download --quiet --disable-pip-version-check --root-user-action=ignore --no-deps \
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps \
     --only-binary=:all: --python-version 3.11 --platform manylinux_2_28_x86_64 \
     -d "$wheels" "onnxruntime==$ORT_VERSION"
   mkdir -p "$TOOLS/onnxruntime"
