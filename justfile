@@ -31,6 +31,15 @@ check:
 load *ARGS:
     cargo run --release --quiet -p orbit-bench --bin orbit-load -- {{ARGS}}
 
+# The LSTM model's own speed on the CPU (lone-request latency, series/s by batch size).
+bench-lstm *ARGS:
+    scripts/install.sh
+    source scripts/lib.sh && ORT_DYLIB_PATH="$(ort_lib)" cargo run --release --quiet -p lstm-timeseries --bin lstm-bench -- {{ARGS}}
+
+# The same on a GPU machine (installs the CUDA runtime wheels; see bench/gpu.sh).
+bench-gpu:
+    bench/gpu.sh
+
 # Tail the logs of the running stack.
 logs:
     tail -n 50 -F .orbit/dev/logs/*.log

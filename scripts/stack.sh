@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole Orbit stack on loopback: infrastructure plus the gateway, two moving_average
-# replicas and both sinks, built in release mode.
+# replicas, one lstm_timeseries replica and both sinks, built in release mode.
 #   scripts/stack.sh up | down | status
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -10,7 +10,7 @@ REPLICAS="${ORBIT_MA_REPLICAS:-2}"
 # Stopped in this order: the front door first, sinks last so they drain what functions finish.
 PROCESSES=(gateway)
 for i in $(seq 1 "$REPLICAS"); do PROCESSES+=("moving_average-$i"); done
-PROCESSES+=(sink-redis sink-postgres)
+PROCESSES+=(lstm_timeseries-1 sink-redis sink-postgres)
 
 load_env() {
   set -a; source "$ENV_FILE"; set +a
@@ -30,6 +30,8 @@ up() {
     ORBIT_WORKER_ID="moving_average-$i" ORBIT_METRICS_ADDR="127.0.0.1:$((METRICS_PORT_BASE + 1 + i))" \
       spawn "moving_average-$i" "$BIN/moving-average"
   done
+  ORBIT_WORKER_ID="lstm_timeseries-1" ORBIT_METRICS_ADDR="127.0.0.1:$((METRICS_PORT_BASE + 2 + REPLICAS))" \
+    spawn lstm_timeseries-1 "$BIN/lstm-timeseries"
   if ! pid_alive gateway && port_busy "$HTTP_PORT"; then
     die "port $HTTP_PORT is taken by another process; set ORBIT_HTTP_PORT"
   fi

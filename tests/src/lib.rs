@@ -216,7 +216,13 @@ impl Clients {
 
     /// POSTs `body` as JSON; the status and the JSON answer (`null` when there is none).
     pub async fn post_json(&self, url: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
-        let response = self.http.post(url).json(body).send().await?;
+        let response = self
+            .http
+            .post(url)
+            .json(body)
+            .send()
+            .await
+            .map_err(|err| anyhow::anyhow!("POST {url}: {err:?}"))?;
         let status = response.status().as_u16();
         Ok((status, response.json().await.unwrap_or(Value::Null)))
     }
@@ -298,7 +304,10 @@ pub struct Stack {
 
 /// What to start.
 pub struct StackOptions {
+    /// `moving_average` replicas.
     pub replicas: usize,
+    /// `lstm_timeseries` replicas.
+    pub lstm_replicas: usize,
     pub gateway: bool,
     pub sinks: bool,
 }
@@ -307,6 +316,7 @@ impl Default for StackOptions {
     fn default() -> Self {
         Self {
             replicas: 1,
+            lstm_replicas: 0,
             gateway: true,
             sinks: true,
         }
@@ -329,6 +339,12 @@ impl Stack {
         for i in 0..options.replicas {
             stack
                 .add_replica(clients, &format!("moving_average-{i}"))
+                .await?;
+        }
+        for i in 0..options.lstm_replicas {
+            let name = format!("lstm_timeseries-{i}");
+            stack
+                .add_function(clients, "lstm_timeseries", "lstm-timeseries", &name, &[])
                 .await?;
         }
         if options.gateway {
@@ -371,12 +387,28 @@ impl Stack {
         name: &str,
         extra: &[(&str, String)],
     ) -> anyhow::Result<()> {
-        let before = clients.replicas("moving_average").await?;
+        self.add_function(clients, "moving_average", "moving-average", name, extra)
+            .await
+    }
+
+    /// Starts binary `bin` as a replica of `function` named `name`, and waits until it answers
+    /// `$SRV.PING`.
+    pub async fn add_function(
+        &mut self,
+        clients: &Clients,
+        function: &str,
+        bin: &str,
+        name: &str,
+        extra: &[(&str, String)],
+    ) -> anyhow::Result<()> {
+        let before = clients.replicas(function).await?;
         self.functions
-            .push(Proc::spawn(name, "moving-average", &clients.env, extra)?);
-        wait_until("replica registered", Duration::from_secs(30), || async {
-            Ok((clients.replicas("moving_average").await? > before).then_some(()))
-        })
+            .push(Proc::spawn(name, bin, &clients.env, extra)?);
+        wait_until(
+            &format!("{name} registered"),
+            Duration::from_secs(30),
+            || async { Ok((clients.replicas(function).await? > before).then_some(())) },
+        )
         .await
     }
 

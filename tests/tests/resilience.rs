@@ -199,3 +199,63 @@ async fn a_graceful_stop_finishes_the_work_in_hand() -> anyhow::Result<()> {
     stack.add_replica(&clients, "finishing-replica").await?;
     clients.wait_recorded(&ids, Duration::from_secs(60)).await
 }
+
+#[tokio::test]
+async fn a_poison_message_is_dead_lettered_with_its_reason_and_the_stream_goes_on(
+) -> anyhow::Result<()> {
+    let clients = Clients::connect().await?;
+    let stack = Stack::start(&clients, StackOptions::default()).await?;
+    let mut deadletter = clients.jetstream.get_stream("DEADLETTER").await?;
+    let before = deadletter.info().await?.state.last_sequence;
+
+    // Something that is not a job, published straight onto the job subject.
+    let poison_id = format!("poison-{}", uuid::Uuid::now_v7());
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", poison_id.as_str());
+    clients
+        .jetstream
+        .publish_with_headers(
+            "orbit.jobs.moving_average",
+            headers,
+            "not json at all".into(),
+        )
+        .await?
+        .await?;
+    // A job published after it still runs.
+    let (_, accepted) = clients
+        .post_json(&stack.url("/api/v1/inference/submit"), &ma_job(16, 3))
+        .await?;
+    let job_id = accepted["job_id"].as_str().unwrap().to_string();
+    clients
+        .wait_recorded(std::slice::from_ref(&job_id), Duration::from_secs(20))
+        .await?;
+
+    let stored = wait_until("a dead letter", Duration::from_secs(20), || async {
+        let mut deadletter = clients.jetstream.get_stream("DEADLETTER").await?;
+        let last = deadletter.info().await?.state.last_sequence;
+        if last == before {
+            return Ok(None);
+        }
+        Ok(Some(deadletter.get_raw_message(last).await?))
+    })
+    .await?;
+    assert_eq!(stored.subject.as_str(), "orbit.deadletter.moving_average");
+    assert_eq!(&stored.payload[..], b"not json at all");
+    let reason = stored
+        .headers
+        .get("Orbit-Deadletter-Reason")
+        .map(|v| v.as_str().to_string());
+    assert!(reason.unwrap_or_default().contains("not a job envelope"));
+    assert_eq!(
+        stored
+            .headers
+            .get("Orbit-Job-Id")
+            .map(|v| v.as_str().to_string()),
+        Some(poison_id)
+    );
+    // It is not redelivered: nothing is left pending for the function.
+    wait_until("poison acknowledged", Duration::from_secs(10), || async {
+        Ok((consumer_info(&clients).await?.num_ack_pending == 0).then_some(()))
+    })
+    .await
+}

@@ -14,7 +14,7 @@ async fn nats_request_reply_answers_and_is_recorded() -> anyhow::Result<()> {
         StackOptions {
             replicas: 2,
             gateway: false,
-            sinks: true,
+            ..Default::default()
         },
     )
     .await?;
@@ -77,6 +77,7 @@ async fn every_replica_is_discoverable_through_srv_subjects() -> anyhow::Result<
             replicas: 2,
             gateway: false,
             sinks: false,
+            ..Default::default()
         },
     )
     .await?;

@@ -12,6 +12,7 @@
 pub mod cache;
 pub mod error;
 pub mod job;
+pub mod lstm;
 pub mod model;
 pub mod moving_average;
 pub mod result;
@@ -21,6 +22,7 @@ pub mod view;
 
 pub use error::{parse_json, parse_value, FieldError};
 pub use job::{JobEnvelope, JobId, JobRequest, SyncRequest, ValidJob};
+pub use lstm::LstmParams;
 pub use model::{Model, ModelParams};
 pub use moving_average::{AverageKind, MovingAverageParams, Window};
 pub use result::{JobFailure, JobState, ResultEvent, Source, SyncReply, Timings};

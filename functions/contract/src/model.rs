@@ -5,6 +5,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::lstm::LstmParams;
 use crate::moving_average::MovingAverageParams;
 use crate::FieldError;
 
@@ -12,15 +13,17 @@ use crate::FieldError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Model {
     MovingAverage,
+    LstmTimeseries,
 }
 
 impl Model {
     /// Every model, in the order clients see them listed.
-    pub const ALL: &'static [Model] = &[Model::MovingAverage];
+    pub const ALL: &'static [Model] = &[Model::MovingAverage, Model::LstmTimeseries];
 
     pub fn name(self) -> &'static str {
         match self {
             Model::MovingAverage => "moving_average",
+            Model::LstmTimeseries => "lstm_timeseries",
         }
     }
 
@@ -48,6 +51,9 @@ impl Model {
             Model::MovingAverage => {
                 MovingAverageParams::parse(source, series_len).map(ModelParams::MovingAverage)
             }
+            Model::LstmTimeseries => {
+                LstmParams::parse(source, series_len).map(ModelParams::LstmTimeseries)
+            }
         }
     }
 }
@@ -56,12 +62,14 @@ impl Model {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelParams {
     MovingAverage(MovingAverageParams),
+    LstmTimeseries(LstmParams),
 }
 
 impl ModelParams {
     pub fn to_canonical(&self) -> Map<String, Value> {
         match self {
             ModelParams::MovingAverage(params) => params.to_canonical(),
+            ModelParams::LstmTimeseries(params) => params.to_canonical(),
         }
     }
 }

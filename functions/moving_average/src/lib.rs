@@ -31,7 +31,13 @@ impl Function for MovingAverage {
     }
 
     fn call(&self, job: &ValidJob) -> Result<Value, JobFailure> {
-        let ModelParams::MovingAverage(params) = &job.params;
+        let ModelParams::MovingAverage(params) = &job.params else {
+            return Err(JobFailure {
+                code: "invalid_input".into(),
+                message: format!("a {} job sent to moving_average", job.model.name()),
+                field: Some("model_name".into()),
+            });
+        };
         let values = compute(job.series.values(), params);
         let mut output = json!({
             "kind": params.kind.as_str(),

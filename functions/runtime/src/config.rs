@@ -43,6 +43,9 @@ pub struct RuntimeConfig {
     /// `ORBIT_FETCH_BATCH`, default 256 for functions and 1000 for sinks (a bigger write
     /// amortises the commit): messages pulled per fetch.
     pub fetch_batch: usize,
+    /// `ORBIT_INFLIGHT_BATCHES`, default 4: fetched batches processed at once, so fetching,
+    /// computing, publishing and acking overlap instead of taking turns.
+    pub inflight_batches: usize,
     /// `ORBIT_ACK_WAIT_MS`, default 30000: how long a job may stay unacknowledged before
     /// JetStream redelivers it to another replica.
     pub ack_wait: Duration,
@@ -91,6 +94,7 @@ impl RuntimeConfig {
                 format!("{default_worker_prefix}-{}", std::process::id()),
             )?,
             fetch_batch: env_or("ORBIT_FETCH_BATCH", default_fetch_batch)?.max(1),
+            inflight_batches: env_or("ORBIT_INFLIGHT_BATCHES", 4usize)?.max(1),
             ack_wait: Duration::from_millis(env_or("ORBIT_ACK_WAIT_MS", 30_000u64)?.max(100)),
             max_deliver: env_or("ORBIT_MAX_DELIVER", 5i64)?.max(1),
             max_ack_pending: env_or("ORBIT_MAX_ACK_PENDING", 4096i64)?.max(1),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use orbit_contract::{JobFailure, Model, ValidJob};
 use serde_json::Value;
 
+use crate::executor::{BatchPolicy, Executor};
 use crate::{config::RuntimeConfig, nats, service, streams, worker, Shutdown};
 
 /// One serverless function: pure computation on checked input. Everything about NATS, retries,
@@ -33,6 +34,13 @@ pub trait Function: Send + Sync + 'static {
     fn is_cheap(&self, _job: &ValidJob) -> bool {
         false
     }
+
+    /// Dynamic batching: `Some` stacks concurrent jobs (sync calls and async batches alike)
+    /// into one `call_batch`, for functions where one call for many inputs is much cheaper
+    /// than many calls (a model).
+    fn batching(&self) -> Option<BatchPolicy> {
+        None
+    }
 }
 
 /// Errors that stop a function process.
@@ -59,7 +67,6 @@ pub async fn serve<F: Function>(
     config: RuntimeConfig,
     shutdown: Shutdown,
 ) -> Result<(), ServeError> {
-    let function = Arc::new(function);
     let name = function.model().name();
     crate::metrics::install(config.metrics_addr)?;
     let client = nats::connect(&config.nats_url, &config.worker_id).await?;
@@ -72,14 +79,15 @@ pub async fn serve<F: Function>(
         "function starting"
     );
 
+    let executor = Arc::new(Executor::new(Arc::new(function)));
     let jobs = worker::run(
-        function.clone(),
+        executor.clone(),
         js.clone(),
         client.clone(),
         config.clone(),
         shutdown.clone(),
     );
-    let calls = service::run(function, js, client.clone(), config, shutdown.clone());
+    let calls = service::run(executor, js, client.clone(), config, shutdown.clone());
     let (jobs, calls) = tokio::join!(jobs, calls);
     // Whatever stopped first, stop the other too before reporting.
     shutdown.trigger();

@@ -8,6 +8,7 @@
 //! telemetry and shutdown pieces.
 
 pub mod config;
+pub mod executor;
 pub mod function;
 pub mod metrics;
 pub mod nats;
@@ -21,6 +22,7 @@ pub mod telemetry;
 pub mod worker;
 
 pub use config::{env_or, RuntimeConfig};
+pub use executor::BatchPolicy;
 pub use function::{serve, Function};
 pub use shutdown::Shutdown;
 pub use sink::{run_sink, serve_sink, Sink, SinkError};

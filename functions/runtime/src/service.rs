@@ -16,7 +16,8 @@ use orbit_contract::{
 };
 use tokio::sync::Semaphore;
 
-use crate::function::{call_isolated, Function};
+use crate::executor::{Executor, Outcome};
+use crate::function::Function;
 use crate::results::{self, Finished, Producer};
 use crate::{RuntimeConfig, Shutdown};
 
@@ -27,12 +28,13 @@ pub const CODE_UNAVAILABLE: usize = 503;
 
 /// Serves synchronous calls until shutdown, then waits for the calls in flight.
 pub(crate) async fn run<F: Function>(
-    function: Arc<F>,
+    executor: Arc<Executor<F>>,
     js: jetstream::Context,
     client: async_nats::Client,
     config: RuntimeConfig,
     shutdown: Shutdown,
 ) -> Result<(), async_nats::Error> {
+    let function = executor.function();
     let name = function.model().name();
     let service = client
         .service_builder()
@@ -57,11 +59,11 @@ pub(crate) async fn run<F: Function>(
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
-        let function = function.clone();
+        let executor = executor.clone();
         let js = js.clone();
         let config = config.clone();
         tokio::spawn(async move {
-            handle(&*function, &js, &config, request).await;
+            handle(&executor, &js, &config, request).await;
             drop(permit);
         });
     }
@@ -74,24 +76,25 @@ pub(crate) async fn run<F: Function>(
 }
 
 async fn handle<F: Function>(
-    function: &F,
+    executor: &Executor<F>,
     js: &jetstream::Context,
     config: &RuntimeConfig,
     request: service::Request,
 ) {
-    let reply = answer(function, js, config, &request.message).await;
+    let reply = answer(executor, js, config, &request.message).await;
     if let Err(err) = request.respond(reply).await {
         tracing::debug!(error = %err, "reply not sent (caller gone?)");
     }
 }
 
 async fn answer<F: Function>(
-    function: &F,
+    executor: &Executor<F>,
     js: &jetstream::Context,
     config: &RuntimeConfig,
     message: &async_nats::Message,
 ) -> Result<bytes::Bytes, service::error::Error> {
     let submitted_at = Utc::now();
+    let function = executor.function();
     let name = function.model().name();
     let (job_id, job) = parse_call(name, message).map_err(|err| service::error::Error {
         status: err.to_string(),
@@ -102,19 +105,15 @@ async fn answer<F: Function>(
     let metadata = job.metadata.clone();
 
     let started_at = Utc::now();
-    let output = if function.is_cheap(&job) {
-        call_isolated(function, std::slice::from_ref(&job)).pop()
-    } else {
-        tokio::task::block_in_place(|| call_isolated(function, std::slice::from_ref(&job)).pop())
-    };
-    let finished_at = Utc::now();
-    let output = output.unwrap_or_else(|| {
-        Err(orbit_contract::JobFailure {
+    let Outcome { output, batch_size } = executor.run(vec![job]).await.pop().unwrap_or(Outcome {
+        output: Err(orbit_contract::JobFailure {
             code: "function_error".into(),
             message: "the function returned no output".into(),
             field: None,
-        })
+        }),
+        batch_size: 0,
     });
+    let finished_at = Utc::now();
 
     let event = Finished {
         job_id,
@@ -127,7 +126,7 @@ async fn answer<F: Function>(
         started_at,
         finished_at,
         attempt: 1,
-        batch_size: 1,
+        batch_size,
     }
     .into_event(&Producer {
         function: name,

@@ -6,6 +6,8 @@
 //! every write is keyed on the job id, a redelivered result is recorded once.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
 use async_nats::jetstream::{self, AckKind, Message};
@@ -17,16 +19,14 @@ use crate::pull::next_batch;
 use crate::worker::{backoff, dead_letter};
 use crate::{nats, streams, RuntimeConfig, Shutdown};
 
-/// A destination for result events.
-pub trait Sink: Send + 'static {
+/// A destination for result events. Writes may run concurrently (`&self`), so a sink holds a
+/// pool or a multiplexed connection.
+pub trait Sink: Send + Sync + 'static {
     /// Short name: the durable consumer is `sink-<name>`.
     fn name(&self) -> &'static str;
 
     /// Stores `batch` durably and idempotently (keyed on job id), all or nothing.
-    fn write(
-        &mut self,
-        batch: &[ResultEvent],
-    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+    fn write(&self, batch: &[ResultEvent]) -> impl Future<Output = Result<(), SinkError>> + Send;
 }
 
 /// A batch could not be stored; it will be retried.
@@ -80,27 +80,41 @@ pub async fn serve_sink<S: Sink>(
     Ok(())
 }
 
-/// Feeds `sink` from RESULTS until shutdown, finishing the batch in hand.
+/// Feeds `sink` from RESULTS until shutdown, finishing the batches in hand. Up to
+/// `inflight_batches` writes run at once, so one batch is fetched and decoded while another
+/// is being stored.
 pub async fn run_sink<S: Sink>(
-    mut sink: S,
+    sink: S,
     js: jetstream::Context,
     config: RuntimeConfig,
     shutdown: Shutdown,
 ) -> Result<(), async_nats::Error> {
     let name = sink.name();
+    let sink = Arc::new(sink);
     let consumer = sink_consumer(&js, name, &config).await?;
-    let mut failures = 0u32;
+    // Consecutive failed writes, shared by the write tasks: the loop backs off while it grows.
+    let failures = Arc::new(AtomicU32::new(0));
+    let mut inflight = tokio::task::JoinSet::new();
+    let mut fetch_failures = 0u32;
     tracing::info!(sink = name, "sink running");
     while !shutdown.is_triggered() {
+        while inflight.len() >= config.inflight_batches {
+            inflight.join_next().await;
+        }
+        let failing = failures.load(Ordering::Relaxed);
+        if failing > 0 {
+            pause(failing, &shutdown).await;
+        }
         let batch = match next_batch(&consumer, config.fetch_batch, &shutdown).await {
             Ok(batch) => batch,
             Err(err) => {
-                failures += 1;
+                fetch_failures += 1;
                 tracing::warn!(sink = name, error = %err, "fetching results failed");
-                pause(failures, &shutdown).await;
+                pause(fetch_failures, &shutdown).await;
                 continue;
             }
         };
+        fetch_failures = 0;
         if batch.is_empty() {
             continue;
         }
@@ -108,35 +122,47 @@ pub async fn run_sink<S: Sink>(
         if messages.is_empty() {
             continue;
         }
-        let timer = std::time::Instant::now();
-        match sink.write(&events).await {
-            Ok(()) => {
-                failures = 0;
-                metrics::histogram!("orbit_sink_write_seconds", "sink" => name)
-                    .record(timer.elapsed().as_secs_f64());
-                metrics::counter!("orbit_sink_results_total", "sink" => name)
-                    .increment(events.len() as u64);
-                for message in &messages {
-                    if let Err(err) = message.ack().await {
-                        tracing::debug!(sink = name, error = %err, "ack failed; result will be rewritten");
-                    }
+        let (sink, failures) = (sink.clone(), failures.clone());
+        inflight.spawn(async move { store(&*sink, &failures, messages, events).await });
+    }
+    while inflight.join_next().await.is_some() {}
+    tracing::info!(sink = name, "sink drained");
+    Ok(())
+}
+
+/// Writes one batch, then acks it; on failure naks it with a growing delay.
+async fn store<S: Sink>(
+    sink: &S,
+    failures: &AtomicU32,
+    messages: Vec<Message>,
+    events: Vec<ResultEvent>,
+) {
+    let name = sink.name();
+    let timer = std::time::Instant::now();
+    match sink.write(&events).await {
+        Ok(()) => {
+            failures.store(0, Ordering::Relaxed);
+            metrics::histogram!("orbit_sink_write_seconds", "sink" => name)
+                .record(timer.elapsed().as_secs_f64());
+            metrics::counter!("orbit_sink_results_total", "sink" => name)
+                .increment(events.len() as u64);
+            for message in &messages {
+                if let Err(err) = message.ack().await {
+                    tracing::debug!(sink = name, error = %err, "ack failed; result will be rewritten");
                 }
             }
-            Err(err) => {
-                failures += 1;
-                let delay = backoff(failures);
-                metrics::counter!("orbit_sink_failures_total", "sink" => name).increment(1);
-                tracing::warn!(sink = name, error = %err, batch = events.len(), ?delay,
-                    "write failed; batch will be retried");
-                for message in &messages {
-                    let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
-                }
-                pause(failures, &shutdown).await;
+        }
+        Err(err) => {
+            let failing = failures.fetch_add(1, Ordering::Relaxed) + 1;
+            let delay = backoff(failing);
+            metrics::counter!("orbit_sink_failures_total", "sink" => name).increment(1);
+            tracing::warn!(sink = name, error = %err, batch = events.len(), ?delay,
+                "write failed; batch will be retried");
+            for message in &messages {
+                let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
             }
         }
     }
-    tracing::info!(sink = name, "sink drained");
-    Ok(())
 }
 
 /// Splits a batch into decodable results and dead-letters the rest.

@@ -20,7 +20,8 @@ use orbit_contract::subjects::{
 };
 use orbit_contract::{JobEnvelope, JobFailure, Source, ValidJob};
 
-use crate::function::{call_isolated, Function};
+use crate::executor::{Executor, Outcome};
+use crate::function::Function;
 use crate::pull::next_batch;
 use crate::results::{self, Finished, Producer};
 use crate::{RuntimeConfig, Shutdown};
@@ -53,16 +54,22 @@ pub async fn job_consumer(
 
 /// Runs the job loop until shutdown; the batch in hand is always finished first.
 pub(crate) async fn run<F: Function>(
-    function: Arc<F>,
+    executor: Arc<Executor<F>>,
     js: jetstream::Context,
     client: async_nats::Client,
     config: RuntimeConfig,
     shutdown: Shutdown,
 ) -> Result<(), async_nats::Error> {
-    let name = function.model().name();
+    let name = executor.function().model().name();
     let consumer = job_consumer(&js, name, &config).await?;
+    let config = Arc::new(config);
+    // Batches in hand at once: the next fetch overlaps the current batch's work and acks.
+    let mut inflight = tokio::task::JoinSet::new();
     let mut failures = 0u32;
     while !shutdown.is_triggered() {
+        while inflight.len() >= config.inflight_batches {
+            inflight.join_next().await;
+        }
         let batch = match next_batch(&consumer, config.fetch_batch, &shutdown).await {
             Ok(batch) => {
                 failures = 0;
@@ -81,8 +88,11 @@ pub(crate) async fn run<F: Function>(
         if batch.is_empty() {
             continue;
         }
-        process_batch(&function, &js, &client, &config, batch).await;
+        let (executor, js, client, config) =
+            (executor.clone(), js.clone(), client.clone(), config.clone());
+        inflight.spawn(async move { process_batch(&executor, &js, &client, &config, batch).await });
     }
+    while inflight.join_next().await.is_some() {}
     tracing::info!(function = name, "job loop drained");
     Ok(())
 }
@@ -95,12 +105,13 @@ struct Delivery {
 }
 
 async fn process_batch<F: Function>(
-    function: &Arc<F>,
+    executor: &Executor<F>,
     js: &jetstream::Context,
     client: &async_nats::Client,
     config: &RuntimeConfig,
     batch: Vec<Message>,
 ) {
+    let function = executor.function();
     let name = function.model().name();
     let mut deliveries = Vec::with_capacity(batch.len());
     for message in batch {
@@ -132,11 +143,19 @@ async fn process_batch<F: Function>(
     let checked: Vec<Result<ValidJob, JobFailure>> = deliveries
         .iter()
         .map(|d| {
-            d.envelope.to_valid().map_err(|err| JobFailure {
+            let job = d.envelope.to_valid().map_err(|err| JobFailure {
                 code: "invalid_input".into(),
                 message: err.message,
                 field: Some(err.field),
-            })
+            })?;
+            if job.model != function.model() {
+                return Err(JobFailure {
+                    code: "invalid_input".into(),
+                    message: format!("a {} job published for {name}", job.model.name()),
+                    field: Some("model_name".into()),
+                });
+            }
+            Ok(job)
         })
         .collect();
     let valid: Vec<ValidJob> = checked
@@ -145,10 +164,9 @@ async fn process_batch<F: Function>(
         .collect();
 
     let started_at = Utc::now();
-    let outputs = run_keeping_alive(function, valid, &deliveries, config.ack_wait).await;
+    let outputs = run_keeping_alive(executor, valid, &deliveries, config.ack_wait).await;
     let finished_at = Utc::now();
 
-    let batch_size = deliveries.len() as u32;
     let producer = Producer {
         function: name,
         version: function.version(),
@@ -157,15 +175,19 @@ async fn process_batch<F: Function>(
     let mut outputs = outputs.into_iter();
     let mut events = Vec::with_capacity(deliveries.len());
     for (delivery, check) in deliveries.iter().zip(checked) {
-        let output = match check {
-            Ok(_) => outputs.next().unwrap_or_else(|| {
-                Err(JobFailure {
-                    code: "function_error".into(),
-                    message: "the function returned no output for this job".into(),
-                    field: None,
-                })
-            }),
-            Err(failure) => Err(failure),
+        let (output, batch_size) = match check {
+            Ok(_) => match outputs.next() {
+                Some(Outcome { output, batch_size }) => (output, batch_size),
+                None => (
+                    Err(JobFailure {
+                        code: "function_error".into(),
+                        message: "the function returned no output for this job".into(),
+                        field: None,
+                    }),
+                    0,
+                ),
+            },
+            Err(failure) => (Err(failure), 0),
         };
         let envelope = &delivery.envelope;
         events.push(
@@ -214,29 +236,21 @@ async fn process_batch<F: Function>(
     }
 }
 
-/// Runs the batch on the blocking pool (or inline when every job is cheap), telling JetStream
-/// the work is still in progress so a long batch is not redelivered mid-flight.
+/// Runs the batch through the executor, telling JetStream the work is still in progress so
+/// a long batch is not redelivered mid-flight.
 async fn run_keeping_alive<F: Function>(
-    function: &Arc<F>,
+    executor: &Executor<F>,
     jobs: Vec<ValidJob>,
     deliveries: &[Delivery],
     ack_wait: Duration,
-) -> Vec<Result<serde_json::Value, JobFailure>> {
-    if jobs.iter().all(|job| function.is_cheap(job)) {
-        return call_isolated(&**function, &jobs);
-    }
-    let worker = function.clone();
-    let mut task = tokio::task::spawn_blocking(move || call_isolated(&*worker, &jobs));
+) -> Vec<Outcome> {
+    let work = executor.run(jobs);
+    tokio::pin!(work);
     let mut heartbeat = tokio::time::interval(ack_wait / 3);
     heartbeat.tick().await;
     loop {
         tokio::select! {
-            joined = &mut task => {
-                return joined.unwrap_or_else(|err| {
-                    tracing::error!(error = %err, "function task failed");
-                    Vec::new()
-                });
-            }
+            outcomes = &mut work => return outcomes,
             _ = heartbeat.tick() => {
                 for delivery in deliveries {
                     let _ = delivery.message.ack_with(AckKind::Progress).await;

@@ -63,7 +63,7 @@ impl Sink for PostgresSink {
         "postgres"
     }
 
-    async fn write(&mut self, batch: &[ResultEvent]) -> Result<(), SinkError> {
+    async fn write(&self, batch: &[ResultEvent]) -> Result<(), SinkError> {
         let n = batch.len();
         let mut job_id = Vec::with_capacity(n);
         let mut model_name = Vec::with_capacity(n);

@@ -37,7 +37,7 @@ impl Sink for RedisSink {
         "redis"
     }
 
-    async fn write(&mut self, batch: &[ResultEvent]) -> Result<(), SinkError> {
+    async fn write(&self, batch: &[ResultEvent]) -> Result<(), SinkError> {
         let mut pipe = redis::pipe();
         for event in batch {
             let view = serde_json::to_string(&JobView::from(event)).map_err(SinkError::new)?;
@@ -52,7 +52,7 @@ impl Sink for RedisSink {
                 .arg(&event.function)
                 .ignore();
         }
-        pipe.query_async::<()>(&mut self.connection)
+        pipe.query_async::<()>(&mut self.connection.clone())
             .await
             .map_err(SinkError::new)
     }

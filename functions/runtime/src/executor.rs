@@ -1,0 +1,167 @@
+//! Where a function's code actually runs, shared by the async job loop and the sync service.
+//!
+//! Without batching, a group of jobs runs inline (cheap work) or on the blocking pool. With a
+//! [`BatchPolicy`], a dedicated thread stacks concurrent jobs from both doors into one
+//! `call_batch` of up to `max_batch` jobs, waiting at most `max_delay` after the first one
+//! arrives, as Triton's dynamic batcher does: one model call for many requests.
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use orbit_contract::{JobFailure, ValidJob};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::function::{call_isolated, Function};
+
+/// Dynamic batching settings of a function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchPolicy {
+    /// Most jobs in one call.
+    pub max_batch: usize,
+    /// Longest a job waits for company after the first job of a batch arrived.
+    pub max_delay: Duration,
+}
+
+/// One job's output, and how many jobs shared its call.
+pub(crate) struct Outcome {
+    pub output: Result<Value, JobFailure>,
+    pub batch_size: u32,
+}
+
+pub(crate) struct Item {
+    job: ValidJob,
+    reply: oneshot::Sender<Outcome>,
+}
+
+pub(crate) enum Executor<F: Function> {
+    Direct(Arc<F>),
+    Batched {
+        queue: mpsc::Sender<Item>,
+        function: Arc<F>,
+    },
+}
+
+impl<F: Function> Executor<F> {
+    pub fn new(function: Arc<F>) -> Self {
+        let Some(policy) = function.batching() else {
+            return Self::Direct(function);
+        };
+        let (queue, incoming) = mpsc::channel::<Item>();
+        let worker = function.clone();
+        let name = format!("{}-batcher", function.model().name());
+        let spawned = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || batch_loop(&*worker, policy, incoming));
+        match spawned {
+            Ok(_) => {
+                tracing::info!(
+                    max_batch = policy.max_batch,
+                    max_delay_us = policy.max_delay.as_micros() as u64,
+                    "dynamic batching on"
+                );
+                Self::Batched { queue, function }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot start the batcher thread; running unbatched");
+                Self::Direct(function)
+            }
+        }
+    }
+
+    pub fn function(&self) -> &F {
+        match self {
+            Self::Direct(function) | Self::Batched { function, .. } => function,
+        }
+    }
+
+    /// Runs `jobs`, one outcome per job in the same order.
+    pub async fn run(&self, jobs: Vec<ValidJob>) -> Vec<Outcome> {
+        let count = jobs.len();
+        match self {
+            Self::Direct(function) => {
+                let outputs = if jobs.iter().all(|job| function.is_cheap(job)) {
+                    call_isolated(&**function, &jobs)
+                } else {
+                    let worker = function.clone();
+                    tokio::task::spawn_blocking(move || call_isolated(&*worker, &jobs))
+                        .await
+                        .unwrap_or_else(|err| {
+                            tracing::error!(error = %err, "function task failed");
+                            Vec::new()
+                        })
+                };
+                pad(
+                    outputs.into_iter().map(|output| Outcome {
+                        output,
+                        batch_size: count as u32,
+                    }),
+                    count,
+                )
+            }
+            Self::Batched { queue, .. } => {
+                let mut pending = Vec::with_capacity(count);
+                for job in jobs {
+                    let (reply, answer) = oneshot::channel();
+                    if queue.send(Item { job, reply }).is_err() {
+                        break;
+                    }
+                    pending.push(answer);
+                }
+                let mut outcomes = Vec::with_capacity(count);
+                for answer in pending {
+                    if let Ok(outcome) = answer.await {
+                        outcomes.push(outcome);
+                    } else {
+                        break;
+                    }
+                }
+                pad(outcomes.into_iter(), count)
+            }
+        }
+    }
+}
+
+/// Fills in a failure for every job that got no output (a crashed task), so no job is lost.
+fn pad(outcomes: impl Iterator<Item = Outcome>, count: usize) -> Vec<Outcome> {
+    let mut outcomes: Vec<Outcome> = outcomes.collect();
+    while outcomes.len() < count {
+        outcomes.push(Outcome {
+            output: Err(JobFailure {
+                code: "function_error".into(),
+                message: "the function returned no output for this job".into(),
+                field: None,
+            }),
+            batch_size: 0,
+        });
+    }
+    outcomes
+}
+
+fn batch_loop<F: Function>(function: &F, policy: BatchPolicy, incoming: mpsc::Receiver<Item>) {
+    let name = function.model().name();
+    while let Ok(first) = incoming.recv() {
+        let mut items = vec![first];
+        let deadline = Instant::now() + policy.max_delay;
+        while items.len() < policy.max_batch {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            match incoming.recv_timeout(deadline - now) {
+                Ok(item) => items.push(item),
+                Err(_) => break,
+            }
+        }
+        let (jobs, replies): (Vec<ValidJob>, Vec<oneshot::Sender<Outcome>>) =
+            items.into_iter().map(|item| (item.job, item.reply)).unzip();
+        let batch_size = jobs.len() as u32;
+        metrics::histogram!("orbit_batch_size", "function" => name).record(f64::from(batch_size));
+        let outputs = call_isolated(function, &jobs);
+        for (reply, output) in replies.into_iter().zip(outputs) {
+            // A caller that went away (shutdown, timeout) no longer needs its answer.
+            let _ = reply.send(Outcome { output, batch_size });
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! `lstm_timeseries` through the whole system: async and sync, and its input checks.
+
+use std::time::Duration;
+
+use orbit_e2e::{Clients, Stack, StackOptions};
+use serde_json::{json, Value};
+
+fn seasonal(n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|t| 100.0 + 10.0 * (t as f64 * std::f64::consts::TAU / 12.0).sin() + 0.2 * t as f64)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_lstm_job_runs_async_and_sync_and_is_recorded() -> anyhow::Result<()> {
+    let clients = Clients::connect().await?;
+    let stack = Stack::start(
+        &clients,
+        StackOptions {
+            replicas: 0,
+            lstm_replicas: 1,
+            ..Default::default()
+        },
+    )
+    .await?;
+
+    // The seed's headline request.
+    let body = json!({"model_name": "lstm_timeseries", "data": seasonal(64), "metadata": {"pattern": "seasonal"}});
+    let (status, accepted) = clients
+        .post_json(&stack.url("/api/v1/inference/submit"), &body)
+        .await?;
+    assert_eq!(status, 202, "{accepted}");
+    let job_id = accepted["job_id"].as_str().unwrap().to_string();
+    let view = clients
+        .wait_for_state(
+            &stack.url(&format!("/api/v1/inference/{job_id}")),
+            "succeeded",
+        )
+        .await?;
+    let forecast = view["result"]["forecast"].as_array().unwrap();
+    assert_eq!(forecast.len(), 12, "default horizon");
+    assert_eq!(view["result"]["next"], forecast[0]);
+    assert_eq!(view["result"]["context_length"], 64);
+    // A seasonal series around 100 +- 10 keeps its level in the forecast.
+    for value in forecast {
+        let value = value.as_f64().unwrap();
+        assert!(
+            (70.0..140.0).contains(&value),
+            "forecast {value} left the series' range"
+        );
+    }
+    clients
+        .wait_recorded(std::slice::from_ref(&job_id), Duration::from_secs(20))
+        .await?;
+
+    let (status, reply) = clients
+        .post_json(
+            &stack.url("/api/v1/inference/run"),
+            &json!({"model_name": "lstm_timeseries", "data": seasonal(48), "parameters": {"horizon": 24}}),
+        )
+        .await?;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["output"]["forecast"].as_array().unwrap().len(), 24);
+
+    let answer = clients
+        .nats
+        .request(
+            "orbit.fn.lstm_timeseries",
+            json!({"data": seasonal(32), "parameters": {"horizon": 3}})
+                .to_string()
+                .into(),
+        )
+        .await?;
+    let answer: Value = serde_json::from_slice(&answer.payload)?;
+    assert_eq!(answer["output"]["horizon"], 3);
+    let sync_id = answer["job_id"].as_str().unwrap().to_string();
+    clients
+        .wait_recorded(std::slice::from_ref(&sync_id), Duration::from_secs(20))
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_lstm_input_is_rejected_and_nothing_is_recorded() -> anyhow::Result<()> {
+    let clients = Clients::connect().await?;
+    let stack = Stack::start(
+        &clients,
+        StackOptions {
+            replicas: 0,
+            lstm_replicas: 1,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let before = clients.jobs_last_sequence().await?;
+    let cases = [
+        (
+            json!({"model_name": "lstm_timeseries", "data": seasonal(10)}),
+            "data",
+        ),
+        (
+            json!({"model_name": "lstm_timeseries", "data": seasonal(64), "parameters": {"horizon": 25}}),
+            "parameters.horizon",
+        ),
+        (
+            json!({"model_name": "lstm_timeseries", "data": seasonal(64), "parameters": {"horizon": 0}}),
+            "parameters.horizon",
+        ),
+        (
+            json!({"model_name": "lstm_timeseries", "data": seasonal(64), "parameters": {"window": 5}}),
+            "parameters.window",
+        ),
+    ];
+    for (body, field) in &cases {
+        for path in ["/api/v1/inference/submit", "/api/v1/inference/run"] {
+            let (status, error) = clients.post_json(&stack.url(path), body).await?;
+            assert_eq!(status, 422, "{path}: {error}");
+            assert_eq!(error["error"]["field"], *field, "{path}: {error}");
+        }
+    }
+    let reply = clients
+        .nats
+        .request(
+            "orbit.fn.lstm_timeseries",
+            json!({"data": seasonal(8)}).to_string().into(),
+        )
+        .await?;
+    let headers = reply.headers.expect("a service error");
+    assert_eq!(
+        headers.get("Nats-Service-Error-Code").unwrap().as_str(),
+        "400"
+    );
+    assert_eq!(clients.jobs_last_sequence().await?, before);
+    Ok(())
+}
