@@ -95,6 +95,8 @@ secret() {
 
 nats_bin() { echo "$TOOLS/nats/bin/nats-server"; }
 ort_lib() { echo "$TOOLS/onnxruntime/libonnxruntime.so.$ORT_VERSION"; }
+GPU_LIBS="$TOOLS/gpu/lib"
+ort_gpu_lib() { echo "$GPU_LIBS/libonnxruntime.so.$ORT_VERSION"; }
 
 pg_bin() {
   local dir

@@ -30,6 +30,12 @@ up() {
     ORBIT_WORKER_ID="moving_average-$i" ORBIT_METRICS_ADDR="127.0.0.1:$((METRICS_PORT_BASE + 1 + i))" \
       spawn "moving_average-$i" "$BIN/moving-average"
   done
+  # ORBIT_LSTM_DEVICE=cuda on a GPU machine: the CUDA build of ONNX Runtime and its libraries.
+  if [[ "${ORBIT_LSTM_DEVICE:-cpu}" == cuda ]] && nvidia-smi >/dev/null 2>&1; then
+    "$ROOT/scripts/install-gpu.sh"
+    ORT_DYLIB_PATH="$(ort_gpu_lib)"
+    export ORT_DYLIB_PATH LD_LIBRARY_PATH="$GPU_LIBS:${LD_LIBRARY_PATH:-}"
+  fi
   ORBIT_WORKER_ID="lstm_timeseries-1" ORBIT_METRICS_ADDR="127.0.0.1:$((METRICS_PORT_BASE + 2 + REPLICAS))" \
     spawn lstm_timeseries-1 "$BIN/lstm-timeseries"
   if ! pid_alive gateway && port_busy "$HTTP_PORT"; then

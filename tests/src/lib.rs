@@ -312,6 +312,33 @@ pub struct StackOptions {
     pub sinks: bool,
 }
 
+impl StackOptions {
+    /// Gateway and sinks, but no function yet (jobs wait in JOBS).
+    pub fn without_functions() -> Self {
+        Self {
+            replicas: 0,
+            ..Self::default()
+        }
+    }
+
+    /// Gateway, sinks and one lstm_timeseries replica.
+    pub fn lstm_only() -> Self {
+        Self {
+            replicas: 0,
+            lstm_replicas: 1,
+            ..Self::default()
+        }
+    }
+
+    /// The default stack with `replicas` moving_average replicas.
+    pub fn with_replicas(replicas: usize) -> Self {
+        Self {
+            replicas,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for StackOptions {
     fn default() -> Self {
         Self {

@@ -81,14 +81,7 @@ async fn a_submitted_job_is_computed_and_recorded_in_postgres_and_redis() -> any
 #[tokio::test]
 async fn an_unknown_job_id_is_404_with_a_json_body() -> anyhow::Result<()> {
     let clients = Clients::connect().await?;
-    let stack = Stack::start(
-        &clients,
-        StackOptions {
-            replicas: 0,
-            ..Default::default()
-        },
-    )
-    .await?;
+    let stack = Stack::start(&clients, StackOptions::without_functions()).await?;
     let (status, body) = clients
         .get_json(&stack.url("/api/v1/inference/no-such-job"))
         .await?;
@@ -100,14 +93,7 @@ async fn an_unknown_job_id_is_404_with_a_json_body() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_job_waiting_for_a_worker_reads_queued_then_succeeds() -> anyhow::Result<()> {
     let clients = Clients::connect().await?;
-    let mut stack = Stack::start(
-        &clients,
-        StackOptions {
-            replicas: 0,
-            ..Default::default()
-        },
-    )
-    .await?;
+    let mut stack = Stack::start(&clients, StackOptions::without_functions()).await?;
     let (_, accepted) = clients
         .post_json(&stack.url("/api/v1/inference/submit"), &ma_job(64, 5))
         .await?;
@@ -152,14 +138,7 @@ async fn a_batch_is_accepted_whole_and_every_job_is_recorded_once() -> anyhow::R
 #[tokio::test]
 async fn an_idempotency_key_makes_a_repeated_submit_run_once() -> anyhow::Result<()> {
     let clients = Clients::connect().await?;
-    let mut stack = Stack::start(
-        &clients,
-        StackOptions {
-            replicas: 0,
-            ..Default::default()
-        },
-    )
-    .await?;
+    let mut stack = Stack::start(&clients, StackOptions::without_functions()).await?;
     let key = format!("order-{}", uuid::Uuid::now_v7());
     let before = clients.jobs_last_sequence().await?;
 

@@ -44,14 +44,7 @@ async fn consumer_info(clients: &Clients) -> anyhow::Result<async_nats::jetstrea
 #[tokio::test]
 async fn two_replicas_share_the_work() -> anyhow::Result<()> {
     let clients = Clients::connect().await?;
-    let stack = Stack::start(
-        &clients,
-        StackOptions {
-            replicas: 2,
-            ..Default::default()
-        },
-    )
-    .await?;
+    let stack = Stack::start(&clients, StackOptions::with_replicas(2)).await?;
     let ids = submit_batches(&clients, &stack, 4000).await?;
     clients.wait_recorded(&ids, Duration::from_secs(60)).await?;
     let per_worker: Vec<(String, i64)> = sqlx::query_as(
@@ -73,14 +66,7 @@ async fn two_replicas_share_the_work() -> anyhow::Result<()> {
 async fn a_replica_killed_mid_work_loses_nothing_and_records_each_job_once() -> anyhow::Result<()> {
     let clients = Clients::connect().await?;
     // Jobs first, no worker yet: the backlog waits in JOBS.
-    let mut stack = Stack::start(
-        &clients,
-        StackOptions {
-            replicas: 0,
-            ..Default::default()
-        },
-    )
-    .await?;
+    let mut stack = Stack::start(&clients, StackOptions::without_functions()).await?;
     let total = 20_000;
     let ids = submit_batches(&clients, &stack, total).await?;
 
@@ -172,14 +158,7 @@ async fn a_replica_killed_mid_work_loses_nothing_and_records_each_job_once() -> 
 #[tokio::test]
 async fn a_graceful_stop_finishes_the_work_in_hand() -> anyhow::Result<()> {
     let clients = Clients::connect().await?;
-    let mut stack = Stack::start(
-        &clients,
-        StackOptions {
-            replicas: 0,
-            ..Default::default()
-        },
-    )
-    .await?;
+    let mut stack = Stack::start(&clients, StackOptions::without_functions()).await?;
     let total = 20_000;
     let ids = submit_batches(&clients, &stack, total).await?;
     stack.add_replica(&clients, "stopping-replica").await?;

@@ -164,14 +164,7 @@ async fn http_run_and_kserve_v2_infer_answer_synchronously() -> anyhow::Result<(
 #[tokio::test]
 async fn run_without_a_replica_is_503_not_a_hang() -> anyhow::Result<()> {
     let clients = Clients::connect().await?;
-    let stack = Stack::start(
-        &clients,
-        StackOptions {
-            replicas: 0,
-            ..Default::default()
-        },
-    )
-    .await?;
+    let stack = Stack::start(&clients, StackOptions::without_functions()).await?;
     let (status, body) = clients
         .post_json(
             &stack.url("/api/v1/inference/run"),

@@ -31,14 +31,7 @@ fn bad_submits() -> Vec<(&'static str, String, u16, &'static str)> {
 async fn bad_requests_get_a_json_error_naming_the_field_and_enqueue_nothing() -> anyhow::Result<()>
 {
     let clients = Clients::connect().await?;
-    let stack = Stack::start(
-        &clients,
-        StackOptions {
-            replicas: 0,
-            ..Default::default()
-        },
-    )
-    .await?;
+    let stack = Stack::start(&clients, StackOptions::without_functions()).await?;
     let before = clients.jobs_last_sequence().await?;
 
     let mut mismatches = Vec::new();

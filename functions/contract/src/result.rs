@@ -64,6 +64,31 @@ pub struct JobFailure {
     pub field: Option<String>,
 }
 
+impl JobFailure {
+    /// A failure of the function itself (not of the input).
+    pub fn function_error(message: impl Into<String>) -> Self {
+        Self {
+            code: "function_error".into(),
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// A job whose call produced no output (a crashed or misbehaving function): it still ends.
+    pub fn no_output() -> Self {
+        Self::function_error("the function returned no output for this job")
+    }
+
+    /// A job sent to a function that does not serve its model.
+    pub fn wrong_function(model: &str, function: &str) -> Self {
+        Self {
+            code: "invalid_input".into(),
+            message: format!("a {model} job sent to {function}"),
+            field: Some("model_name".into()),
+        }
+    }
+}
+
 /// When the job moved, and how long each part took.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Timings {

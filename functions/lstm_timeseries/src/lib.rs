@@ -43,6 +43,11 @@ pub fn context(series: &[f64]) -> &[f64] {
     &series[series.len().saturating_sub(MAX_CONTEXT)..]
 }
 
+/// Most rows per model call, from `ORBIT_LSTM_CHUNK_ROWS` (default 64).
+pub fn chunk_rows_from_env() -> Result<usize, orbit_runtime::config::ConfigError> {
+    env_or("ORBIT_LSTM_CHUNK_ROWS", 64usize)
+}
+
 /// Settings of the dynamic batcher, from `ORBIT_LSTM_MAX_BATCH` (default 512) and
 /// `ORBIT_LSTM_MAX_DELAY_US` (default 500).
 pub fn batch_policy_from_env() -> Result<BatchPolicy, orbit_runtime::config::ConfigError> {
@@ -56,42 +61,42 @@ pub fn batch_policy_from_env() -> Result<BatchPolicy, orbit_runtime::config::Con
 pub struct LstmForecaster {
     model: Mutex<OnnxModel>,
     policy: BatchPolicy,
+    chunk_rows: usize,
 }
 
 impl LstmForecaster {
-    pub fn new(model: OnnxModel, policy: BatchPolicy) -> Self {
+    /// `chunk_rows`: most rows per model call (`ORBIT_LSTM_CHUNK_ROWS`, default 64).
+    pub fn new(model: OnnxModel, policy: BatchPolicy, chunk_rows: usize) -> Self {
         Self {
             model: Mutex::new(model),
             policy,
+            chunk_rows: chunk_rows.max(1),
         }
     }
 
-    fn failure(message: impl Into<String>) -> JobFailure {
-        JobFailure {
-            code: "function_error".into(),
-            message: message.into(),
-            field: None,
-        }
-    }
-
-    /// Runs one group of same-length windows as one model call.
+    /// Runs one group of same-length windows, in model calls of at most `chunk_rows` rows:
+    /// past a few dozen rows per call, throughput falls as the LSTM's state outgrows the cache
+    /// (measured with `lstm-bench`, see bench/README.md).
     fn forecast_group(
         &self,
         length: usize,
         windows: &[Normalised],
     ) -> Result<Vec<Vec<f32>>, JobFailure> {
-        let rows: Vec<f32> = windows
-            .iter()
-            .flat_map(|w| w.values.iter().copied())
-            .collect();
-        let mut model = self
-            .model
-            .lock()
-            .map_err(|_| Self::failure("the model is unavailable after an earlier failure"))?;
-        let values = model
-            .forecast(length, rows)
-            .map_err(|err| Self::failure(err.to_string()))?;
-        Ok(values.chunks(HORIZON).map(<[f32]>::to_vec).collect())
+        let mut model = self.model.lock().map_err(|_| {
+            JobFailure::function_error("the model is unavailable after an earlier failure")
+        })?;
+        let mut forecasts = Vec::with_capacity(windows.len());
+        for chunk in windows.chunks(self.chunk_rows) {
+            let rows: Vec<f32> = chunk
+                .iter()
+                .flat_map(|w| w.values.iter().copied())
+                .collect();
+            let values = model
+                .forecast(length, rows)
+                .map_err(|err| JobFailure::function_error(err.to_string()))?;
+            forecasts.extend(values.chunks(HORIZON).map(<[f32]>::to_vec));
+        }
+        Ok(forecasts)
     }
 }
 
@@ -111,21 +116,20 @@ impl Function for LstmForecaster {
     fn call(&self, job: &ValidJob) -> Result<Value, JobFailure> {
         self.call_batch(std::slice::from_ref(job))
             .pop()
-            .unwrap_or_else(|| Err(Self::failure("no output")))
+            .unwrap_or_else(|| Err(JobFailure::function_error("no output")))
     }
 
     fn call_batch(&self, jobs: &[ValidJob]) -> Vec<Result<Value, JobFailure>> {
         let mut outputs: Vec<Result<Value, JobFailure>> =
-            vec![Err(Self::failure("not run")); jobs.len()];
+            vec![Err(JobFailure::function_error("not run")); jobs.len()];
         // Group by context length: one model call per distinct length, no padding.
         let mut groups: BTreeMap<usize, Vec<(usize, usize, Normalised)>> = BTreeMap::new();
         for (index, job) in jobs.iter().enumerate() {
             let ModelParams::LstmTimeseries(params) = &job.params else {
-                outputs[index] = Err(JobFailure {
-                    code: "invalid_input".into(),
-                    message: format!("a {} job sent to lstm_timeseries", job.model.name()),
-                    field: Some("model_name".into()),
-                });
+                outputs[index] = Err(JobFailure::wrong_function(
+                    job.model.name(),
+                    "lstm_timeseries",
+                ));
                 continue;
             };
             let window = context(job.series.values());

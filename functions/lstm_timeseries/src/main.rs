@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use lstm_timeseries::{batch_policy_from_env, Device, LstmForecaster, ModelSettings, OnnxModel};
+use lstm_timeseries::{
+    batch_policy_from_env, chunk_rows_from_env, Device, LstmForecaster, ModelSettings, OnnxModel,
+};
 use orbit_runtime::{env_or, serve, telemetry, RuntimeConfig, Shutdown};
 
 #[tokio::main]
@@ -25,7 +27,7 @@ async fn main() -> anyhow::Result<()> {
         sha256 = model.sha256(),
         "model loaded"
     );
-    let forecaster = LstmForecaster::new(model, batch_policy_from_env()?);
+    let forecaster = LstmForecaster::new(model, batch_policy_from_env()?, chunk_rows_from_env()?);
     let config = RuntimeConfig::from_env("lstm_timeseries")?;
     serve(forecaster, config, Shutdown::on_signals()).await?;
     Ok(())

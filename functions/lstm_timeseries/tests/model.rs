@@ -26,7 +26,7 @@ fn forecaster() -> &'static LstmForecaster {
     static FORECASTER: OnceLock<LstmForecaster> = OnceLock::new();
     FORECASTER.get_or_init(|| {
         let model = OnnxModel::load(&settings()).expect("model loads");
-        LstmForecaster::new(model, batch_policy_from_env().expect("policy"))
+        LstmForecaster::new(model, batch_policy_from_env().expect("policy"), 3)
     })
 }
 

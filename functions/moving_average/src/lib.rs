@@ -32,11 +32,10 @@ impl Function for MovingAverage {
 
     fn call(&self, job: &ValidJob) -> Result<Value, JobFailure> {
         let ModelParams::MovingAverage(params) = &job.params else {
-            return Err(JobFailure {
-                code: "invalid_input".into(),
-                message: format!("a {} job sent to moving_average", job.model.name()),
-                field: Some("model_name".into()),
-            });
+            return Err(JobFailure::wrong_function(
+                job.model.name(),
+                "moving_average",
+            ));
         };
         let values = compute(job.series.values(), params);
         let mut output = json!({

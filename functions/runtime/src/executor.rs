@@ -128,11 +128,7 @@ fn pad(outcomes: impl Iterator<Item = Outcome>, count: usize) -> Vec<Outcome> {
     let mut outcomes: Vec<Outcome> = outcomes.collect();
     while outcomes.len() < count {
         outcomes.push(Outcome {
-            output: Err(JobFailure {
-                code: "function_error".into(),
-                message: "the function returned no output for this job".into(),
-                field: None,
-            }),
+            output: Err(JobFailure::no_output()),
             batch_size: 0,
         });
     }

@@ -140,27 +140,23 @@ async fn process_batch<F: Function>(
     announce_started(client, name, &deliveries).await;
 
     // Jobs that fail validation still end: as `failed` results, never silently.
-    let checked: Vec<Result<ValidJob, JobFailure>> = deliveries
+    let mut valid = Vec::with_capacity(deliveries.len());
+    let rejected: Vec<Option<JobFailure>> = deliveries
         .iter()
-        .map(|d| {
-            let job = d.envelope.to_valid().map_err(|err| JobFailure {
+        .map(|d| match d.envelope.to_valid() {
+            Err(err) => Some(JobFailure {
                 code: "invalid_input".into(),
                 message: err.message,
                 field: Some(err.field),
-            })?;
-            if job.model != function.model() {
-                return Err(JobFailure {
-                    code: "invalid_input".into(),
-                    message: format!("a {} job published for {name}", job.model.name()),
-                    field: Some("model_name".into()),
-                });
+            }),
+            Ok(job) if job.model != function.model() => {
+                Some(JobFailure::wrong_function(job.model.name(), name))
             }
-            Ok(job)
+            Ok(job) => {
+                valid.push(job);
+                None
+            }
         })
-        .collect();
-    let valid: Vec<ValidJob> = checked
-        .iter()
-        .filter_map(|c| c.as_ref().ok().cloned())
         .collect();
 
     let started_at = Utc::now();
@@ -174,20 +170,14 @@ async fn process_batch<F: Function>(
     };
     let mut outputs = outputs.into_iter();
     let mut events = Vec::with_capacity(deliveries.len());
-    for (delivery, check) in deliveries.iter().zip(checked) {
-        let (output, batch_size) = match check {
-            Ok(_) => match outputs.next() {
-                Some(Outcome { output, batch_size }) => (output, batch_size),
-                None => (
-                    Err(JobFailure {
-                        code: "function_error".into(),
-                        message: "the function returned no output for this job".into(),
-                        field: None,
-                    }),
-                    0,
-                ),
-            },
-            Err(failure) => (Err(failure), 0),
+    for (delivery, rejection) in deliveries.iter().zip(rejected) {
+        let (output, batch_size) = match rejection {
+            Some(failure) => (Err(failure), 0),
+            None => outputs
+                .next()
+                .map_or((Err(JobFailure::no_output()), 0), |o| {
+                    (o.output, o.batch_size)
+                }),
         };
         let envelope = &delivery.envelope;
         events.push(

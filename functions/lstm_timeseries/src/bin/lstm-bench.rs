@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use lstm_timeseries::{Device, LstmForecaster, ModelSettings, OnnxModel};
+use lstm_timeseries::{chunk_rows_from_env, Device, LstmForecaster, ModelSettings, OnnxModel};
 use orbit_contract::{parse_json, JobRequest, ValidJob};
 use orbit_runtime::{BatchPolicy, Function};
 use serde_json::json;
@@ -63,6 +63,7 @@ fn main() -> anyhow::Result<()> {
             max_batch: 1,
             max_delay: Duration::ZERO,
         },
+        chunk_rows_from_env()?,
     );
     let job = |seed: usize| -> anyhow::Result<ValidJob> {
         let data: Vec<f64> = (0..length)
