@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 struct Options {
     url: String,
+    model: String,
     database_url: String,
     mode: String,
     jobs: usize,
@@ -30,6 +31,7 @@ fn parse_options() -> anyhow::Result<Options> {
     let mut env_file = String::from(".orbit/dev/env");
     let mut url = None;
     let mut mode = String::from("single");
+    let mut model = String::from("moving_average");
     let mut jobs = 20_000;
     let mut points = 64;
     let mut batch_size = 100;
@@ -40,12 +42,13 @@ fn parse_options() -> anyhow::Result<Options> {
             "--env-file" => env_file = value()?,
             "--url" => url = Some(value()?),
             "--mode" => mode = value()?,
+            "--model" => model = value()?,
             "--jobs" => jobs = value()?.parse()?,
             "--points" => points = value()?.parse()?,
             "--batch-size" => batch_size = value()?.parse()?,
             "--concurrency" => concurrency = Some(value()?.parse()?),
             "--help" | "-h" => {
-                println!("orbit-load [--mode single|batch] [--jobs N] [--points N] [--batch-size N] [--concurrency N] [--url URL] [--env-file PATH]");
+                println!("orbit-load [--mode single|batch] [--model moving_average|lstm_timeseries] [--jobs N] [--points N] [--batch-size N] [--concurrency N] [--url URL] [--env-file PATH]");
                 std::process::exit(0);
             }
             other => bail!("unknown flag {other}"),
@@ -71,6 +74,7 @@ fn parse_options() -> anyhow::Result<Options> {
     });
     Ok(Options {
         url,
+        model,
         database_url,
         concurrency: concurrency.unwrap_or(if mode == "single" { 64 } else { 8 }),
         mode,
@@ -80,11 +84,16 @@ fn parse_options() -> anyhow::Result<Options> {
     })
 }
 
-fn job(points: usize, seed: usize) -> Value {
+fn job(model: &str, points: usize, seed: usize) -> Value {
     let data: Vec<f64> = (0..points)
         .map(|i| 100.0 + ((i + seed) as f64 * 0.2).sin() * 10.0)
         .collect();
-    json!({"model_name": "moving_average", "data": data, "parameters": {"window": 5}})
+    let parameters = if model == "lstm_timeseries" {
+        json!({"horizon": 12})
+    } else {
+        json!({"window": 5})
+    };
+    json!({"model_name": model, "data": data, "parameters": parameters})
 }
 
 #[tokio::main]
@@ -120,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
                 if options.mode == "single" {
                     let body: Value = http
                         .post(format!("{}/api/v1/inference/submit", options.url))
-                        .json(&job(options.points, index))
+                        .json(&job(&options.model, options.points, index))
                         .send()
                         .await?
                         .error_for_status()?
@@ -131,8 +140,9 @@ async fn main() -> anyhow::Result<()> {
                     let size = options
                         .batch_size
                         .min(options.jobs - index * options.batch_size);
-                    let jobs: Vec<Value> =
-                        (0..size).map(|i| job(options.points, index + i)).collect();
+                    let jobs: Vec<Value> = (0..size)
+                        .map(|i| job(&options.model, options.points, index + i))
+                        .collect();
                     let body: Value = http
                         .post(format!("{}/api/v1/inference/batch", options.url))
                         .json(&json!({ "jobs": jobs }))
@@ -194,6 +204,7 @@ async fn main() -> anyhow::Result<()> {
     let e2e_secs = (last - wall_start).num_microseconds().unwrap_or(0) as f64 / 1e6;
     let report = json!({
         "mode": options.mode,
+        "model": options.model,
         "jobs": ids.len(),
         "points": options.points,
         "batch_size": if options.mode == "batch" { options.batch_size } else { 1 },
@@ -206,7 +217,8 @@ async fn main() -> anyhow::Result<()> {
         "submit_to_row_p99_ms": p99 * 1000.0,
     });
     println!(
-        "mode {:<6} jobs {:>7}  submit {:>9.0}/s  end-to-end {:>9.0} jobs/s ({:.2} s)  submit->row p50 {:.1} ms p99 {:.1} ms",
+        "{} mode {:<6} jobs {:>7}  submit {:>9.0}/s  end-to-end {:>9.0} jobs/s ({:.2} s)  submit->row p50 {:.1} ms p99 {:.1} ms",
+        options.model,
         options.mode,
         ids.len(),
         report["submits_per_second"].as_f64().unwrap_or_default(),
