@@ -48,3 +48,16 @@ where
         }
     }
 }
+
+/// Waits for one task of `tasks` to end, logging a task that panicked: its messages stay
+/// unacknowledged and JetStream redelivers them, but the panic must not pass unseen.
+pub(crate) async fn reap(tasks: &mut tokio::task::JoinSet<()>) -> bool {
+    match tasks.join_next().await {
+        Some(Err(err)) => {
+            tracing::error!(error = %err, "a batch task failed; its messages will be redelivered");
+            true
+        }
+        Some(Ok(())) => true,
+        None => false,
+    }
+}

@@ -99,7 +99,7 @@ pub async fn run_sink<S: Sink>(
     tracing::info!(sink = name, "sink running");
     while !shutdown.is_triggered() {
         while inflight.len() >= config.inflight_batches {
-            inflight.join_next().await;
+            crate::reap(&mut inflight).await;
         }
         let failing = failures.load(Ordering::Relaxed);
         if failing > 0 {
@@ -125,7 +125,7 @@ pub async fn run_sink<S: Sink>(
         let (sink, failures) = (sink.clone(), failures.clone());
         inflight.spawn(async move { store(&*sink, &failures, messages, events).await });
     }
-    while inflight.join_next().await.is_some() {}
+    while crate::reap(&mut inflight).await {}
     tracing::info!(sink = name, "sink drained");
     Ok(())
 }

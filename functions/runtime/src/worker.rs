@@ -68,7 +68,7 @@ pub(crate) async fn run<F: Function>(
     let mut failures = 0u32;
     while !shutdown.is_triggered() {
         while inflight.len() >= config.inflight_batches {
-            inflight.join_next().await;
+            crate::reap(&mut inflight).await;
         }
         let batch = match next_batch(&consumer, config.fetch_batch, &shutdown).await {
             Ok(batch) => {
@@ -92,7 +92,7 @@ pub(crate) async fn run<F: Function>(
             (executor.clone(), js.clone(), client.clone(), config.clone());
         inflight.spawn(async move { process_batch(&executor, &js, &client, &config, batch).await });
     }
-    while inflight.join_next().await.is_some() {}
+    while crate::reap(&mut inflight).await {}
     tracing::info!(function = name, "job loop drained");
     Ok(())
 }
