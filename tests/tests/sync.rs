@@ -175,3 +175,43 @@ async fn run_without_a_replica_is_503_not_a_hang() -> anyhow::Result<()> {
     assert_eq!(body["error"]["code"], "unavailable");
     Ok(())
 }
+
+#[tokio::test]
+async fn every_path_in_the_openapi_document_is_served() -> anyhow::Result<()> {
+    let clients = Clients::connect().await?;
+    let stack = Stack::start(&clients, StackOptions::default()).await?;
+    let (status, doc) = clients.get_json(&stack.url("/openapi.json")).await?;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.0.3");
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 17);
+    for (path, operations) in paths {
+        let url = stack.url(
+            &path
+                .replace("{job_id}", "no-such-job")
+                .replace("{model}", "moving_average"),
+        );
+        for method in operations.as_object().expect("operations").keys() {
+            let response = match method.as_str() {
+                "get" => clients.http.get(&url).send().await?,
+                "post" => clients.http.post(&url).json(&json!({})).send().await?,
+                other => panic!("unexpected method {other} for {path}"),
+            };
+            let code = response.status().as_u16();
+            // 404 is only right for the job lookup of an unknown id; 405 never is.
+            let allowed_404 = path == "/api/v1/inference/{job_id}";
+            assert!(
+                code != 405 && (code != 404 || allowed_404),
+                "{method} {path}: {code}"
+            );
+            let documented = operations[method]["responses"]
+                .as_object()
+                .expect("responses");
+            assert!(
+                documented.contains_key(&code.to_string()),
+                "{method} {path} answered {code}, not among its documented responses"
+            );
+        }
+    }
+    Ok(())
+}
