@@ -177,3 +177,44 @@ async fn an_idempotency_key_makes_a_repeated_submit_run_once() -> anyhow::Result
     assert_eq!(clients.recorded(std::slice::from_ref(&key)).await?, 1);
     Ok(())
 }
+
+#[tokio::test]
+async fn extreme_values_are_stored_and_read_back_and_overflow_fails_cleanly() -> anyhow::Result<()>
+{
+    let clients = Clients::connect().await?;
+    let stack = Stack::start(&clients, StackOptions::default()).await?;
+    // Averages of these overflow f64: the job must fail, not succeed with nulls.
+    let overflowing = json!({
+        "model_name": "moving_average",
+        "data": [1.7976931348623157e308, 1.7976931348623157e308, -1e-308],
+        "metadata": {"big": 1e308, "tiny": 5e-324},
+        "parameters": {"window": 2},
+    });
+    let (status, accepted) = clients
+        .post_json(&stack.url("/api/v1/inference/submit"), &overflowing)
+        .await?;
+    assert_eq!(status, 202, "{accepted}");
+    let job_id = accepted["job_id"].as_str().unwrap().to_string();
+    let view = clients
+        .wait_for_state(&stack.url(&format!("/api/v1/inference/{job_id}")), "failed")
+        .await?;
+    assert_eq!(view["error"]["code"], "numeric_overflow");
+    clients
+        .wait_recorded(std::slice::from_ref(&job_id), Duration::from_secs(20))
+        .await?;
+
+    // The row with the extreme numbers reads back through the results API, exactly.
+    let (status, results) = clients
+        .get_json(&stack.url("/api/v1/inference/results?limit=1000&status=failed"))
+        .await?;
+    assert_eq!(status, 200, "{results}");
+    let row = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["job_id"] == job_id.as_str())
+        .expect("the failed job is listed");
+    assert_eq!(row["input_data"], overflowing["data"]);
+    assert_eq!(row["metadata"]["big"], 1e308);
+    Ok(())
+}

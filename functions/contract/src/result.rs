@@ -79,6 +79,16 @@ impl JobFailure {
         Self::function_error("the function returned no output for this job")
     }
 
+    /// Finite input that drove the arithmetic past `f64` (values near 1e308): the job fails
+    /// rather than answer with infinities, which JSON cannot carry.
+    pub fn overflow() -> Self {
+        Self {
+            code: "numeric_overflow".into(),
+            message: "the result overflowed f64; scale the series down".into(),
+            field: Some("data".into()),
+        }
+    }
+
     /// A job sent to a function that does not serve its model.
     pub fn wrong_function(model: &str, function: &str) -> Self {
         Self {

@@ -148,6 +148,10 @@ impl Function for LstmForecaster {
                             .iter()
                             .map(|&v| f64::from(v) * window.std + window.mean)
                             .collect();
+                        if !values.iter().all(|v| v.is_finite()) {
+                            outputs[index] = Err(JobFailure::overflow());
+                            continue;
+                        }
                         outputs[index] = Ok(json!({
                             "next": values[0],
                             "forecast": values,

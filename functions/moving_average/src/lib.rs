@@ -38,6 +38,9 @@ impl Function for MovingAverage {
             ));
         };
         let values = compute(job.series.values(), params);
+        if !values.iter().all(|v| v.is_finite()) {
+            return Err(JobFailure::overflow());
+        }
         let mut output = json!({
             "kind": params.kind.as_str(),
             "window": params.window.get(),
@@ -257,6 +260,19 @@ mod tests {
         for value in simple(&x, 7).into_iter().chain(weighted(&x, 7)) {
             assert!((value - 0.1).abs() < 1e-15, "{value}");
         }
+    }
+
+    #[test]
+    fn an_overflowing_average_fails_instead_of_returning_infinity() {
+        let request = orbit_contract::parse_json(
+            br#"{"model_name":"moving_average","data":[1.7e308,1.7e308,1.7e308],"parameters":{"window":2}}"#,
+        )
+        .unwrap();
+        let job = ValidJob::parse(request).unwrap();
+        assert_eq!(
+            MovingAverage.call(&job).unwrap_err().code,
+            "numeric_overflow"
+        );
     }
 
     #[test]

@@ -26,8 +26,8 @@ INSERT INTO inference_results (
     job_id, model_name, model_version, status, input_data, output, error, metadata, parameters,
     source, worker_id, attempt, batch_size, submitted_at, started_at, finished_at, queue_ms,
     compute_ms)
-SELECT job_id, model_name, model_version, status, input_data::jsonb, output::jsonb,
-       error::jsonb, metadata::jsonb, parameters::jsonb, source, worker_id, attempt,
+SELECT job_id, model_name, model_version, status, input_data::json, output::json,
+       error::json, metadata::json, parameters::json, source, worker_id, attempt,
        batch_size, submitted_at, started_at, finished_at, queue_ms, compute_ms
 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
             $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int4[],
