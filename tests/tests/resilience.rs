@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use orbit_e2e::{free_port, ma_job, scrape_counter, wait_until, Clients, Stack, StackOptions};
 use serde_json::{json, Value};
 
@@ -237,4 +238,70 @@ async fn a_poison_message_is_dead_lettered_with_its_reason_and_the_stream_goes_o
         Ok((consumer_info(&clients).await?.num_ack_pending == 0).then_some(()))
     })
     .await
+}
+
+#[tokio::test]
+async fn a_job_that_keeps_killing_workers_ends_failed_not_lost() -> anyhow::Result<()> {
+    let clients = Clients::connect().await?;
+    let mut stack = Stack::start(&clients, StackOptions::without_functions()).await?;
+    let two_deliveries = [("ORBIT_MAX_DELIVER", "2".to_string())];
+    // A replica configures the shared consumer for two deliveries, then goes away.
+    stack
+        .add_replica_with(&clients, "configuring-replica", &two_deliveries)
+        .await?;
+    stack.functions.pop();
+
+    let (_, accepted) = clients
+        .post_json(&stack.url("/api/v1/inference/submit"), &ma_job(64, 5))
+        .await?;
+    let job_id = accepted["job_id"].as_str().unwrap().to_string();
+
+    // Play the worker that takes the job and dies with it: pull it and never ack.
+    let stream = clients.jetstream.get_stream("JOBS").await?;
+    let consumer: async_nats::jetstream::consumer::PullConsumer = stream
+        .get_consumer("fn-moving_average")
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let mut held = None;
+    while held.is_none() {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(100)
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        while let Some(message) = batch.next().await {
+            let message = message.map_err(|e| anyhow::anyhow!(e))?;
+            let is_ours = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Msg-Id"))
+                .is_some_and(|id| id.as_str() == job_id);
+            if is_ours {
+                held = Some(message);
+            } else {
+                // Somebody else's job: hand it straight back.
+                message
+                    .ack_with(async_nats::jetstream::AckKind::Nak(None))
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))?;
+            }
+        }
+    }
+    drop(held);
+
+    // Its second delivery, after ack_wait, is the last allowed: not run again, ends failed.
+    stack
+        .add_replica_with(&clients, "careful-replica", &two_deliveries)
+        .await?;
+    let view = clients
+        .wait_for_state(&stack.url(&format!("/api/v1/inference/{job_id}")), "failed")
+        .await?;
+    assert_eq!(view["error"]["code"], "too_many_deliveries");
+    assert_eq!(view["attempt"], 2);
+    clients
+        .wait_recorded(std::slice::from_ref(&job_id), Duration::from_secs(20))
+        .await?;
+    Ok(())
 }

@@ -49,7 +49,8 @@ pub struct RuntimeConfig {
     /// `ORBIT_ACK_WAIT_MS`, default 30000: how long a job may stay unacknowledged before
     /// JetStream redelivers it to another replica.
     pub ack_wait: Duration,
-    /// `ORBIT_MAX_DELIVER`, default 5: deliveries before a job is dead-lettered.
+    /// `ORBIT_MAX_DELIVER`, default 5: deliveries a job gets; on the last one it ends `failed`
+    /// (`too_many_deliveries`) instead of running again.
     pub max_deliver: i64,
     /// `ORBIT_MAX_ACK_PENDING`, default 4096: unacknowledged jobs per consumer, all replicas.
     pub max_ack_pending: i64,
@@ -96,7 +97,7 @@ impl RuntimeConfig {
             fetch_batch: env_or("ORBIT_FETCH_BATCH", default_fetch_batch)?.max(1),
             inflight_batches: env_or("ORBIT_INFLIGHT_BATCHES", 4usize)?.max(1),
             ack_wait: Duration::from_millis(env_or("ORBIT_ACK_WAIT_MS", 30_000u64)?.max(100)),
-            max_deliver: env_or("ORBIT_MAX_DELIVER", 5i64)?.max(1),
+            max_deliver: env_or("ORBIT_MAX_DELIVER", 5i64)?.max(2),
             max_ack_pending: env_or("ORBIT_MAX_ACK_PENDING", 4096i64)?.max(1),
             metrics_addr,
             sync_concurrency: env_or("ORBIT_SYNC_CONCURRENCY", 1024usize)?.max(1),

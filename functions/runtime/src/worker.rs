@@ -18,7 +18,7 @@ use orbit_contract::subjects::{
     deadletter_subject, job_subject, started_subject, DEADLETTER_REASON_HEADER, JOBS_STREAM,
     JOB_ID_HEADER,
 };
-use orbit_contract::{JobEnvelope, JobFailure, Source, ValidJob};
+use orbit_contract::{JobEnvelope, JobFailure, ResultEvent, Source, ValidJob};
 
 use crate::executor::{Executor, Outcome};
 use crate::function::Function;
@@ -88,9 +88,16 @@ pub(crate) async fn run<F: Function>(
         if batch.is_empty() {
             continue;
         }
-        let (executor, js, client, config) =
-            (executor.clone(), js.clone(), client.clone(), config.clone());
-        inflight.spawn(async move { process_batch(&executor, &js, &client, &config, batch).await });
+        let (executor, js, client, config, shutdown) = (
+            executor.clone(),
+            js.clone(),
+            client.clone(),
+            config.clone(),
+            shutdown.clone(),
+        );
+        inflight.spawn(async move {
+            process_batch(&executor, &js, &client, &config, &shutdown, batch).await
+        });
     }
     while crate::reap(&mut inflight).await {}
     tracing::info!(function = name, "job loop drained");
@@ -109,6 +116,7 @@ async fn process_batch<F: Function>(
     js: &jetstream::Context,
     client: &async_nats::Client,
     config: &RuntimeConfig,
+    shutdown: &Shutdown,
     batch: Vec<Message>,
 ) {
     let function = executor.function();
@@ -139,11 +147,29 @@ async fn process_batch<F: Function>(
     }
     announce_started(client, name, &deliveries).await;
 
+    // A job on its last allowed delivery has crashed or stalled a worker every time before: it
+    // is not run again but ends `failed`, with a copy kept in DEADLETTER for inspection.
+    for delivery in deliveries.iter().filter(|d| is_last_delivery(d, config)) {
+        let reason = format!("delivered {} times without finishing", delivery.attempt);
+        if let Err(err) = store_dead_letter(js, name, &delivery.message, &reason).await {
+            tracing::warn!(job_id = %delivery.envelope.job_id, error = %err, "dead-letter copy not stored");
+        }
+    }
+
     // Jobs that fail validation still end: as `failed` results, never silently.
     let mut valid = Vec::with_capacity(deliveries.len());
     let rejected: Vec<Option<JobFailure>> = deliveries
         .iter()
         .map(|d| match d.envelope.to_valid() {
+            _ if is_last_delivery(d, config) => Some(JobFailure {
+                code: "too_many_deliveries".into(),
+                message: format!(
+                    "delivered {} times without finishing (a worker crashed or stalled on it \
+                     each time); not run again",
+                    d.attempt
+                ),
+                field: None,
+            }),
             Err(err) => Some(JobFailure {
                 code: "invalid_input".into(),
                 message: err.message,
@@ -198,31 +224,85 @@ async fn process_batch<F: Function>(
         );
     }
 
-    // Pipeline every result publish, then wait for all their acks at once.
-    let mut pending = Vec::with_capacity(events.len());
-    for event in &events {
-        pending.push(results::publish(js, event).await);
-    }
-    let confirmations = join_all(pending.into_iter().map(|publish| async move {
-        match publish {
-            Ok(ack) => ack.await.map(|_| ()).map_err(async_nats::Error::from),
-            Err(err) => Err(err),
-        }
-    }))
-    .await;
+    store_results_then_ack(js, &deliveries, &events, shutdown).await;
+}
 
-    for (delivery, confirmed) in deliveries.iter().zip(confirmations) {
-        match confirmed {
-            Ok(()) => {
-                if let Err(err) = delivery.message.ack().await {
-                    tracing::warn!(job_id = %delivery.envelope.job_id, error = %err,
-                        "ack failed; the job will be redelivered and deduplicated");
+fn is_last_delivery(delivery: &Delivery, config: &RuntimeConfig) -> bool {
+    i64::from(delivery.attempt) >= config.max_deliver
+}
+
+/// Publishes every result (pipelined, then all acks awaited at once) and acks each job whose
+/// result JetStream confirmed. Results that could not be stored (JetStream unavailable, a
+/// stream leader moving) are published again with backoff, the jobs kept alive with progress
+/// acks, until they are stored: a store outage delays jobs, it never fails or drops them. Only
+/// a shutdown gives them back to JetStream (nak) for another replica.
+async fn store_results_then_ack(
+    js: &jetstream::Context,
+    deliveries: &[Delivery],
+    events: &[ResultEvent],
+    shutdown: &Shutdown,
+) {
+    let mut unconfirmed: Vec<usize> = (0..events.len()).collect();
+    let mut round = 0u32;
+    loop {
+        let mut pending = Vec::with_capacity(unconfirmed.len());
+        for &index in &unconfirmed {
+            pending.push(results::publish(js, &events[index]).await);
+        }
+        let confirmations = join_all(pending.into_iter().map(|publish| async move {
+            match publish {
+                Ok(ack) => ack.await.map(|_| ()).map_err(async_nats::Error::from),
+                Err(err) => Err(err),
+            }
+        }))
+        .await;
+        let mut failed = Vec::new();
+        let mut last_error = None;
+        for (&index, confirmed) in unconfirmed.iter().zip(confirmations) {
+            let delivery = &deliveries[index];
+            match confirmed {
+                Ok(()) => {
+                    if let Err(err) = delivery.message.ack().await {
+                        tracing::warn!(job_id = %delivery.envelope.job_id, error = %err,
+                            "ack failed; the job will be redelivered and deduplicated");
+                    }
+                }
+                Err(err) => {
+                    last_error = Some(err.to_string());
+                    failed.push(index);
                 }
             }
-            Err(err) => {
-                retry_or_dead_letter(js, name, config, delivery, &err.to_string()).await;
-            }
         }
+        if failed.is_empty() {
+            return;
+        }
+        round += 1;
+        let delay = backoff(round);
+        if shutdown.is_triggered() {
+            for &index in &failed {
+                let _ = deliveries[index]
+                    .message
+                    .ack_with(AckKind::Nak(Some(delay)))
+                    .await;
+            }
+            return;
+        }
+        metrics::counter!("orbit_result_publish_retries_total").increment(failed.len() as u64);
+        tracing::warn!(
+            jobs = failed.len(),
+            round,
+            ?delay,
+            error = last_error.as_deref().unwrap_or(""),
+            "results not stored; retrying"
+        );
+        for &index in &failed {
+            let _ = deliveries[index].message.ack_with(AckKind::Progress).await;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.wait() => {}
+        }
+        unconfirmed = failed;
     }
 }
 
@@ -269,27 +349,6 @@ async fn announce_started(client: &async_nats::Client, function: &str, deliverie
     }
 }
 
-/// A transient failure (the result could not be stored): retry later with backoff, or, on the
-/// last allowed delivery, dead-letter the job so it is not retried forever.
-async fn retry_or_dead_letter(
-    js: &jetstream::Context,
-    function: &str,
-    config: &RuntimeConfig,
-    delivery: &Delivery,
-    reason: &str,
-) {
-    if i64::from(delivery.attempt) >= config.max_deliver {
-        dead_letter(js, function, &delivery.message, reason).await;
-        return;
-    }
-    let delay = backoff(delivery.attempt);
-    tracing::warn!(job_id = %delivery.envelope.job_id, attempt = delivery.attempt, ?delay,
-        reason, "result not stored; job will be retried");
-    if let Err(err) = delivery.message.ack_with(AckKind::Nak(Some(delay))).await {
-        tracing::warn!(error = %err, "nak failed; the job is redelivered after ack_wait");
-    }
-}
-
 /// Moves a message to `orbit.deadletter.<function>` with the reason, then terminates it. If
 /// the dead letter cannot be stored, the message is left for redelivery instead.
 pub(crate) async fn dead_letter(
@@ -298,30 +357,8 @@ pub(crate) async fn dead_letter(
     message: &Message,
     reason: &str,
 ) {
-    let mut headers = HeaderMap::new();
-    headers.insert(DEADLETTER_REASON_HEADER, sanitize_header(reason).as_str());
-    if let Some(job_id) = message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
-    {
-        headers.insert(JOB_ID_HEADER, job_id.as_str());
-    }
-    let stored = match js
-        .publish_with_headers(
-            deadletter_subject(function),
-            headers,
-            message.payload.clone(),
-        )
-        .await
-    {
-        Ok(ack) => ack.await.map(|_| ()).map_err(async_nats::Error::from),
-        Err(err) => Err(err.into()),
-    };
-    match stored {
+    match store_dead_letter(js, function, message, reason).await {
         Ok(()) => {
-            metrics::counter!("orbit_deadletters_total", "function" => function.to_string())
-                .increment(1);
             tracing::error!(function, reason, "message dead-lettered");
             if let Err(err) = message.ack_with(AckKind::Term).await {
                 tracing::warn!(error = %err, "term failed after dead-lettering");
@@ -334,6 +371,33 @@ pub(crate) async fn dead_letter(
                 .await;
         }
     }
+}
+
+/// Stores a copy of `message` on `orbit.deadletter.<function>` with the reason and job id.
+async fn store_dead_letter(
+    js: &jetstream::Context,
+    function: &str,
+    message: &Message,
+    reason: &str,
+) -> Result<(), async_nats::Error> {
+    let mut headers = HeaderMap::new();
+    headers.insert(DEADLETTER_REASON_HEADER, sanitize_header(reason).as_str());
+    if let Some(job_id) = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+    {
+        headers.insert(JOB_ID_HEADER, job_id.as_str());
+    }
+    js.publish_with_headers(
+        deadletter_subject(function),
+        headers,
+        message.payload.clone(),
+    )
+    .await?
+    .await?;
+    metrics::counter!("orbit_deadletters_total", "function" => function.to_string()).increment(1);
+    Ok(())
 }
 
 /// Header values cannot hold line breaks and should stay short.
