@@ -43,12 +43,57 @@ pub struct Accepted {
 }
 
 /// Publishes every submission at once (pipelined) and waits for all acks. Results are in the
-/// submissions' order. Accepted jobs are then marked `queued` in the cache.
+/// submissions' order. A publish JetStream could not take right now (no stream leader during
+/// a cluster election, a reconnect) is tried again with backoff for up to
+/// `ORBIT_PUBLISH_RETRY_MS`; the job id is the `Nats-Msg-Id`, so a retry never stores a job
+/// twice. Accepted jobs are then marked `queued` in the cache.
 pub async fn publish(
     state: &AppState,
     submissions: &[Submission],
 ) -> Vec<Result<Accepted, ApiError>> {
-    let mut pending = Vec::with_capacity(submissions.len());
+    let deadline = tokio::time::Instant::now() + state.config.publish_retry;
+    let mut outcomes: Vec<Result<Accepted, ApiError>> = Vec::new();
+    let mut todo: Vec<usize> = (0..submissions.len()).collect();
+    let mut pause = std::time::Duration::from_millis(25);
+    loop {
+        let attempt = publish_once(state, todo.iter().map(|&i| &submissions[i])).await;
+        if outcomes.is_empty() {
+            outcomes = attempt;
+        } else {
+            for (&index, outcome) in todo.iter().zip(attempt) {
+                outcomes[index] = outcome;
+            }
+        }
+        todo.retain(|&i| matches!(outcomes[i], Err(ApiError::Unavailable(_))));
+        if todo.is_empty() || tokio::time::Instant::now() + pause > deadline {
+            break;
+        }
+        metrics::counter!("orbit_gateway_publish_retries_total").increment(todo.len() as u64);
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(500));
+    }
+
+    let queued: Vec<(JobId, &str)> = submissions
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| matches!(outcome, Ok(Accepted { duplicate: false })))
+        .map(|(s, _)| (s.job_id.clone(), s.model.name()))
+        .collect();
+    if !queued.is_empty() {
+        metrics::counter!("orbit_gateway_jobs_accepted_total").increment(queued.len() as u64);
+        if let Err(err) = state.cache.mark_queued(&queued).await {
+            tracing::warn!(error = %err, "jobs accepted but not marked queued in Redis");
+        }
+    }
+    outcomes
+}
+
+/// One pipelined round of publishes; every outcome in order.
+async fn publish_once<'a>(
+    state: &AppState,
+    submissions: impl Iterator<Item = &'a Submission>,
+) -> Vec<Result<Accepted, ApiError>> {
+    let mut pending = Vec::new();
     for submission in submissions {
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -67,31 +112,16 @@ pub async fn publish(
                 .await,
         );
     }
-    let outcomes: Vec<Result<Accepted, ApiError>> =
-        join_all(pending.into_iter().map(|publish| async move {
-            let ack = publish
-                .map_err(publish_error)?
-                .await
-                .map_err(publish_error)?;
-            Ok(Accepted {
-                duplicate: ack.duplicate,
-            })
-        }))
-        .await;
-
-    let queued: Vec<(JobId, &str)> = submissions
-        .iter()
-        .zip(&outcomes)
-        .filter(|(_, outcome)| matches!(outcome, Ok(Accepted { duplicate: false })))
-        .map(|(s, _)| (s.job_id.clone(), s.model.name()))
-        .collect();
-    if !queued.is_empty() {
-        metrics::counter!("orbit_gateway_jobs_accepted_total").increment(queued.len() as u64);
-        if let Err(err) = state.cache.mark_queued(&queued).await {
-            tracing::warn!(error = %err, "jobs accepted but not marked queued in Redis");
-        }
-    }
-    outcomes
+    join_all(pending.into_iter().map(|publish| async move {
+        let ack = publish
+            .map_err(publish_error)?
+            .await
+            .map_err(publish_error)?;
+        Ok(Accepted {
+            duplicate: ack.duplicate,
+        })
+    }))
+    .await
 }
 
 /// Maps a publish failure to what the client should do: a full queue is retryable (503 with

@@ -76,9 +76,21 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Starts workspace binary `bin` with the test environment and `extra` on top.
     pub fn spawn(
         name: &str,
         bin: &str,
+        env: &TestEnv,
+        extra: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
+        Self::spawn_path(name, &binary(bin), &[], env, extra)
+    }
+
+    /// Starts the program at `path` with `args`, the test environment and `extra` on top.
+    pub fn spawn_path(
+        name: &str,
+        path: &std::path::Path,
+        args: &[String],
         env: &TestEnv,
         extra: &[(&str, String)],
     ) -> anyhow::Result<Self> {
@@ -88,8 +100,9 @@ impl Proc {
             .create(true)
             .append(true)
             .open(logs.join(format!("{name}.log")))?;
-        let mut command = Command::new(binary(bin));
+        let mut command = Command::new(path);
         command
+            .args(args)
             .envs(&env.vars)
             .env("RUST_LOG", "info")
             .env("ORBIT_ACK_WAIT_MS", "2000")
@@ -100,12 +113,9 @@ impl Proc {
         for (key, value) in extra {
             command.env(key, value);
         }
-        let child = command.spawn().with_context(|| {
-            format!(
-                "starting {} (run `cargo build --bins` first)",
-                binary(bin).display()
-            )
-        })?;
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {}", path.display()))?;
         Ok(Self {
             name: name.to_string(),
             child,
@@ -194,8 +204,18 @@ pub struct Clients {
 
 impl Clients {
     pub async fn connect() -> anyhow::Result<Self> {
-        let env = TestEnv::load()?;
-        let nats = async_nats::connect(env.nats_url()).await?;
+        Self::connect_with(&[]).await
+    }
+
+    /// Connects with some settings of the test environment replaced (another NATS, say); every
+    /// process started through these clients gets the same replacements.
+    pub async fn connect_with(overrides: &[(&str, String)]) -> anyhow::Result<Self> {
+        let mut env = TestEnv::load()?;
+        for (key, value) in overrides {
+            env.vars.insert(key.to_string(), value.clone());
+        }
+        let servers: Vec<&str> = env.nats_url().split(',').collect();
+        let nats = async_nats::connect(servers).await?;
         let jetstream = async_nats::jetstream::new(nats.clone());
         let pg = sqlx::postgres::PgPoolOptions::new()
             .max_connections(2)

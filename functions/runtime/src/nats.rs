@@ -11,7 +11,8 @@ pub struct ConnectError {
     pub source: async_nats::ConnectError,
 }
 
-/// Connects with retries on the initial connection (a stack that starts all at once must not
+/// Connects to `url`, a server URL or a comma-separated list of a cluster's servers (the client
+/// fails over between them), with retries on the initial connection (a stack that starts all at once must not
 /// fail because NATS came up a second later) and reconnects forever after that.
 ///
 /// `ORBIT_NATS_CREDS` (a `.creds` file) or `ORBIT_NATS_USER` / `ORBIT_NATS_PASSWORD` supply
@@ -42,7 +43,12 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, Connec
     ) {
         options = options.user_and_password(user, password);
     }
-    let client = tokio::time::timeout(Duration::from_secs(30), options.connect(url))
+    let servers: Vec<&str> = url
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let client = tokio::time::timeout(Duration::from_secs(30), options.connect(servers))
         .await
         .map_err(|_| ConnectError {
             url: url.to_string(),

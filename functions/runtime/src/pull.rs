@@ -3,6 +3,11 @@
 //! When messages are waiting, a no-wait fetch takes up to `max` of them at once (the cheap path
 //! measured in the design brief). When none are, one long-poll waits for the next message so an
 //! idle worker wakes within microseconds of a publish instead of polling.
+//!
+//! Every wait is bounded: a pull request lives on the server that received it, and if that
+//! server dies (a cluster member killed, a network cut) its answer never comes. The client
+//! reconnects to another server by itself; the deadline makes this loop issue a fresh request
+//! there instead of waiting forever on the dead one.
 
 use std::time::Duration;
 
@@ -14,11 +19,14 @@ use crate::Shutdown;
 
 /// How long one idle long-poll lasts before it is renewed.
 const IDLE_POLL: Duration = Duration::from_secs(5);
+/// Extra time allowed for the server's answer beyond the request's own expiry.
+const GRACE: Duration = Duration::from_secs(2);
 
 /// Errors pulling from a consumer (NATS down, consumer deleted).
 pub type PullError = async_nats::Error;
 
-/// The next batch: between 1 and `max` messages, or empty on shutdown or an idle poll timeout.
+/// The next batch: between 1 and `max` messages, or empty on shutdown, an idle poll timeout or
+/// a lost pull request.
 pub async fn next_batch(
     consumer: &PullConsumer,
     max: usize,
@@ -26,8 +34,16 @@ pub async fn next_batch(
 ) -> Result<Vec<Message>, PullError> {
     let mut batch = Vec::with_capacity(max);
     let mut ready = consumer.fetch().max_messages(max).messages().await?;
-    while let Some(message) = ready.next().await {
-        batch.push(message?);
+    let collected = tokio::time::timeout(GRACE, async {
+        while let Some(message) = ready.next().await {
+            batch.push(message?);
+        }
+        Ok::<(), PullError>(())
+    })
+    .await;
+    match collected {
+        Ok(result) => result?,
+        Err(_) => tracing::debug!(got = batch.len(), "fetch unanswered; issuing a new one"),
     }
     if !batch.is_empty() {
         return Ok(batch);
@@ -39,8 +55,8 @@ pub async fn next_batch(
         .messages()
         .await?;
     tokio::select! {
-        first = waiting.next() => {
-            if let Some(message) = first {
+        first = tokio::time::timeout(IDLE_POLL + GRACE, waiting.next()) => {
+            if let Ok(Some(message)) = first {
                 batch.push(message?);
             }
         }
