@@ -61,7 +61,9 @@ pub async fn publish(
             outcomes = attempt;
         } else {
             for (&index, outcome) in todo.iter().zip(attempt) {
-                outcomes[index] = outcome;
+                // A "duplicate" on a retry is our own earlier attempt that was stored but
+                // whose ack was lost, not a repeat by the client.
+                outcomes[index] = outcome.map(|_| Accepted { duplicate: false });
             }
         }
         todo.retain(|&i| matches!(outcomes[i], Err(ApiError::Unavailable(_))));
