@@ -19,9 +19,10 @@ pub struct JobCache {
 impl JobCache {
     pub async fn connect(url: &str, ttl: Duration) -> Result<Self, redis::RedisError> {
         let client = redis::Client::open(url)?;
-        let connection =
-            orbit_runtime::retry_connect("Redis", 30, || ConnectionManager::new(client.clone()))
-                .await?;
+        let connection = orbit_runtime::retry_until_ready("Redis", 30, || {
+            ConnectionManager::new(client.clone())
+        })
+        .await?;
         Ok(Self {
             connection,
             ttl_secs: ttl.as_secs().max(1),

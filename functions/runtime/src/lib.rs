@@ -28,8 +28,13 @@ pub use shutdown::Shutdown;
 pub use sink::{run_sink, serve_sink, Sink, SinkError};
 
 /// Retries `connect` once a second, up to `attempts` times, logging each miss: a stack that
-/// starts all at once must not fail because a store came up a moment after its client.
-pub async fn retry_connect<T, E, F, Fut>(what: &str, attempts: u32, mut connect: F) -> Result<T, E>
+/// starts all at once must not fail because a store came up a moment after its client, or
+/// because a JetStream cluster is still placing its streams.
+pub async fn retry_until_ready<T, E, F, Fut>(
+    what: &str,
+    attempts: u32,
+    mut connect: F,
+) -> Result<T, E>
 where
     E: std::fmt::Display,
     F: FnMut() -> Fut,

@@ -47,18 +47,16 @@ pub async fn sink_consumer(
     name: &str,
     config: &RuntimeConfig,
 ) -> Result<PullConsumer, async_nats::Error> {
-    let stream = js.get_stream(RESULTS_STREAM).await?;
-    Ok(stream
-        .create_consumer(pull::Config {
-            durable_name: Some(format!("sink-{name}")),
-            filter_subject: RESULTS_WILDCARD.into(),
-            ack_policy: AckPolicy::Explicit,
-            ack_wait: config.ack_wait,
-            max_deliver: -1,
-            max_ack_pending: config.max_ack_pending,
-            ..Default::default()
-        })
-        .await?)
+    let consumer = pull::Config {
+        durable_name: Some(format!("sink-{name}")),
+        filter_subject: RESULTS_WILDCARD.into(),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: config.ack_wait,
+        max_deliver: -1,
+        max_ack_pending: config.max_ack_pending,
+        ..Default::default()
+    };
+    crate::streams::durable_consumer(js, RESULTS_STREAM, consumer).await
 }
 
 /// Runs a sink process: metrics, NATS, streams, then [`run_sink`] until shutdown.

@@ -90,17 +90,38 @@ pub struct StreamError {
     pub message: String,
 }
 
-/// Makes sure JOBS, RESULTS and DEADLETTER exist.
+/// Makes sure JOBS, RESULTS and DEADLETTER exist, retrying for up to a minute while
+/// JetStream cannot answer yet (a cluster still electing its leaders).
 pub async fn ensure(js: &jetstream::Context, settings: &StreamSettings) -> Result<(), StreamError> {
     for config in settings.configs() {
         let name = config.name.clone();
-        js.get_or_create_stream(config)
-            .await
-            .map_err(|err| StreamError {
-                stream: name.clone(),
-                message: err.to_string(),
-            })?;
+        crate::retry_until_ready(&format!("stream {name}"), 60, || {
+            js.get_or_create_stream(config.clone())
+        })
+        .await
+        .map_err(|err| StreamError {
+            stream: name.clone(),
+            message: err.to_string(),
+        })?;
         tracing::debug!(stream = %name, "stream ready");
     }
     Ok(())
+}
+
+/// Creates (or updates to `config`) a durable pull consumer on `stream`, retrying for up to a
+/// minute while JetStream cannot answer yet.
+pub async fn durable_consumer(
+    js: &jetstream::Context,
+    stream: &str,
+    config: jetstream::consumer::pull::Config,
+) -> Result<jetstream::consumer::PullConsumer, async_nats::Error> {
+    let name = config.durable_name.clone().unwrap_or_default();
+    let stream =
+        crate::retry_until_ready(&format!("stream {stream}"), 60, || js.get_stream(stream)).await?;
+    Ok(
+        crate::retry_until_ready(&format!("consumer {name}"), 60, || {
+            stream.create_consumer(config.clone())
+        })
+        .await?,
+    )
 }

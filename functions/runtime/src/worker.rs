@@ -37,19 +37,16 @@ pub async fn job_consumer(
     function: &str,
     config: &RuntimeConfig,
 ) -> Result<PullConsumer, async_nats::Error> {
-    let stream = js.get_stream(JOBS_STREAM).await?;
-    let consumer = stream
-        .create_consumer(pull::Config {
-            durable_name: Some(consumer_name(function)),
-            filter_subject: job_subject(function),
-            ack_policy: AckPolicy::Explicit,
-            ack_wait: config.ack_wait,
-            max_deliver: config.max_deliver,
-            max_ack_pending: config.max_ack_pending,
-            ..Default::default()
-        })
-        .await?;
-    Ok(consumer)
+    let consumer = pull::Config {
+        durable_name: Some(consumer_name(function)),
+        filter_subject: job_subject(function),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: config.ack_wait,
+        max_deliver: config.max_deliver,
+        max_ack_pending: config.max_ack_pending,
+        ..Default::default()
+    };
+    crate::streams::durable_consumer(js, JOBS_STREAM, consumer).await
 }
 
 /// Runs the job loop until shutdown; the batch in hand is always finished first.

@@ -18,7 +18,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
     let options = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10));
-    orbit_runtime::retry_connect("Postgres", 30, || options.clone().connect(url)).await
+    orbit_runtime::retry_until_ready("Postgres", 30, || options.clone().connect(url)).await
 }
 
 const INSERT: &str = r#"

@@ -14,7 +14,7 @@ use redis::aio::ConnectionManager;
 /// Connects, retrying while Redis starts; the manager reconnects by itself afterwards.
 pub async fn connect(url: &str) -> Result<ConnectionManager, redis::RedisError> {
     let client = redis::Client::open(url)?;
-    orbit_runtime::retry_connect("Redis", 30, || ConnectionManager::new(client.clone())).await
+    orbit_runtime::retry_until_ready("Redis", 30, || ConnectionManager::new(client.clone())).await
 }
 
 /// Writes final job states and counters.
