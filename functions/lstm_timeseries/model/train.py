@@ -43,6 +43,9 @@ import pandas as pd  # noqa: E402
 import statsmodels  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from normalisation import normalise  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 ONNX_PATH = HERE / "lstm_timeseries.onnx"
 SHA_PATH = HERE / "lstm_timeseries.onnx.sha256"
@@ -75,32 +78,6 @@ HOLDOUT_FRACTION = 0.2
 EVAL_LEN = 64
 EVAL_STEP = 1  # every forecast origin in the held-out region
 MA_POINTS = 5
-
-
-def normalise(window: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """The caller-side normalisation contract (Rust implements the same).
-
-    All arithmetic in float64; only the result is cast to float32.
-      mean = sum(x) / n                           (sums left to right)
-      std  = sqrt(sum((x - mean) * (x - mean)) / n)   (population std)
-      std  = max(std, 1e-6 * max(1, |mean|))      (floor: constant windows)
-      normalised = float32((x - mean) / std)
-    Forecasts are denormalised as float64(forecast) * std + mean.
-    The sums are plain left-to-right loops, not numpy's pairwise sum, so a
-    Rust `iter().sum::<f64>()` reproduces mean and std bit for bit.
-    """
-    x = np.asarray(window, dtype=np.float64)
-    values = x.tolist()
-    total = 0.0
-    for v in values:
-        total += v
-    mean = total / len(values)
-    sq = 0.0
-    for v in values:
-        d = v - mean
-        sq += d * d
-    std = max(math.sqrt(sq / len(values)), 1e-6 * max(1.0, abs(mean)))
-    return ((x - mean) / std).astype(np.float32), mean, std
 
 
 # ------------------------------------------------------------- real series --

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -23,23 +22,9 @@ import onnx
 import onnxruntime as ort
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from normalisation import normalise  # noqa: E402
 HORIZON = 24
-
-
-def normalise(window):
-    """Same contract as train.normalise (kept here so this check needs no JAX)."""
-    x = np.asarray(window, dtype=np.float64)
-    values = x.tolist()
-    total = 0.0
-    for v in values:  # left to right, like Rust's iter().sum::<f64>()
-        total += v
-    mean = total / len(values)
-    sq = 0.0
-    for v in values:
-        d = v - mean
-        sq += d * d
-    std = max(math.sqrt(sq / len(values)), 1e-6 * max(1.0, abs(mean)))
-    return ((x - mean) / std).astype(np.float32), mean, std
 
 
 def main() -> int:
