@@ -462,6 +462,25 @@ impl Stack {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.http_base)
     }
+
+    /// The status URL of a job.
+    pub fn job_url(&self, job_id: &str) -> String {
+        self.url(&format!("/api/v1/inference/{job_id}"))
+    }
+
+    /// Submits `body`, checks it was accepted as `queued`, and returns the job id.
+    pub async fn submit(&self, clients: &Clients, body: &Value) -> anyhow::Result<String> {
+        let (status, accepted) = clients
+            .post_json(&self.url("/api/v1/inference/submit"), body)
+            .await?;
+        if status != 202 || accepted["status"] != "queued" {
+            bail!("submit answered {status}: {accepted}");
+        }
+        accepted["job_id"]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("no job_id in {accepted}"))
+    }
 }
 
 /// The value of counter `name` in a Prometheus text page (0 when absent).

@@ -18,16 +18,9 @@ async fn an_lstm_job_runs_async_and_sync_and_is_recorded() -> anyhow::Result<()>
 
     // The seed's headline request.
     let body = json!({"model_name": "lstm_timeseries", "data": seasonal(64), "metadata": {"pattern": "seasonal"}});
-    let (status, accepted) = clients
-        .post_json(&stack.url("/api/v1/inference/submit"), &body)
-        .await?;
-    assert_eq!(status, 202, "{accepted}");
-    let job_id = accepted["job_id"].as_str().unwrap().to_string();
+    let job_id = stack.submit(&clients, &body).await?;
     let view = clients
-        .wait_for_state(
-            &stack.url(&format!("/api/v1/inference/{job_id}")),
-            "succeeded",
-        )
+        .wait_for_state(&stack.job_url(&job_id), "succeeded")
         .await?;
     let forecast = view["result"]["forecast"].as_array().unwrap();
     assert_eq!(forecast.len(), 12, "default horizon");

@@ -26,18 +26,9 @@ async fn a_submitted_job_is_computed_and_recorded_in_postgres_and_redis() -> any
         "data": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
         "metadata": {"window": 5, "pattern": "seasonal"}
     });
-    let (status, accepted) = clients
-        .post_json(&stack.url("/api/v1/inference/submit"), &seed_body)
-        .await?;
-    assert_eq!(status, 202);
-    assert_eq!(accepted["status"], "queued");
-    let job_id = accepted["job_id"].as_str().unwrap().to_string();
-
+    let job_id = stack.submit(&clients, &seed_body).await?;
     let view = clients
-        .wait_for_state(
-            &stack.url(&format!("/api/v1/inference/{job_id}")),
-            "succeeded",
-        )
+        .wait_for_state(&stack.job_url(&job_id), "succeeded")
         .await?;
     assert_eq!(view["result"]["values"], json!([3.0, 4.0, 5.0]));
     assert_eq!(view["result"]["kind"], "simple");
@@ -94,13 +85,8 @@ async fn an_unknown_job_id_is_404_with_a_json_body() -> anyhow::Result<()> {
 async fn a_job_waiting_for_a_worker_reads_queued_then_succeeds() -> anyhow::Result<()> {
     let clients = Clients::connect().await?;
     let mut stack = Stack::start(&clients, StackOptions::without_functions()).await?;
-    let (_, accepted) = clients
-        .post_json(&stack.url("/api/v1/inference/submit"), &ma_job(64, 5))
-        .await?;
-    let status_url = stack.url(&format!(
-        "/api/v1/inference/{}",
-        accepted["job_id"].as_str().unwrap()
-    ));
+    let job_id = stack.submit(&clients, &ma_job(64, 5)).await?;
+    let status_url = stack.job_url(&job_id);
     let (_, view) = clients.get_json(&status_url).await?;
     assert_eq!(view["status"], "queued");
 
@@ -190,13 +176,9 @@ async fn extreme_values_are_stored_and_read_back_and_overflow_fails_cleanly() ->
         "metadata": {"big": 1e308, "tiny": 5e-324},
         "parameters": {"window": 2},
     });
-    let (status, accepted) = clients
-        .post_json(&stack.url("/api/v1/inference/submit"), &overflowing)
-        .await?;
-    assert_eq!(status, 202, "{accepted}");
-    let job_id = accepted["job_id"].as_str().unwrap().to_string();
+    let job_id = stack.submit(&clients, &overflowing).await?;
     let view = clients
-        .wait_for_state(&stack.url(&format!("/api/v1/inference/{job_id}")), "failed")
+        .wait_for_state(&stack.job_url(&job_id), "failed")
         .await?;
     assert_eq!(view["error"]["code"], "numeric_overflow");
     clients

@@ -202,10 +202,7 @@ async fn a_poison_message_is_dead_lettered_with_its_reason_and_the_stream_goes_o
         .await?
         .await?;
     // A job published after it still runs.
-    let (_, accepted) = clients
-        .post_json(&stack.url("/api/v1/inference/submit"), &ma_job(16, 3))
-        .await?;
-    let job_id = accepted["job_id"].as_str().unwrap().to_string();
+    let job_id = stack.submit(&clients, &ma_job(16, 3)).await?;
     clients
         .wait_recorded(std::slice::from_ref(&job_id), Duration::from_secs(20))
         .await?;
@@ -251,10 +248,7 @@ async fn a_job_that_keeps_killing_workers_ends_failed_not_lost() -> anyhow::Resu
         .await?;
     stack.functions.pop();
 
-    let (_, accepted) = clients
-        .post_json(&stack.url("/api/v1/inference/submit"), &ma_job(64, 5))
-        .await?;
-    let job_id = accepted["job_id"].as_str().unwrap().to_string();
+    let job_id = stack.submit(&clients, &ma_job(64, 5)).await?;
 
     // Play the worker that takes the job and dies with it: pull it and never ack.
     let stream = clients.jetstream.get_stream("JOBS").await?;
@@ -296,7 +290,7 @@ async fn a_job_that_keeps_killing_workers_ends_failed_not_lost() -> anyhow::Resu
         .add_replica_with(&clients, "careful-replica", &two_deliveries)
         .await?;
     let view = clients
-        .wait_for_state(&stack.url(&format!("/api/v1/inference/{job_id}")), "failed")
+        .wait_for_state(&stack.job_url(&job_id), "failed")
         .await?;
     assert_eq!(view["error"]["code"], "too_many_deliveries");
     assert_eq!(view["attempt"], 2);
