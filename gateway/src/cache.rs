@@ -4,9 +4,10 @@
 //! final states. Redis being down never fails a submit (the job is safe in JetStream); it only
 //! means status reads fall back to Postgres.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use orbit_contract::cache::job_key;
+use orbit_contract::cache::{job_key, STATS_KEY};
 use orbit_contract::{JobId, JobState, JobView};
 use redis::aio::ConnectionManager;
 
@@ -74,6 +75,14 @@ impl JobCache {
             _ => return Ok(None),
         };
         Ok(Some(JobView::pending(job_id.clone(), state, model)))
+    }
+
+    /// The counters `sink-redis` moves once per finished job (`orbit_contract::cache::STATS_KEY`).
+    pub async fn counters(&self) -> Result<HashMap<String, u64>, redis::RedisError> {
+        redis::cmd("HGETALL")
+            .arg(STATS_KEY)
+            .query_async(&mut self.connection.clone())
+            .await
     }
 
     pub async fn ping(&self) -> Result<(), redis::RedisError> {

@@ -7,6 +7,8 @@ use std::time::Duration;
 use orbit_runtime::config::ConfigError;
 use orbit_runtime::env_or;
 
+use crate::dashboard::{ConnectionSettings, DashboardConfig};
+
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     /// `ORBIT_HTTP_ADDR`, default `127.0.0.1:8000`.
@@ -30,6 +32,11 @@ pub struct GatewayConfig {
     pub job_ttl: Duration,
     /// `ORBIT_DASHBOARD_DIR`, default `dashboard`: static files served at `/`.
     pub dashboard_dir: PathBuf,
+    /// The live relay: `ORBIT_DASHBOARD_INTERVAL_MS` (2000), `ORBIT_DASHBOARD_RING` (4096
+    /// events a browser may fall behind), `ORBIT_DASHBOARD_MAX_RESULTS_PER_SEC` (1000 per
+    /// browser), `ORBIT_DASHBOARD_SEND_TIMEOUT_MS` (5000), `ORBIT_DASHBOARD_MAX_WRITE_BUFFER`
+    /// (1 MiB per browser).
+    pub dashboard: DashboardConfig,
 }
 
 impl GatewayConfig {
@@ -48,6 +55,21 @@ impl GatewayConfig {
             publish_retry: Duration::from_millis(env_or("ORBIT_PUBLISH_RETRY_MS", 3_000u64)?),
             job_ttl: Duration::from_secs(env_or("ORBIT_JOB_TTL_SECS", 86_400u64)?),
             dashboard_dir: env_or("ORBIT_DASHBOARD_DIR", PathBuf::from("dashboard"))?,
+            dashboard: DashboardConfig {
+                interval: Duration::from_millis(
+                    env_or("ORBIT_DASHBOARD_INTERVAL_MS", 2_000u64)?.max(100),
+                ),
+                ring_capacity: env_or("ORBIT_DASHBOARD_RING", 4096usize)?,
+                connection: ConnectionSettings {
+                    max_results_per_sec: env_or("ORBIT_DASHBOARD_MAX_RESULTS_PER_SEC", 1000u32)?,
+                    send_timeout: Duration::from_millis(env_or(
+                        "ORBIT_DASHBOARD_SEND_TIMEOUT_MS",
+                        5_000u64,
+                    )?),
+                    max_write_buffer: env_or("ORBIT_DASHBOARD_MAX_WRITE_BUFFER", 1usize << 20)?
+                        .max(64 * 1024),
+                },
+            },
         })
     }
 }

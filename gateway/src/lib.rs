@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod jobs;

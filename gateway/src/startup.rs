@@ -5,6 +5,7 @@ use orbit_runtime::{nats, streams, Shutdown};
 
 use crate::cache::JobCache;
 use crate::config::GatewayConfig;
+use crate::dashboard;
 use crate::routes::router;
 use crate::state::AppState;
 use crate::store::Store;
@@ -25,6 +26,16 @@ pub async fn run(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<()
         .await
         .with_context(|| format!("binding {}", config.http_addr))?;
     let addr = listener.local_addr()?;
+    let relay = dashboard::start(
+        &config.dashboard,
+        dashboard::probe::Sources {
+            nats: client.clone(),
+            jetstream: jetstream.clone(),
+            cache: cache.clone(),
+            store: store.clone(),
+        },
+    )
+    .await;
     let state = AppState {
         config: std::sync::Arc::new(config),
         nats: client.clone(),
@@ -32,6 +43,7 @@ pub async fn run(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<()
         cache,
         store,
         metrics,
+        relay,
     };
     tracing::info!(%addr, "gateway listening");
     axum::serve(listener, router(state))

@@ -6,6 +6,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::cache::JobCache;
 use crate::config::GatewayConfig;
+use crate::dashboard::Relay;
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -16,4 +17,5 @@ pub struct AppState {
     pub cache: JobCache,
     pub store: Store,
     pub metrics: PrometheusHandle,
+    pub relay: Relay,
 }

@@ -330,6 +330,8 @@ pub struct StackOptions {
     pub lstm_replicas: usize,
     pub gateway: bool,
     pub sinks: bool,
+    /// Extra environment for the gateway.
+    pub gateway_env: Vec<(&'static str, String)>,
 }
 
 impl StackOptions {
@@ -366,6 +368,7 @@ impl Default for StackOptions {
             lstm_replicas: 0,
             gateway: true,
             sinks: true,
+            gateway_env: Vec::new(),
         }
     }
 }
@@ -396,19 +399,18 @@ impl Stack {
         }
         if options.gateway {
             let port = free_port()?;
-            stack.others.push(Proc::spawn(
-                "gateway",
-                "orbit-gateway",
-                env,
-                &[
-                    ("ORBIT_HTTP_ADDR", format!("127.0.0.1:{port}")),
-                    ("ORBIT_MAX_BODY_BYTES", (4 * 1024 * 1024).to_string()),
-                    (
-                        "ORBIT_DASHBOARD_DIR",
-                        workspace_root().join("dashboard").display().to_string(),
-                    ),
-                ],
-            )?);
+            let mut gateway_env = vec![
+                ("ORBIT_HTTP_ADDR", format!("127.0.0.1:{port}")),
+                ("ORBIT_MAX_BODY_BYTES", (4 * 1024 * 1024).to_string()),
+                (
+                    "ORBIT_DASHBOARD_DIR",
+                    workspace_root().join("dashboard").display().to_string(),
+                ),
+            ];
+            gateway_env.extend(options.gateway_env.iter().cloned());
+            stack
+                .others
+                .push(Proc::spawn("gateway", "orbit-gateway", env, &gateway_env)?);
             stack.http_base = format!("http://127.0.0.1:{port}");
             let health = format!("{}/readyz", stack.http_base);
             wait_until("gateway ready", Duration::from_secs(30), || async {

@@ -183,6 +183,24 @@ pub async fn status(
     }
 }
 
+/// `GET /api/v1/inference/{job_id}/record`: the stored row (input series, output, parameters,
+/// timings), for the dashboard's detail view; 404 until `sink-postgres` has written it.
+pub async fn record(
+    State(state): State<AppState>,
+    Path(job_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let job_id = JobId::parse(&job_id, "job_id").map_err(ApiError::Invalid)?;
+    match state.store.job(&job_id).await {
+        Ok(Some(row)) => Ok(Json(json!(row))),
+        Ok(None) => Err(ApiError::NotFound(format!(
+            "no stored result for job {job_id}"
+        ))),
+        Err(err) => Err(ApiError::Unavailable(format!(
+            "results store unavailable: {err}"
+        ))),
+    }
+}
+
 /// `POST /api/v1/inference/run`: the submit body, answered synchronously (200 with the
 /// result) by a function replica over NATS request/reply.
 pub async fn run(

@@ -11,6 +11,7 @@ use axum::Router;
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
+use crate::dashboard;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -22,6 +23,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/inference/run", post(inference::run))
         .route("/api/v1/inference/results", get(inference::results))
         .route("/api/v1/inference/{job_id}", get(inference::status))
+        .route("/api/v1/inference/{job_id}/record", get(inference::record))
+        .route("/api/v1/dashboard/ws", get(dashboard::connection::upgrade))
         .route("/api/v1/statistics", get(statistics::statistics))
         .route("/api/v1/models", get(statistics::models))
         .route("/api/{*rest}", any(unknown_route))
