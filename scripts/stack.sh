@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole Orbit stack on loopback: infrastructure plus the gateway, two moving_average
-# replicas, one lstm_timeseries replica and both sinks, built in release mode.
+# replicas, one lstm_timeseries replica, both sinks and the Kafka bridge, built in release
+# mode. ORBIT_KAFKA_BRIDGE=0 leaves the bridge out.
 #   scripts/stack.sh up | down | status
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -10,7 +11,7 @@ REPLICAS="${ORBIT_MA_REPLICAS:-2}"
 # Stopped in this order: the front door first, sinks last so they drain what functions finish.
 PROCESSES=(gateway)
 for i in $(seq 1 "$REPLICAS"); do PROCESSES+=("moving_average-$i"); done
-PROCESSES+=(lstm_timeseries-1 sink-redis sink-postgres)
+PROCESSES+=(lstm_timeseries-1 bridge-kafka sink-redis sink-postgres)
 
 load_env() {
   set -a; source "$ENV_FILE"; set +a
@@ -26,6 +27,9 @@ up() {
   say "migrations applied"
   ORBIT_METRICS_ADDR="127.0.0.1:$METRICS_PORT_BASE" spawn sink-postgres "$BIN/sink-postgres"
   ORBIT_METRICS_ADDR="127.0.0.1:$((METRICS_PORT_BASE + 1))" spawn sink-redis "$BIN/sink-redis"
+  if [[ "${ORBIT_KAFKA_BRIDGE:-1}" != 0 ]]; then
+    spawn bridge-kafka "$BIN/bridge-kafka"
+  fi
   for i in $(seq 1 "$REPLICAS"); do
     ORBIT_WORKER_ID="moving_average-$i" ORBIT_METRICS_ADDR="127.0.0.1:$((METRICS_PORT_BASE + 1 + i))" \
       spawn "moving_average-$i" "$BIN/moving-average"
@@ -51,6 +55,7 @@ up() {
     KServe v2   http://127.0.0.1:$HTTP_PORT/v2/models/moving_average
     metrics     http://127.0.0.1:$HTTP_PORT/metrics
     NATS        nats://127.0.0.1:$NATS_PORT   (monitoring http://127.0.0.1:$NATS_MONITOR_PORT)
+    Kafka       127.0.0.1:$KAFKA_PORT, topic inference_results (bridge health http://127.0.0.1:$BRIDGE_PORT/readyz)
     logs        $LOGS/
   Stop with: just down
 
@@ -72,7 +77,7 @@ status() {
   for file in "$RUN"/*.pid; do
     [[ -e "$file" ]] || continue
     name="$(basename "$file" .pid)"
-    [[ "$name" == nats || "$name" == redis ]] && continue
+    [[ "$name" == nats || "$name" == redis || "$name" == kafka ]] && continue
     if pid_alive "$name"; then echo "  $name: running (pid $(cat "$file"))"; else echo "  $name: stopped (stale pid file)"; fi
   done
   if port_busy "$HTTP_PORT"; then echo "  http: http://127.0.0.1:$HTTP_PORT/"; fi

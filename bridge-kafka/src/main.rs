@@ -1,8 +1,116 @@
-//! `bridge-kafka`: will mirror RESULTS to the Kafka topic `inference_results` (and turn
-//! `inference_requests` records into jobs). Its own issue builds it; until then this binary
-//! says so and exits non-zero, so nothing mistakes it for a running bridge.
+//! The `bridge-kafka` process: outbound (RESULTS -> Kafka) and inbound (Kafka -> JOBS).
 
-fn main() {
-    eprintln!("bridge-kafka is not built yet: results are not mirrored to Kafka");
-    std::process::exit(2);
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bridge_kafka::config::BridgeConfig;
+use bridge_kafka::health::{self, Health};
+use bridge_kafka::inbound::Inbound;
+use bridge_kafka::outbound::KafkaSink;
+use bridge_kafka::{recent, topics};
+use orbit_runtime::{nats, run_sink, streams, telemetry, RuntimeConfig, Shutdown};
+use rdkafka::producer::{FutureProducer, Producer};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init();
+    let config = BridgeConfig::from_env()?;
+    let runtime = RuntimeConfig::sink_from_env("bridge-kafka")?;
+    let shutdown = Shutdown::on_signals();
+    let metrics = orbit_runtime::metrics::install(None)?;
+    let health = Arc::new(Health::default());
+    let http = tokio::spawn(health::serve(
+        config.http_addr,
+        health.clone(),
+        metrics,
+        shutdown.clone(),
+    ));
+
+    let client = nats::connect(&runtime.nats_url, &runtime.worker_id).await?;
+    let js = nats::jetstream(client.clone());
+    streams::ensure(&js, &streams::StreamSettings::from_env()?).await?;
+
+    let mut topic_names = vec![config.results_topic.as_str()];
+    if let Some(requests) = &config.requests_topic {
+        topic_names.extend([requests.as_str(), config.deadletter_topic.as_str()]);
+    }
+    wait_for_topics(&config, &topic_names, &shutdown).await?;
+    if shutdown.is_triggered() {
+        return Ok(());
+    }
+
+    let producer: FutureProducer = config
+        .producer()
+        .create()
+        .context("creating the Kafka producer")?;
+    let delivered = {
+        let (config, topic) = (config.clone(), config.results_topic.clone());
+        tokio::task::spawn_blocking(move || {
+            recent::load_tail(&config, &topic, config.dedupe_window)
+        })
+        .await?
+        .context("reading the results topic's tail")?
+    };
+    tracing::info!(job_ids = delivered.len(), "job ids already in Kafka loaded");
+    health::spawn_probe(
+        producer.clone(),
+        config.results_topic.clone(),
+        health.clone(),
+        Duration::from_secs(2),
+    );
+
+    let inbound = config.requests_topic.clone().map(|topic| {
+        tokio::spawn(
+            Inbound {
+                config: config.clone(),
+                topic,
+                jetstream: js.clone(),
+                producer: producer.clone(),
+            }
+            .run(shutdown.clone()),
+        )
+    });
+
+    let sink = KafkaSink::new(
+        producer.clone(),
+        config.results_topic.clone(),
+        delivered,
+        health,
+    );
+    let outbound = run_sink(sink, js, runtime, shutdown.clone()).await;
+    shutdown.trigger();
+    if let Some(inbound) = inbound {
+        inbound.await?.context("inbound")?;
+    }
+    tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await??;
+    client.flush().await?;
+    http.await??;
+    outbound.map_err(|err| anyhow::anyhow!("outbound: {err}"))?;
+    tracing::info!("bridge stopped");
+    Ok(())
+}
+
+/// Creates or checks the topics, waiting while Kafka is unreachable (the bridge stays unready
+/// meanwhile); a topic it may not create is a configuration error and ends the process.
+async fn wait_for_topics(
+    config: &BridgeConfig,
+    topics: &[&str],
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    let mut pause = Duration::from_millis(500);
+    loop {
+        match topics::ensure(config, topics).await {
+            Ok(()) => return Ok(()),
+            Err(err) if err.is_transient() => {
+                tracing::warn!(error = %err, retry_in = ?pause, "waiting for Kafka");
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = shutdown.wait() => return Ok(()),
+                }
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
 }

@@ -4,37 +4,13 @@
 //! once (JetStream says `duplicate`), and beyond it the sinks' upserts keep one record.
 
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
-use async_nats::HeaderMap;
-use bytes::Bytes;
-use chrono::Utc;
 use futures::future::join_all;
-use orbit_contract::subjects::{job_subject, JOB_ID_HEADER};
-use orbit_contract::{FieldError, JobId, JobRequest, Model, ValidJob};
+use orbit_contract::{FieldError, JobId};
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// A checked job, ready to publish.
-pub struct Submission {
-    pub job_id: JobId,
-    pub model: Model,
-    payload: Bytes,
-}
-
-impl Submission {
-    pub fn prepare(request: JobRequest, job_id: JobId) -> Result<Self, FieldError> {
-        let job = ValidJob::parse(request)?;
-        let model = job.model;
-        let envelope = job.into_envelope(job_id.clone(), Utc::now());
-        let payload = serde_json::to_vec(&envelope)
-            .map_err(|err| FieldError::new("body", format!("cannot encode job: {err}")))?;
-        Ok(Self {
-            job_id,
-            model,
-            payload: payload.into(),
-        })
-    }
-}
+pub use orbit_runtime::jobs::Submission;
 
 /// JetStream's verdict on one submission.
 pub struct Accepted {
@@ -97,22 +73,7 @@ async fn publish_once<'a>(
 ) -> Vec<Result<Accepted, ApiError>> {
     let mut pending = Vec::new();
     for submission in submissions {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            async_nats::header::NATS_MESSAGE_ID,
-            submission.job_id.as_str(),
-        );
-        headers.insert(JOB_ID_HEADER, submission.job_id.as_str());
-        pending.push(
-            state
-                .jetstream
-                .publish_with_headers(
-                    job_subject(submission.model.name()),
-                    headers,
-                    submission.payload.clone(),
-                )
-                .await,
-        );
+        pending.push(submission.publish(&state.jetstream).await);
     }
     join_all(pending.into_iter().map(|publish| async move {
         let ack = publish

@@ -10,6 +10,7 @@
 pub mod config;
 pub mod executor;
 pub mod function;
+pub mod jobs;
 pub mod metrics;
 pub mod nats;
 pub mod pull;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
 use async_nats::jetstream::{self, AckKind, Message};
+use bytes::Bytes;
 use orbit_contract::subjects::{RESULTS_STREAM, RESULTS_WILDCARD};
 use orbit_contract::ResultEvent;
 
@@ -27,6 +28,17 @@ pub trait Sink: Send + Sync + 'static {
 
     /// Stores `batch` durably and idempotently (keyed on job id), all or nothing.
     fn write(&self, batch: &[ResultEvent]) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// The same, with each event's JSON exactly as it was published (`payloads[i]` is
+    /// `batch[i]`), for sinks that forward the bytes rather than re-encode them.
+    fn write_with_payloads(
+        &self,
+        batch: &[ResultEvent],
+        payloads: &[Bytes],
+    ) -> impl Future<Output = Result<(), SinkError>> + Send {
+        let _ = payloads;
+        self.write(batch)
+    }
 }
 
 /// A batch could not be stored; it will be retried.
@@ -121,23 +133,42 @@ pub async fn run_sink<S: Sink>(
             continue;
         }
         let (sink, failures) = (sink.clone(), failures.clone());
-        inflight.spawn(async move { store(&*sink, &failures, messages, events).await });
+        let ack_wait = config.ack_wait;
+        inflight.spawn(async move { store(&*sink, &failures, messages, events, ack_wait).await });
     }
     while crate::reap(&mut inflight).await {}
     tracing::info!(sink = name, "sink drained");
     Ok(())
 }
 
-/// Writes one batch, then acks it; on failure naks it with a growing delay.
+/// Writes one batch, then acks it; on failure naks it with a growing delay. While a write
+/// takes long (a store that is down and being waited for), progress acks keep the batch from
+/// being redelivered to another fetch, which would write it twice.
 async fn store<S: Sink>(
     sink: &S,
     failures: &AtomicU32,
     messages: Vec<Message>,
     events: Vec<ResultEvent>,
+    ack_wait: std::time::Duration,
 ) {
     let name = sink.name();
     let timer = std::time::Instant::now();
-    match sink.write(&events).await {
+    let payloads: Vec<Bytes> = messages.iter().map(|m| m.payload.clone()).collect();
+    let write = sink.write_with_payloads(&events, &payloads);
+    tokio::pin!(write);
+    let mut keep_alive = tokio::time::interval(ack_wait / 3);
+    keep_alive.tick().await;
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut write => break outcome,
+            _ = keep_alive.tick() => {
+                for message in &messages {
+                    let _ = message.ack_with(AckKind::Progress).await;
+                }
+            }
+        }
+    };
+    match outcome {
         Ok(()) => {
             failures.store(0, Ordering::Relaxed);
             metrics::histogram!("orbit_sink_write_seconds", "sink" => name)

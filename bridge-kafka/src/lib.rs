@@ -1,0 +1,15 @@
+//! The Kafka bridge: every result on the `inference_results` topic exactly once per job, and
+//! (optionally) records on `inference_requests` turned into jobs.
+//!
+//! - [`outbound`]: a sink on RESULTS producing to Kafka, acked in JetStream after Kafka's ack.
+//! - [`recent`]: the job ids already in Kafka, so a redelivery after a crash is not doubled.
+//! - [`inbound`]: a consumer group turning records into jobs, committing after JetStream's ack.
+//! - [`topics`]: topic creation at start.
+//! - [`health`]: readiness (is Kafka reachable) and metrics over HTTP.
+
+pub mod config;
+pub mod health;
+pub mod inbound;
+pub mod outbound;
+pub mod recent;
+pub mod topics;

@@ -1,0 +1,214 @@
+//! Results -> Kafka: a [`Sink`] on RESULTS, so JetStream consumption, batching, concurrency and
+//! acknowledgement are the same shared machinery as the Postgres and Redis sinks.
+//!
+//! A batch is produced all at once (the producer batches, lingers and compresses), and
+//! `write` returns only when Kafka has acknowledged every record; only then does the runtime
+//! ack the results in JetStream. Records that fail are produced again until they land; those
+//! that already landed are not, so a partial failure never doubles a record.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::join_all;
+use orbit_contract::result::RESULT_SCHEMA_VERSION;
+use orbit_contract::ResultEvent;
+use orbit_runtime::{Sink, SinkError};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::json;
+
+use crate::health::Health;
+use crate::recent::RecentKeys;
+
+/// Record headers, for consumers that route without parsing the value.
+pub const FUNCTION_HEADER: &str = "orbit-function";
+pub const STATUS_HEADER: &str = "orbit-status";
+pub const SCHEMA_HEADER: &str = "orbit-schema-version";
+/// Set on the small stand-in sent when a result is larger than the broker accepts.
+pub const TRUNCATED_HEADER: &str = "orbit-truncated";
+
+pub struct KafkaSink {
+    producer: FutureProducer,
+    topic: String,
+    delivered: Arc<Mutex<RecentKeys>>,
+    health: Arc<Health>,
+}
+
+impl KafkaSink {
+    pub fn new(
+        producer: FutureProducer,
+        topic: String,
+        delivered: RecentKeys,
+        health: Arc<Health>,
+    ) -> Self {
+        Self {
+            producer,
+            topic,
+            delivered: Arc::new(Mutex::new(delivered)),
+            health,
+        }
+    }
+
+    fn already_delivered(&self, job_id: &str) -> bool {
+        self.delivered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(job_id)
+    }
+
+    fn mark_delivered(&self, job_id: &str) {
+        self.delivered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job_id);
+    }
+
+    /// Produces `payload` for `event`; resolves when Kafka has it (or refused it).
+    async fn produce(
+        &self,
+        event: &ResultEvent,
+        payload: &[u8],
+        truncated: bool,
+    ) -> Result<(), KafkaError> {
+        let schema = RESULT_SCHEMA_VERSION.to_string();
+        let mut headers = OwnedHeaders::new_with_capacity(4)
+            .insert(Header {
+                key: FUNCTION_HEADER,
+                value: Some(event.function.as_str()),
+            })
+            .insert(Header {
+                key: STATUS_HEADER,
+                value: Some(event.status.as_str()),
+            })
+            .insert(Header {
+                key: SCHEMA_HEADER,
+                value: Some(schema.as_str()),
+            });
+        if truncated {
+            headers = headers.insert(Header {
+                key: TRUNCATED_HEADER,
+                value: Some("true"),
+            });
+        }
+        let mut record = FutureRecord::to(&self.topic)
+            .key(event.job_id.as_str())
+            .payload(payload)
+            .headers(headers);
+        let delivery = loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => break delivery,
+                // The local queue is full: Kafka is slow or down. Wait for room.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err((err, _)) => return Err(err),
+            }
+        };
+        match delivery.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((err, _))) => Err(err),
+            Err(_) => Err(KafkaError::Canceled),
+        }
+    }
+
+    /// Delivers one result, retrying transient failures until it lands.
+    async fn deliver(&self, event: &ResultEvent, payload: &[u8]) {
+        let mut pause = Duration::from_millis(100);
+        let mut truncated = false;
+        let mut stand_in = Vec::new();
+        loop {
+            let body = if truncated { &stand_in[..] } else { payload };
+            match self.produce(event, body, truncated).await {
+                Ok(()) => {
+                    self.mark_delivered(event.job_id.as_str());
+                    return;
+                }
+                Err(err) if !truncated && is_too_large(&err) => {
+                    tracing::warn!(job_id = %event.job_id, bytes = payload.len(), error = %err,
+                        "result larger than the broker accepts; sending a stand-in (full result in Postgres)");
+                    metrics::counter!("orbit_bridge_truncated_total").increment(1);
+                    stand_in = stand_in_for(event);
+                    truncated = true;
+                }
+                Err(err) => {
+                    metrics::counter!("orbit_bridge_produce_retries_total").increment(1);
+                    tracing::warn!(job_id = %event.job_id, error = %err, retry_in = ?pause, "record not stored; producing again");
+                    self.health.set_kafka(false);
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+impl Sink for KafkaSink {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    async fn write(&self, batch: &[ResultEvent]) -> Result<(), SinkError> {
+        let payloads = batch
+            .iter()
+            .map(|event| serde_json::to_vec(event).map(Bytes::from))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(SinkError::new)?;
+        self.write_with_payloads(batch, &payloads).await
+    }
+
+    async fn write_with_payloads(
+        &self,
+        batch: &[ResultEvent],
+        payloads: &[Bytes],
+    ) -> Result<(), SinkError> {
+        let mut skipped = 0u64;
+        let deliveries = batch.iter().zip(payloads).filter_map(|(event, payload)| {
+            if self.already_delivered(event.job_id.as_str()) {
+                skipped += 1;
+                return None;
+            }
+            Some(self.deliver(event, payload))
+        });
+        let deliveries: Vec<_> = deliveries.collect();
+        let produced = deliveries.len() as u64;
+        join_all(deliveries).await;
+        if skipped > 0 {
+            metrics::counter!("orbit_bridge_redeliveries_skipped_total").increment(skipped);
+            tracing::info!(skipped, "results already in Kafka were not produced again");
+        }
+        metrics::counter!("orbit_bridge_records_total").increment(produced);
+        Ok(())
+    }
+}
+
+fn is_too_large(err: &KafkaError) -> bool {
+    matches!(
+        err.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::MessageBatchTooLarge
+        )
+    )
+}
+
+/// What a consumer gets instead of a result too large for the broker: the same identity and
+/// outcome, without the series.
+fn stand_in_for(event: &ResultEvent) -> Vec<u8> {
+    json!({
+        "schema_version": event.schema_version,
+        "job_id": event.job_id,
+        "function": event.function,
+        "function_version": event.function_version,
+        "status": event.status,
+        "error": event.error,
+        "truncated": true,
+        "timings": event.timings,
+        "worker_id": event.worker_id,
+    })
+    .to_string()
+    .into_bytes()
+}

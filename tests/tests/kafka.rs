@@ -1,0 +1,464 @@
+//! The Kafka bridge against a real Kafka-protocol broker (tansu), read by a stock consumer
+//! (Python confluent-kafka in another process): every result once, across a bridge crash and a
+//! broker outage; records in, jobs out; malformed records dead-lettered.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use orbit_e2e::{
+    free_port, ma_job, scrape_counter, wait_until, workspace_root, Clients, Proc, Stack,
+    StackOptions,
+};
+use serde_json::{json, Value};
+
+/// Topics, group and health port of one bridge under test.
+struct Bridge {
+    results_topic: String,
+    requests_topic: String,
+    deadletter_topic: String,
+    brokers: String,
+    http: String,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Bridge {
+    fn new(clients: &Clients, brokers: Option<String>) -> anyhow::Result<Self> {
+        let run = uuid::Uuid::now_v7().simple().to_string();
+        let brokers = brokers.unwrap_or_else(|| clients.env.get("ORBIT_KAFKA_BROKERS").to_string());
+        let port = free_port()?;
+        let results_topic = format!("results-{run}");
+        let requests_topic = format!("requests-{run}");
+        let deadletter_topic = format!("requests-dead-{run}");
+        let env = vec![
+            ("ORBIT_KAFKA_BROKERS", brokers.clone()),
+            ("ORBIT_KAFKA_RESULTS_TOPIC", results_topic.clone()),
+            ("ORBIT_KAFKA_REQUESTS_TOPIC", requests_topic.clone()),
+            ("ORBIT_KAFKA_DEADLETTER_TOPIC", deadletter_topic.clone()),
+            ("ORBIT_KAFKA_GROUP", format!("orbit-bridge-{run}")),
+            ("ORBIT_KAFKA_SESSION_TIMEOUT_MS", "6000".into()),
+            ("ORBIT_BRIDGE_HTTP_ADDR", format!("127.0.0.1:{port}")),
+        ];
+        Ok(Self {
+            results_topic,
+            requests_topic,
+            deadletter_topic,
+            brokers,
+            http: format!("http://127.0.0.1:{port}"),
+            env,
+        })
+    }
+
+    fn start(&self, clients: &Clients) -> anyhow::Result<Proc> {
+        Proc::spawn("bridge-kafka", "bridge-kafka", &clients.env, &self.env)
+    }
+
+    async fn ready(&self, clients: &Clients) -> bool {
+        matches!(clients.http.get(format!("{}/readyz", self.http)).send().await,
+            Ok(response) if response.status().is_success())
+    }
+
+    async fn wait_ready(&self, clients: &Clients) -> anyhow::Result<()> {
+        wait_until("bridge ready", Duration::from_secs(60), || async {
+            Ok(self.ready(clients).await.then_some(()))
+        })
+        .await
+    }
+
+    async fn records_produced(&self, clients: &Clients) -> f64 {
+        scrape_counter(
+            &clients.http,
+            &format!("{}/metrics", self.http),
+            "orbit_bridge_records_total",
+        )
+        .await
+        .unwrap_or(0.0)
+    }
+}
+
+/// Starts every test from an empty RESULTS stream and no `sink-kafka` consumer, so the bridge
+/// sees exactly this test's results.
+async fn fresh_results(clients: &Clients) -> anyhow::Result<()> {
+    let _ = clients
+        .jetstream
+        .delete_consumer_from_stream("sink-kafka", "RESULTS")
+        .await;
+    clients
+        .jetstream
+        .get_stream("RESULTS")
+        .await?
+        .purge()
+        .await?;
+    Ok(())
+}
+
+struct Consumed {
+    summary: Value,
+    records: Vec<Value>,
+}
+
+/// Reads `topic` with the stock Python client until `expect` distinct keys arrived.
+async fn consume(
+    clients: &Clients,
+    brokers: &str,
+    topic: &str,
+    expect: usize,
+) -> anyhow::Result<Consumed> {
+    consume_with(clients, brokers, topic, expect, true).await
+}
+
+/// `results`: check each record's headers and key against its value (result records).
+async fn consume_with(
+    clients: &Clients,
+    brokers: &str,
+    topic: &str,
+    expect: usize,
+    results: bool,
+) -> anyhow::Result<Consumed> {
+    let mut command = python(clients);
+    if results {
+        command.arg("--check-headers");
+    }
+    let out = scratch(&format!("{topic}.jsonl"));
+    let output = command
+        .args(["consume", "--brokers", brokers, "--topic", topic])
+        .args([
+            "--expect",
+            &expect.to_string(),
+            "--timeout",
+            "180",
+            "--idle",
+            "20",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .await?;
+    anyhow::ensure!(
+        output.status.success(),
+        "consumer failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&output.stdout)?;
+    let records = std::fs::read_to_string(&out)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<Vec<Value>, _>>()?;
+    Ok(Consumed { summary, records })
+}
+
+async fn produce(
+    clients: &Clients,
+    brokers: &str,
+    topic: &str,
+    records: &[Value],
+) -> anyhow::Result<()> {
+    let input = scratch(&format!("{topic}-in.jsonl"));
+    let lines: Vec<String> = records.iter().map(Value::to_string).collect();
+    std::fs::write(&input, lines.join("\n") + "\n")?;
+    let output = python(clients)
+        .args(["produce", "--brokers", brokers, "--topic", topic])
+        .arg("--input")
+        .arg(&input)
+        .output()
+        .await?;
+    anyhow::ensure!(
+        output.status.success(),
+        "producer failed: {} {}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+fn python(clients: &Clients) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new("python3");
+    command
+        .arg(workspace_root().join("tests/kafka/client.py"))
+        .env("PYTHONPATH", clients.env.get("ORBIT_KAFKA_PYTHONPATH"));
+    command
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = workspace_root().join("target/e2e-logs/kafka");
+    let _ = std::fs::create_dir_all(&dir);
+    dir.join(name)
+}
+
+async fn submit_many(clients: &Clients, stack: &Stack, jobs: usize) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::with_capacity(jobs);
+    while ids.len() < jobs {
+        let n = (jobs - ids.len()).min(500);
+        let body = json!({ "jobs": (0..n).map(|i| ma_job(32 + i % 32, 4)).collect::<Vec<_>>() });
+        let (status, accepted) = clients
+            .post_json(&stack.url("/api/v1/inference/batch"), &body)
+            .await?;
+        anyhow::ensure!(status == 202, "batch answered {status}: {accepted}");
+        ids.extend(
+            accepted["jobs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|job| job["job_id"].as_str().map(str::to_string)),
+        );
+    }
+    Ok(ids)
+}
+
+/// Checks the topic holds each of `ids` (and nothing else), each value the same result
+/// Postgres holds; returns how many duplicates it found.
+async fn check_topic(
+    clients: &Clients,
+    consumed: &Consumed,
+    ids: &[String],
+) -> anyhow::Result<u64> {
+    let problems = consumed.summary["header_problems"]
+        .as_array()
+        .map_or(0, Vec::len);
+    anyhow::ensure!(problems == 0, "headers: {}", consumed.summary);
+    let keys: HashSet<&str> = consumed
+        .records
+        .iter()
+        .filter_map(|r| r["key"].as_str())
+        .collect();
+    let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    let missing = wanted.difference(&keys).count();
+    let extra = keys.difference(&wanted).count();
+    anyhow::ensure!(
+        missing == 0 && extra == 0,
+        "{missing} job ids missing, {extra} unexpected"
+    );
+    let stored: Vec<(String, Option<Value>)> = sqlx::query_as(
+        "SELECT job_id, output::jsonb FROM inference_results WHERE job_id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(&clients.pg)
+    .await?;
+    let stored: HashMap<String, Option<Value>> = stored.into_iter().collect();
+    for record in &consumed.records {
+        let key = record["key"].as_str().unwrap_or_default();
+        let value: Value = serde_json::from_str(record["value"].as_str().unwrap_or("null"))?;
+        let want = stored.get(key).cloned().flatten();
+        anyhow::ensure!(
+            value["output"] == want.unwrap_or(Value::Null),
+            "payload of {key} differs from Postgres"
+        );
+        anyhow::ensure!(value["status"] == "succeeded", "{key}: {}", value["status"]);
+    }
+    Ok(consumed.summary["duplicates"].as_u64().unwrap_or(u64::MAX))
+}
+
+#[tokio::test]
+async fn ten_thousand_results_reach_kafka_once_each_as_a_stock_consumer_reads_them(
+) -> anyhow::Result<()> {
+    let clients = Clients::connect().await?;
+    fresh_results(&clients).await?;
+    let stack = Stack::start(&clients, StackOptions::default()).await?;
+    let bridge = Bridge::new(&clients, None)?;
+    let _bridge = bridge.start(&clients)?;
+    bridge.wait_ready(&clients).await?;
+
+    let ids = submit_many(&clients, &stack, 10_000).await?;
+    clients
+        .wait_recorded(&ids, Duration::from_secs(120))
+        .await?;
+    let consumed = consume(&clients, &bridge.brokers, &bridge.results_topic, ids.len()).await?;
+    let duplicates = check_topic(&clients, &consumed, &ids).await?;
+    assert_eq!(duplicates, 0, "{}", consumed.summary);
+    assert_eq!(consumed.records.len(), 10_000);
+    // Keys spread over the topic's partitions.
+    let partitions: HashSet<i64> = consumed
+        .records
+        .iter()
+        .filter_map(|r| r["partition"].as_i64())
+        .collect();
+    assert!(partitions.len() > 1, "{partitions:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_bridge_killed_mid_run_loses_nothing_and_doubles_nothing() -> anyhow::Result<()> {
+    let clients = Clients::connect().await?;
+    fresh_results(&clients).await?;
+    let stack = Stack::start(&clients, StackOptions::default()).await?;
+    let bridge = Bridge::new(&clients, None)?;
+    let mut first = bridge.start(&clients)?;
+    bridge.wait_ready(&clients).await?;
+
+    let mut ids = submit_many(&clients, &stack, 10_000).await?;
+    wait_until("bridge mid-run", Duration::from_secs(60), || async {
+        Ok((bridge.records_produced(&clients).await >= 2_000.0).then_some(()))
+    })
+    .await?;
+    first.kill_hard()?;
+    ids.extend(submit_many(&clients, &stack, 10_000).await?);
+    let _second = bridge.start(&clients)?;
+    clients
+        .wait_recorded(&ids, Duration::from_secs(120))
+        .await?;
+
+    let consumed = consume(&clients, &bridge.brokers, &bridge.results_topic, ids.len()).await?;
+    let duplicates = check_topic(&clients, &consumed, &ids).await?;
+    eprintln!(
+        "bridge kill -9: {} records for {} jobs, {duplicates} duplicates",
+        consumed.records.len(),
+        ids.len()
+    );
+    assert_eq!(duplicates, 0, "{}", consumed.summary);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_broker_that_starts_late_and_then_freezes_delays_results_but_loses_none(
+) -> anyhow::Result<()> {
+    let clients = Clients::connect().await?;
+    fresh_results(&clients).await?;
+    let stack = Stack::start(&clients, StackOptions::default()).await?;
+    // A broker of this test's own, so it can be absent and then frozen.
+    let port = free_port()?;
+    let brokers = format!("127.0.0.1:{port}");
+    let bridge = Bridge::new(&clients, Some(brokers.clone()))?;
+    let _bridge = bridge.start(&clients)?;
+
+    // No broker yet: the bridge is up, unready, and results wait in JetStream.
+    let mut ids = submit_many(&clients, &stack, 2_000).await?;
+    clients.wait_recorded(&ids, Duration::from_secs(60)).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!bridge.ready(&clients).await, "ready without a broker");
+    let tansu = PathBuf::from(clients.env.get("ORBIT_TANSU_BIN"));
+    let listener = format!("tcp://{brokers}");
+    let broker = Proc::spawn_path(
+        "tansu-late",
+        &tansu,
+        &[
+            "broker".into(),
+            "--listener-url".into(),
+            listener.clone(),
+            "--advertised-listener-url".into(),
+            listener,
+            "--storage-engine".into(),
+            "memory://tansu/".into(),
+        ],
+        &clients.env,
+        &[],
+    )?;
+    bridge.wait_ready(&clients).await?;
+    wait_until("backlog drained", Duration::from_secs(60), || async {
+        Ok((bridge.records_produced(&clients).await >= 2_000.0).then_some(()))
+    })
+    .await?;
+
+    // The broker stops answering for a while, mid-run.
+    broker.freeze()?;
+    ids.extend(submit_many(&clients, &stack, 2_000).await?);
+    wait_until("bridge unready", Duration::from_secs(30), || async {
+        Ok((!bridge.ready(&clients).await).then_some(()))
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    broker.thaw()?;
+    bridge.wait_ready(&clients).await?;
+
+    let consumed = consume(&clients, &brokers, &bridge.results_topic, ids.len()).await?;
+    let duplicates = check_topic(&clients, &consumed, &ids).await?;
+    eprintln!(
+        "broker outage: {} records for {} jobs, {duplicates} duplicates",
+        consumed.records.len(),
+        ids.len()
+    );
+    assert_eq!(duplicates, 0, "{}", consumed.summary);
+    Ok(())
+}
+
+#[tokio::test]
+async fn kafka_records_become_jobs_and_malformed_ones_are_dead_lettered() -> anyhow::Result<()> {
+    let clients = Clients::connect().await?;
+    fresh_results(&clients).await?;
+    let _stack = Stack::start(&clients, StackOptions::default()).await?;
+    let bridge = Bridge::new(&clients, None)?;
+    let _bridge = bridge.start(&clients)?;
+    bridge.wait_ready(&clients).await?;
+
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    let mut records = Vec::new();
+    let mut keyed = Vec::new();
+    for i in 0..40 {
+        let key = format!("kin-{run}-{i}");
+        records.push(json!({ "key": key, "value": ma_job(16 + i, 3).to_string() }));
+        keyed.push(key);
+    }
+    // A producer's retry of the same record: still one job.
+    records.push(json!({ "key": keyed[0], "value": ma_job(16, 3).to_string() }));
+    for i in 0..5 {
+        records.push(json!({ "key": null, "value": ma_job(20 + i, 2).to_string() }));
+    }
+    records.push(json!({ "key": format!("bad-json-{run}"), "value": "{not json" }));
+    let too_wide =
+        json!({ "model_name": "moving_average", "data": [1.0, 2.0], "parameters": {"window": 5} });
+    records.push(json!({ "key": format!("bad-window-{run}"), "value": too_wide.to_string() }));
+    produce(&clients, &bridge.brokers, &bridge.requests_topic, &records).await?;
+
+    clients
+        .wait_recorded(&keyed, Duration::from_secs(60))
+        .await?;
+    let unkeyed_prefix = format!("kafka-{}-%", bridge.requests_topic);
+    wait_until(
+        "unkeyed records recorded",
+        Duration::from_secs(60),
+        || async {
+            let (n,): (i64,) =
+                sqlx::query_as("SELECT count(*) FROM inference_results WHERE job_id LIKE $1")
+                    .bind(&unkeyed_prefix)
+                    .fetch_one(&clients.pg)
+                    .await?;
+            Ok((n == 5).then_some(()))
+        },
+    )
+    .await?;
+    let (sources,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM inference_results WHERE job_id = ANY($1) AND status = 'succeeded'",
+    )
+    .bind(&keyed)
+    .fetch_one(&clients.pg)
+    .await?;
+    assert_eq!(sources, 40);
+
+    let dead = consume_with(
+        &clients,
+        &bridge.brokers,
+        &bridge.deadletter_topic,
+        2,
+        false,
+    )
+    .await?;
+    assert_eq!(dead.records.len(), 2, "{}", dead.summary);
+    let errors: HashMap<String, Value> = dead
+        .records
+        .iter()
+        .map(|r| {
+            let key = r["key"].as_str().unwrap_or_default().to_string();
+            let error =
+                serde_json::from_str(r["headers"]["orbit-error"].as_str().unwrap_or("null"))
+                    .unwrap_or(Value::Null);
+            (key, error)
+        })
+        .collect();
+    assert_eq!(
+        errors[&format!("bad-window-{run}")]["field"],
+        "parameters.window",
+        "{errors:?}"
+    );
+    assert_eq!(
+        errors[&format!("bad-json-{run}")]["code"],
+        "invalid_input",
+        "{errors:?}"
+    );
+    // The bad records changed nothing: no job under their keys.
+    let (bad,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM inference_results WHERE job_id LIKE $1")
+            .bind(format!("bad-%-{run}"))
+            .fetch_one(&clients.pg)
+            .await?;
+    assert_eq!(bad, 0);
+    Ok(())
+}
