@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# `just test`: every test against real NATS, Postgres and Redis (and ONNX Runtime), started on
-# the test ports or reused if already up, never touching a dev stack.
+# `just test`: every test against real NATS, Postgres, Redis and a Kafka-protocol broker (and
+# ONNX Runtime, and headless Chromium for the dashboard), started on the test ports or reused
+# if already up, never touching a dev stack.
 export ORBIT_ENV=test
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 cd "$ROOT"
 "$ROOT/scripts/infra.sh" up
+"$ROOT/scripts/install-browser.sh"
 set -a; source "$ENV_FILE"; set +a
 
 say "unit and component tests"
