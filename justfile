@@ -27,9 +27,14 @@ check:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# Load script: end-to-end jobs/s through the running stack (see bench/README.md).
+# Benchmarks against the running stack (`just up` first): the short suite (under 3 minutes)
+# by default, `just bench --long` for the long one, or named scenarios (see bench/README.md).
+bench *ARGS:
+    cargo run --release --quiet -p orbit-bench --bin orbit-bench -- {{ARGS}}
+
+# One end-to-end load run, e.g. `just load single --jobs 20000 --concurrency 64`.
 load *ARGS:
-    cargo run --release --quiet -p orbit-bench --bin orbit-load -- {{ARGS}}
+    cargo run --release --quiet -p orbit-bench --bin orbit-bench -- {{ARGS}}
 
 # The LSTM model's own speed on the CPU (lone-request latency, series/s by batch size).
 bench-lstm *ARGS:

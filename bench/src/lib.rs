@@ -1,2 +1,14 @@
-//! Load generation against a running Orbit stack. The full benchmark harness is tracked in
-//! its own issue; this crate starts with the end-to-end throughput script (`orbit-load`).
+//! Orbit's benchmark harness (`orbit-bench`, run by `just bench`): scenarios against the
+//! running local stack, HDR latency histograms, CPU and peak memory per component, results as
+//! JSON plus a printed table.
+
+pub mod bridge;
+pub mod e2e;
+pub mod jobs;
+pub mod latency;
+pub mod publish;
+pub mod relay;
+pub mod resources;
+pub mod scaling;
+pub mod stack;
+pub mod sync;

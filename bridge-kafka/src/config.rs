@@ -15,7 +15,8 @@ pub struct BridgeConfig {
     pub brokers: String,
     /// `ORBIT_KAFKA_RESULTS_TOPIC`, default `inference_results`.
     pub results_topic: String,
-    /// `ORBIT_KAFKA_REQUESTS_TOPIC`, default `inference_requests`; empty turns inbound off.
+    /// `ORBIT_KAFKA_REQUESTS_TOPIC`, default `inference_requests`; `None` when
+    /// `ORBIT_KAFKA_INBOUND=false` turns inbound off.
     pub requests_topic: Option<String>,
     /// `ORBIT_KAFKA_DEADLETTER_TOPIC`, default `inference_requests_deadletter`.
     pub deadletter_topic: String,
@@ -34,6 +35,10 @@ pub struct BridgeConfig {
     pub dedupe_window: usize,
     /// `ORBIT_KAFKA_SESSION_TIMEOUT_MS`, default 10000 (consumer group liveness).
     pub session_timeout_ms: u32,
+    /// `ORBIT_KAFKA_CONSUMER`, default `kafka`: the bridge's JetStream consumer is
+    /// `sink-<this>`. Bridges sharing a name share the work; another name mirrors RESULTS again
+    /// (to another cluster, say).
+    pub consumer: String,
     /// `ORBIT_BRIDGE_HTTP_ADDR`, default `127.0.0.1:9190`: `/healthz`, `/readyz`, `/metrics`.
     pub http_addr: SocketAddr,
     /// `ORBIT_KAFKA_PROP_*`: extra librdkafka properties.
@@ -49,7 +54,7 @@ impl BridgeConfig {
         Ok(Self {
             brokers: env_or("ORBIT_KAFKA_BROKERS", "127.0.0.1:9092".to_string())?,
             results_topic: env_or("ORBIT_KAFKA_RESULTS_TOPIC", "inference_results".to_string())?,
-            requests_topic: (!requests_topic.is_empty()).then_some(requests_topic),
+            requests_topic: env_or("ORBIT_KAFKA_INBOUND", true)?.then_some(requests_topic),
             deadletter_topic: env_or(
                 "ORBIT_KAFKA_DEADLETTER_TOPIC",
                 "inference_requests_deadletter".to_string(),
@@ -62,6 +67,7 @@ impl BridgeConfig {
             compression: env_or("ORBIT_KAFKA_COMPRESSION", "lz4".to_string())?,
             dedupe_window: env_or("ORBIT_KAFKA_DEDUPE_WINDOW", 200_000usize)?.max(1000),
             session_timeout_ms: env_or("ORBIT_KAFKA_SESSION_TIMEOUT_MS", 10_000u32)?,
+            consumer: env_or("ORBIT_KAFKA_CONSUMER", "kafka".to_string())?,
             http_addr: env_or(
                 "ORBIT_BRIDGE_HTTP_ADDR",
                 SocketAddr::from(([127, 0, 0, 1], 9190)),

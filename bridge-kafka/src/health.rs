@@ -15,6 +15,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use rdkafka::producer::{FutureProducer, Producer};
 use serde_json::{json, Value};
 
+use crate::config::BridgeConfig;
+use crate::topics::TopicAdmin;
+
 #[derive(Debug, Default)]
 pub struct Health {
     kafka: AtomicBool,
@@ -37,8 +40,18 @@ impl Health {
     }
 }
 
-/// Probes Kafka every `every` by asking for the topic's metadata.
-pub fn spawn_probe(producer: FutureProducer, topic: String, health: Arc<Health>, every: Duration) {
+/// Probes Kafka every `every` by asking for the topic's metadata. A broker that answers
+/// without the topic (deleted, or a broker restarted empty) gets its topics created again
+/// (when the bridge may create topics), so the producer does not wait on a missing one forever.
+pub fn spawn_probe(
+    producer: FutureProducer,
+    admin: Arc<TopicAdmin>,
+    config: BridgeConfig,
+    topics: Vec<String>,
+    health: Arc<Health>,
+    every: Duration,
+) {
+    let topic = config.results_topic.clone();
     tokio::spawn(async move {
         loop {
             let (producer_, topic_) = (producer.clone(), topic.clone());
@@ -55,6 +68,13 @@ pub fn spawn_probe(producer: FutureProducer, topic: String, health: Arc<Health>,
             })
             .await
             .unwrap_or(false);
+            if !ready && config.create_topics {
+                match tokio::time::timeout(Duration::from_secs(20), admin.ensure(&topics)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => tracing::debug!(error = %err, "topics not (re)created"),
+                    Err(_) => tracing::debug!("topic check timed out"),
+                }
+            }
             health.set_kafka(ready);
             tokio::time::sleep(every).await;
         }

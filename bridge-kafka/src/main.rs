@@ -8,7 +8,8 @@ use bridge_kafka::config::BridgeConfig;
 use bridge_kafka::health::{self, Health};
 use bridge_kafka::inbound::Inbound;
 use bridge_kafka::outbound::KafkaSink;
-use bridge_kafka::{recent, topics};
+use bridge_kafka::recent;
+use bridge_kafka::topics::TopicAdmin;
 use orbit_runtime::{nats, run_sink, streams, telemetry, RuntimeConfig, Shutdown};
 use rdkafka::producer::{FutureProducer, Producer};
 
@@ -31,11 +32,12 @@ async fn main() -> anyhow::Result<()> {
     let js = nats::jetstream(client.clone());
     streams::ensure(&js, &streams::StreamSettings::from_env()?).await?;
 
-    let mut topic_names = vec![config.results_topic.as_str()];
+    let mut topic_names = vec![config.results_topic.clone()];
     if let Some(requests) = &config.requests_topic {
-        topic_names.extend([requests.as_str(), config.deadletter_topic.as_str()]);
+        topic_names.extend([requests.clone(), config.deadletter_topic.clone()]);
     }
-    wait_for_topics(&config, &topic_names, &shutdown).await?;
+    let admin = Arc::new(TopicAdmin::new(&config)?);
+    wait_for_topics(&admin, &topic_names, &shutdown).await?;
     if shutdown.is_triggered() {
         return Ok(());
     }
@@ -55,7 +57,9 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(job_ids = delivered.len(), "job ids already in Kafka loaded");
     health::spawn_probe(
         producer.clone(),
-        config.results_topic.clone(),
+        admin,
+        config.clone(),
+        topic_names,
         health.clone(),
         Duration::from_secs(2),
     );
@@ -73,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
     });
 
     let sink = KafkaSink::new(
+        &config.consumer,
         producer.clone(),
         config.results_topic.clone(),
         delivered,
@@ -94,13 +99,13 @@ async fn main() -> anyhow::Result<()> {
 /// Creates or checks the topics, waiting while Kafka is unreachable (the bridge stays unready
 /// meanwhile); a topic it may not create is a configuration error and ends the process.
 async fn wait_for_topics(
-    config: &BridgeConfig,
-    topics: &[&str],
+    admin: &TopicAdmin,
+    topics: &[String],
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
     let mut pause = Duration::from_millis(500);
     loop {
-        match topics::ensure(config, topics).await {
+        match admin.ensure(topics).await {
             Ok(()) => return Ok(()),
             Err(err) if err.is_transient() => {
                 tracing::warn!(error = %err, retry_in = ?pause, "waiting for Kafka");

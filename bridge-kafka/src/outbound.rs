@@ -30,6 +30,7 @@ pub const SCHEMA_HEADER: &str = "orbit-schema-version";
 pub const TRUNCATED_HEADER: &str = "orbit-truncated";
 
 pub struct KafkaSink {
+    name: &'static str,
     producer: FutureProducer,
     topic: String,
     delivered: Arc<Mutex<RecentKeys>>,
@@ -37,13 +38,16 @@ pub struct KafkaSink {
 }
 
 impl KafkaSink {
+    /// `name` names the JetStream consumer (`sink-<name>`); it lives as long as the process.
     pub fn new(
+        name: &str,
         producer: FutureProducer,
         topic: String,
         delivered: RecentKeys,
         health: Arc<Health>,
     ) -> Self {
         Self {
+            name: Box::leak(name.to_string().into_boxed_str()),
             producer,
             topic,
             delivered: Arc::new(Mutex::new(delivered)),
@@ -147,7 +151,7 @@ impl KafkaSink {
 
 impl Sink for KafkaSink {
     fn name(&self) -> &'static str {
-        "kafka"
+        self.name
     }
 
     async fn write(&self, batch: &[ResultEvent]) -> Result<(), SinkError> {

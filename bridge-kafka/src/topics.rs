@@ -1,6 +1,7 @@
 //! Making sure the topics exist before anything is produced (a broker that does not
 //! auto-create topics leaves a producer waiting forever on a missing one).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -31,62 +32,96 @@ impl TopicError {
     }
 }
 
-/// Creates each of `topics` that is missing (or fails saying what to create).
-pub async fn ensure(config: &BridgeConfig, topics: &[&str]) -> Result<(), TopicError> {
-    let unreachable = |source| TopicError::Unreachable {
-        brokers: config.brokers.clone(),
-        source,
-    };
-    let admin: AdminClient<DefaultClientContext> = config.client().create().map_err(unreachable)?;
-    for topic in topics {
-        if exists(&admin, topic).await.map_err(unreachable)? {
-            continue;
-        }
-        if !config.create_topics {
-            return Err(TopicError::Missing {
-                topic: topic.to_string(),
-                partitions: config.partitions,
-                why: "does not create topics (ORBIT_KAFKA_CREATE_TOPICS=false)".into(),
-            });
-        }
-        let new_topic = NewTopic::new(
-            topic,
-            config.partitions,
-            TopicReplication::Fixed(config.replication),
-        );
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        let results = admin
-            .create_topics([&new_topic], &options)
-            .await
-            .map_err(unreachable)?;
-        for result in results {
-            match result {
-                Ok(name) => {
-                    tracing::info!(topic = %name, partitions = config.partitions, "topic created")
-                }
-                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((name, code)) => {
-                    return Err(TopicError::Missing {
-                        topic: name,
-                        partitions: config.partitions,
-                        why: format!("could not create it: {code}"),
-                    })
+/// One admin client for the process's life (creating and dropping one per check would block on
+/// librdkafka's teardown while the broker is down).
+pub struct TopicAdmin {
+    admin: Arc<AdminClient<DefaultClientContext>>,
+    config: BridgeConfig,
+}
+
+impl TopicAdmin {
+    pub fn new(config: &BridgeConfig) -> Result<Self, TopicError> {
+        let admin = config
+            .client()
+            .create()
+            .map_err(|source| TopicError::Unreachable {
+                brokers: config.brokers.clone(),
+                source,
+            })?;
+        Ok(Self {
+            admin: Arc::new(admin),
+            config: config.clone(),
+        })
+    }
+
+    /// Creates each of `topics` that is missing (or fails saying what to create).
+    pub async fn ensure(&self, topics: &[String]) -> Result<(), TopicError> {
+        let config = &self.config;
+        let unreachable = |source| TopicError::Unreachable {
+            brokers: config.brokers.clone(),
+            source,
+        };
+        for topic in topics {
+            if exists(self.admin.clone(), topic.clone())
+                .await
+                .map_err(unreachable)?
+            {
+                continue;
+            }
+            if !config.create_topics {
+                return Err(TopicError::Missing {
+                    topic: topic.to_string(),
+                    partitions: config.partitions,
+                    why: "does not create topics (ORBIT_KAFKA_CREATE_TOPICS=false)".into(),
+                });
+            }
+            let new_topic = NewTopic::new(
+                topic,
+                config.partitions,
+                TopicReplication::Fixed(config.replication),
+            );
+            let options = AdminOptions::new()
+                .operation_timeout(Some(Duration::from_secs(10)))
+                .request_timeout(Some(Duration::from_secs(10)));
+            let results = self
+                .admin
+                .create_topics([&new_topic], &options)
+                .await
+                .map_err(unreachable)?;
+            for result in results {
+                match result {
+                    Ok(name) => {
+                        tracing::info!(topic = %name, partitions = config.partitions, "topic created")
+                    }
+                    Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((name, code)) => {
+                        return Err(TopicError::Missing {
+                            topic: name,
+                            partitions: config.partitions,
+                            why: format!("could not create it: {code}"),
+                        })
+                    }
                 }
             }
         }
+        Ok(())
     }
-    Ok(())
 }
 
+/// librdkafka's metadata call blocks: it runs on a blocking thread.
 async fn exists(
-    admin: &AdminClient<DefaultClientContext>,
-    topic: &str,
+    admin: Arc<AdminClient<DefaultClientContext>>,
+    topic: String,
 ) -> Result<bool, KafkaError> {
-    let metadata = admin
-        .inner()
-        .fetch_metadata(Some(topic), Duration::from_secs(5))?;
-    Ok(metadata
-        .topics()
-        .iter()
-        .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()))
+    tokio::task::spawn_blocking(move || {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(Some(&topic), Duration::from_secs(5))?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()))
+    })
+    .await
+    .unwrap_or(Err(KafkaError::Canceled))
 }

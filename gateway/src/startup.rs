@@ -34,8 +34,7 @@ pub async fn run(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<()
             cache: cache.clone(),
             store: store.clone(),
         },
-    )
-    .await;
+    );
     let state = AppState {
         config: std::sync::Arc::new(config),
         nats: client.clone(),

@@ -340,7 +340,8 @@ async fn a_broker_that_starts_late_and_then_freezes_delays_results_but_loses_non
             "memory://tansu/".into(),
         ],
         &clients.env,
-        &[],
+        // tansu logs every request at info.
+        &[("RUST_LOG", "warn".into())],
     )?;
     bridge.wait_ready(&clients).await?;
     wait_until("backlog drained", Duration::from_secs(60), || async {

@@ -58,6 +58,10 @@ pub struct RuntimeConfig {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// `ORBIT_SYNC_CONCURRENCY`, default 1024: synchronous calls served at once per replica.
     pub sync_concurrency: usize,
+    /// `ORBIT_SINK_DELIVER`, `all` (default) or `new`: where a sink's consumer starts when it
+    /// is first created. `all` replays what RESULTS retains (a new sink catches up); `new`
+    /// starts at the next result (a throwaway consumer, as the benchmarks use).
+    pub sink_deliver_new: bool,
 }
 
 impl RuntimeConfig {
@@ -101,6 +105,16 @@ impl RuntimeConfig {
             max_ack_pending: env_or("ORBIT_MAX_ACK_PENDING", 4096i64)?.max(1),
             metrics_addr,
             sync_concurrency: env_or("ORBIT_SYNC_CONCURRENCY", 1024usize)?.max(1),
+            sink_deliver_new: match env_or("ORBIT_SINK_DELIVER", "all".to_string())?.as_str() {
+                "all" => false,
+                "new" => true,
+                other => {
+                    return Err(ConfigError {
+                        name: "ORBIT_SINK_DELIVER".into(),
+                        message: format!("{other:?}: must be all or new"),
+                    })
+                }
+            },
         })
     }
 }

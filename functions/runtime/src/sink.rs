@@ -9,7 +9,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::{self, AckKind, Message};
 use bytes::Bytes;
 use orbit_contract::subjects::{RESULTS_STREAM, RESULTS_WILDCARD};
@@ -66,6 +66,11 @@ pub async fn sink_consumer(
         ack_wait: config.ack_wait,
         max_deliver: -1,
         max_ack_pending: config.max_ack_pending,
+        deliver_policy: if config.sink_deliver_new {
+            DeliverPolicy::New
+        } else {
+            DeliverPolicy::All
+        },
         ..Default::default()
     };
     crate::streams::durable_consumer(js, RESULTS_STREAM, consumer).await

@@ -271,6 +271,7 @@ mod tests {
 
     fn tagged(function: &str, status: Option<JobState>) -> Arc<Tagged> {
         Arc::new(Tagged {
+            job_id: "job".into(),
             function: function.into(),
             status,
             frame: Utf8Bytes::from("{}"),

@@ -5,6 +5,10 @@
 //!
 //! Ordered consumers see only what JetStream stored, so a result re-published after a crash
 //! (and deduplicated by its job id) is never shown twice.
+//!
+//! Nobody watching, nothing read: the results consumer exists only while a browser is
+//! connected (and a little after), so a gateway without dashboards pays nothing per result.
+//! When the first browser arrives it replays the last results, so its list fills at once.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
@@ -19,20 +23,22 @@ use orbit_contract::subjects::{
     DEADLETTER_REASON_HEADER, DEADLETTER_STREAM, DEADLETTER_WILDCARD, JOB_ID_HEADER,
     RESULTS_STREAM, RESULTS_WILDCARD,
 };
-use orbit_contract::{JobFailure, JobState, Model, ResultEvent, Source};
+use orbit_contract::{JobState, Model, ResultEvent};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::messages::{
-    output_len_of, update_frame, DeadLetterSummary, DeadLetters, FunctionLine, Percentiles,
-    ResultSummary, UpdateBody,
+    update_frame, DeadLetterSummary, DeadLetters, FunctionLine, Percentiles, ResultSummary,
+    UpdateBody,
 };
 use super::probe::Observed;
-use crate::store::ResultRow;
 
 /// Results kept for a new browser's first frame.
 pub const RECENT_RESULTS: usize = 50;
 /// Dead letters listed in every update.
 pub const RECENT_DEAD_LETTERS: usize = 20;
+/// How long the results feed keeps following after the last browser left.
+const IDLE_AFTER: Duration = Duration::from_secs(10);
+
 /// Latency samples kept per function per interval (a uniform reservoir beyond that), so the
 /// percentiles cost bounded memory at any rate.
 const SAMPLES_PER_INTERVAL: usize = 20_000;
@@ -40,6 +46,7 @@ const SAMPLES_PER_INTERVAL: usize = 20_000;
 /// A result or dead letter, with what connection filters look at.
 #[derive(Debug)]
 pub struct Tagged {
+    pub job_id: String,
     pub function: String,
     /// `None` for a dead letter.
     pub status: Option<JobState>,
@@ -115,13 +122,12 @@ pub struct HubSettings {
 /// Starts the hub: feeders on RESULTS and DEADLETTER, and the aggregator that broadcasts.
 pub fn spawn(
     jetstream: jetstream::Context,
-    seed: Vec<ResultRow>,
     observed: watch::Receiver<Observed>,
     settings: HubSettings,
 ) -> Relay {
     let (events, _) = broadcast::channel(settings.ring_capacity.max(16));
     let snapshot = Arc::new(RwLock::new(Snapshot {
-        recent: seed.iter().filter_map(tag_row).map(Arc::new).collect(),
+        recent: VecDeque::new(),
         update_body: None,
     }));
     let relay = Relay {
@@ -129,8 +135,18 @@ pub fn spawn(
         snapshot: snapshot.clone(),
     };
     let (incoming_tx, incoming) = mpsc::channel(8192);
-    tokio::spawn(feed(jetstream.clone(), Feed::Results, incoming_tx.clone()));
-    tokio::spawn(feed(jetstream, Feed::DeadLetters, incoming_tx));
+    tokio::spawn(feed(
+        jetstream.clone(),
+        Feed::Results,
+        incoming_tx.clone(),
+        events.clone(),
+    ));
+    tokio::spawn(feed(
+        jetstream,
+        Feed::DeadLetters,
+        incoming_tx,
+        events.clone(),
+    ));
     tokio::spawn(
         Aggregator {
             events,
@@ -152,6 +168,8 @@ enum Incoming {
         tagged: Arc<Tagged>,
         queue_ms: f64,
         compute_ms: f64,
+        /// Replayed to refill the recent list, not new: not pushed, not counted.
+        replayed: bool,
     },
     DeadLetter(DeadLetterSummary),
 }
@@ -162,12 +180,35 @@ enum Feed {
     DeadLetters,
 }
 
-/// Follows one stream with an ordered consumer, recreating it after any failure.
-async fn feed(jetstream: jetstream::Context, which: Feed, to: mpsc::Sender<Incoming>) {
+/// Why a feed stopped following.
+enum Stopped {
+    /// The aggregator is gone: the gateway is stopping.
+    Closing,
+    /// No browser for a while.
+    Idle,
+}
+
+/// Follows one stream with an ordered consumer, recreating it after any failure; the results
+/// feed only while someone watches.
+async fn feed(
+    jetstream: jetstream::Context,
+    which: Feed,
+    to: mpsc::Sender<Incoming>,
+    events: broadcast::Sender<Event>,
+) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match follow(&jetstream, which, &to).await {
-            Ok(()) => return, // the aggregator is gone: the gateway is stopping
+        if let Feed::Results = which {
+            while events.receiver_count() == 0 {
+                if to.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        match follow(&jetstream, which, &to, &events).await {
+            Ok(Stopped::Closing) => return,
+            Ok(Stopped::Idle) => backoff = Duration::from_millis(200),
             Err(err) => {
                 tracing::warn!(error = %err, retry_in = ?backoff, "dashboard feed interrupted");
                 tokio::time::sleep(backoff).await;
@@ -181,27 +222,28 @@ async fn follow(
     jetstream: &jetstream::Context,
     which: Feed,
     to: &mpsc::Sender<Incoming>,
-) -> Result<(), async_nats::Error> {
+    events: &broadcast::Sender<Event>,
+) -> Result<Stopped, async_nats::Error> {
     let (stream_name, filter) = match which {
         Feed::Results => (RESULTS_STREAM, RESULTS_WILDCARD),
         Feed::DeadLetters => (DEADLETTER_STREAM, DEADLETTER_WILDCARD),
     };
     let mut stream = jetstream.get_stream(stream_name).await?;
-    let deliver_policy = match which {
-        Feed::Results => DeliverPolicy::New,
-        // Replay the last few, so the list is full from the first update.
-        Feed::DeadLetters => {
-            let state = stream.info().await?.state.clone();
-            if state.messages == 0 {
-                DeliverPolicy::New
-            } else {
-                DeliverPolicy::ByStartSequence {
-                    start_sequence: state
-                        .last_sequence
-                        .saturating_sub(RECENT_DEAD_LETTERS as u64 - 1)
-                        .max(state.first_sequence),
-                }
-            }
+    // Replay the last few, so the lists are full from the first frame.
+    let replay = match which {
+        Feed::Results => RECENT_RESULTS,
+        Feed::DeadLetters => RECENT_DEAD_LETTERS,
+    } as u64;
+    let state = stream.info().await?.state.clone();
+    let replay_until = state.last_sequence;
+    let deliver_policy = if state.messages == 0 {
+        DeliverPolicy::New
+    } else {
+        DeliverPolicy::ByStartSequence {
+            start_sequence: state
+                .last_sequence
+                .saturating_sub(replay - 1)
+                .max(state.first_sequence),
         }
     };
     let consumer = stream
@@ -213,23 +255,40 @@ async fn follow(
         })
         .await?;
     let mut messages = consumer.messages().await?;
-    while let Some(message) = messages.next().await {
-        let message = message?;
+    let mut watched_at = Instant::now();
+    let mut check = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let message = tokio::select! {
+            message = messages.next() => match message {
+                Some(message) => message?,
+                None => return Err("ordered consumer ended".into()),
+            },
+            _ = check.tick() => {
+                if events.receiver_count() > 0 {
+                    watched_at = Instant::now();
+                } else if matches!(which, Feed::Results) && watched_at.elapsed() > IDLE_AFTER {
+                    return Ok(Stopped::Idle);
+                }
+                continue;
+            }
+        };
+        let replayed = message
+            .info()
+            .is_ok_and(|info| info.stream_sequence <= replay_until);
         let incoming = match which {
-            Feed::Results => match tag_result(&message) {
+            Feed::Results => match tag_result(&message, replayed) {
                 Some(incoming) => incoming,
                 None => continue,
             },
             Feed::DeadLetters => Incoming::DeadLetter(dead_letter_summary(&message)),
         };
         if to.send(incoming).await.is_err() {
-            return Ok(());
+            return Ok(Stopped::Closing);
         }
     }
-    Err("ordered consumer ended".into())
 }
 
-fn tag_result(message: &Message) -> Option<Incoming> {
+fn tag_result(message: &Message, replayed: bool) -> Option<Incoming> {
     let event: ResultEvent = match serde_json::from_slice(&message.payload) {
         Ok(event) => event,
         Err(err) => {
@@ -240,50 +299,14 @@ fn tag_result(message: &Message) -> Option<Incoming> {
     let frame = serde_json::to_string(&ResultSummary::of(&event)).ok()?;
     Some(Incoming::Result {
         tagged: Arc::new(Tagged {
+            job_id: event.job_id.as_str().to_string(),
             function: event.function.clone(),
             status: Some(event.status),
             frame: Utf8Bytes::from(frame),
         }),
         queue_ms: event.timings.queue_ms,
         compute_ms: event.timings.compute_ms,
-    })
-}
-
-/// A stored row in the same frame as a live result (to fill the snapshot at start).
-fn tag_row(row: &ResultRow) -> Option<Tagged> {
-    let status = if row.status == "succeeded" {
-        JobState::Succeeded
-    } else {
-        JobState::Failed
-    };
-    let error: Option<JobFailure> = row
-        .error
-        .as_ref()
-        .and_then(|e| serde_json::from_value(e.clone()).ok());
-    let summary = ResultSummary {
-        kind: "result",
-        job_id: &row.job_id,
-        function: &row.model_name,
-        status,
-        source: if row.source == "sync" {
-            Source::Sync
-        } else {
-            Source::Async
-        },
-        submitted_at: row.submitted_at,
-        finished_at: row.finished_at,
-        queue_ms: row.queue_ms,
-        compute_ms: row.compute_ms,
-        worker_id: &row.worker_id,
-        attempt: row.attempt.max(0) as u32,
-        error: error.as_ref(),
-        input_len: row.input_data.as_array().map_or(0, Vec::len),
-        output_len: row.output.as_ref().and_then(output_len_of),
-    };
-    Some(Tagged {
-        function: row.model_name.clone(),
-        status: Some(status),
-        frame: Utf8Bytes::from(serde_json::to_string(&summary).ok()?),
+        replayed,
     })
 }
 
@@ -373,15 +396,22 @@ impl Aggregator {
                 tagged,
                 queue_ms,
                 compute_ms,
+                replayed,
             } => {
-                self.windows
-                    .entry(tagged.function.clone())
-                    .or_default()
-                    .record(queue_ms, compute_ms);
                 {
                     let mut snapshot = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
-                    snapshot.recent.push_front(tagged.clone());
-                    snapshot.recent.truncate(RECENT_RESULTS);
+                    let known =
+                        replayed && snapshot.recent.iter().any(|r| r.job_id == tagged.job_id);
+                    if !known {
+                        snapshot.recent.push_front(tagged.clone());
+                        snapshot.recent.truncate(RECENT_RESULTS);
+                    }
+                }
+                if !replayed {
+                    self.windows
+                        .entry(tagged.function.clone())
+                        .or_default()
+                        .record(queue_ms, compute_ms);
                 }
                 // An error only means no browser is connected.
                 let _ = self.events.send(Event::Result(tagged));
@@ -389,6 +419,7 @@ impl Aggregator {
             Incoming::DeadLetter(summary) => {
                 if let Ok(frame) = serde_json::to_string(&summary) {
                     let _ = self.events.send(Event::DeadLetter(Arc::new(Tagged {
+                        job_id: summary.job_id.clone().unwrap_or_default(),
                         function: summary.function.clone(),
                         status: None,
                         frame: Utf8Bytes::from(frame),

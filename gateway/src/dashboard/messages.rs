@@ -54,7 +54,7 @@ impl<'a> ResultSummary<'a> {
 
 /// Length of the series inside a function's output (`values` of a moving average, `forecast`
 /// of the LSTM), whatever the function.
-pub fn output_len_of(output: &Value) -> Option<usize> {
+fn output_len_of(output: &Value) -> Option<usize> {
     ["values", "forecast"]
         .iter()
         .find_map(|key| output.get(key).and_then(Value::as_array).map(Vec::len))

@@ -26,25 +26,11 @@ pub struct DashboardConfig {
 }
 
 /// Starts the probe and the hub; the returned relay is what connections subscribe to.
-pub async fn start(config: &DashboardConfig, sources: probe::Sources) -> Relay {
-    // The snapshot starts with what is stored; a store that is down only means it starts empty.
-    let seed = match tokio::time::timeout(
-        Duration::from_secs(2),
-        sources.store.recent(hub::RECENT_RESULTS as i64, None, None),
-    )
-    .await
-    {
-        Ok(Ok(rows)) => rows,
-        _ => {
-            tracing::warn!("recent results not readable at start; the dashboard starts empty");
-            Vec::new()
-        }
-    };
+pub fn start(config: &DashboardConfig, sources: probe::Sources) -> Relay {
     let jetstream = sources.jetstream.clone();
     let observed = probe::spawn(sources, config.interval);
     hub::spawn(
         jetstream,
-        seed,
         observed,
         hub::HubSettings {
             interval: config.interval,

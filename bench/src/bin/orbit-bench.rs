@@ -1,0 +1,438 @@
+//! `orbit-bench`: Orbit's benchmarks against the running local stack (`just up`).
+//!
+//! ```text
+//! orbit-bench                       # the short suite (under 3 minutes): every scenario but scaling
+//! orbit-bench --long                # bigger runs, plus scaling (1/2/4 replicas, bridge on/off)
+//! orbit-bench single batch open     # chosen scenarios
+//! orbit-bench single --jobs 20000 --concurrency 64 --model lstm_timeseries
+//! ```
+//! Scenarios: single, batch, open, sync, lstm, bridge, relay, scaling. Prints a table per
+//! scenario and writes everything as JSON to `bench/results/<time>.json`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use orbit_bench::e2e::{self, Load, Target};
+use orbit_bench::resources::{Sampler, Usage};
+use orbit_bench::stack::Stack;
+use orbit_bench::{bridge, relay, scaling, sync};
+use serde_json::{json, Value};
+
+const ALL: &[&str] = &[
+    "single", "batch", "open", "sync", "lstm", "bridge", "relay", "scaling",
+];
+
+struct Options {
+    scenarios: Vec<String>,
+    long: bool,
+    env: String,
+    jobs: Option<usize>,
+    concurrency: Option<usize>,
+    batch_size: usize,
+    model: Option<String>,
+    rate: Option<f64>,
+    seconds: Option<u64>,
+}
+
+fn options() -> anyhow::Result<Options> {
+    let mut options = Options {
+        scenarios: Vec::new(),
+        long: false,
+        env: "dev".into(),
+        jobs: None,
+        concurrency: None,
+        batch_size: 100,
+        model: None,
+        rate: None,
+        seconds: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--long" => options.long = true,
+            "--env" => options.env = value()?,
+            "--jobs" => options.jobs = Some(value()?.parse()?),
+            "--concurrency" => options.concurrency = Some(value()?.parse()?),
+            "--batch-size" => options.batch_size = value()?.parse()?,
+            "--model" => options.model = Some(value()?),
+            "--rate" => options.rate = Some(value()?.parse()?),
+            "--seconds" => options.seconds = Some(value()?.parse()?),
+            "-h" | "--help" => {
+                println!("orbit-bench [--long] [SCENARIO...] [--jobs N] [--concurrency N] [--batch-size N] [--model M] [--rate R] [--seconds S] [--env dev|test]\nscenarios: {}", ALL.join(" "));
+                std::process::exit(0);
+            }
+            name if ALL.contains(&name) => options.scenarios.push(name.to_string()),
+            other => bail!("unknown argument {other}; scenarios are {}", ALL.join(", ")),
+        }
+    }
+    if options.scenarios.is_empty() {
+        options.scenarios = ALL
+            .iter()
+            .filter(|s| options.long || **s != "scaling")
+            .map(|s| s.to_string())
+            .collect();
+    }
+    Ok(options)
+}
+
+struct Bench {
+    options: Options,
+    stack: Stack,
+    target: Target,
+    nats: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    results: Vec<Value>,
+}
+
+impl Bench {
+    fn size(&self, short: usize, long: usize) -> usize {
+        self.options
+            .jobs
+            .unwrap_or(if self.options.long { long } else { short })
+    }
+
+    fn model(&self, default: &str) -> String {
+        self.options
+            .model
+            .clone()
+            .unwrap_or_else(|| default.to_string())
+    }
+
+    fn record(&mut self, scenario: &str, label: String, report: Value, usage: Vec<Usage>) {
+        print_usage(&usage);
+        self.results.push(
+            json!({ "scenario": scenario, "label": label, "report": report, "usage": usage }),
+        );
+    }
+
+    async fn e2e_closed(
+        &mut self,
+        scenario: &str,
+        load: Load,
+        jobs: usize,
+        concurrency: usize,
+    ) -> anyhow::Result<()> {
+        let sampler = Sampler::start(&self.stack, self_process());
+        let report = e2e::closed(&self.target, &load, jobs, concurrency).await?;
+        let usage = sampler.finish();
+        let label = format!(
+            "{} {}, {} jobs of {} points, {} connections",
+            load.model,
+            if load.batch_size > 1 {
+                format!("batches of {}", load.batch_size)
+            } else {
+                "single submits".into()
+            },
+            report.jobs,
+            load.points,
+            concurrency
+        );
+        println!("\n== {scenario}: {label}");
+        println!(
+            "  submits/s {:>9.0}   end-to-end jobs/s {:>9.0} ({:.2} s)",
+            report.submits_per_second, report.jobs_per_second, report.end_to_end_seconds
+        );
+        println!(
+            "  accepted->row  p50 {:>8.2} ms  p99 {:>8.2} ms  p99.9 {:>8.2} ms",
+            report.latency.p50_ms, report.latency.p99_ms, report.latency.p999_ms
+        );
+        println!(
+            "  http answer    p50 {:>8.2} ms  p99 {:>8.2} ms",
+            report.http.p50_ms, report.http.p99_ms
+        );
+        self.record(scenario, label, serde_json::to_value(&report)?, usage);
+        Ok(())
+    }
+
+    async fn run(&mut self, scenario: &str) -> anyhow::Result<()> {
+        let long = self.options.long;
+        match scenario {
+            "single" => {
+                let load = Load {
+                    model: self.model("moving_average"),
+                    points: 64,
+                    batch_size: 1,
+                };
+                let (jobs, conns) = (
+                    self.size(10_000, 40_000),
+                    self.options.concurrency.unwrap_or(64),
+                );
+                self.e2e_closed("single", load, jobs, conns).await
+            }
+            "batch" => {
+                let load = Load {
+                    model: self.model("moving_average"),
+                    points: 64,
+                    batch_size: self.options.batch_size,
+                };
+                let (jobs, conns) = (
+                    self.size(20_000, 100_000),
+                    self.options.concurrency.unwrap_or(4),
+                );
+                self.e2e_closed("batch", load, jobs, conns).await
+            }
+            "lstm" => {
+                let load = Load {
+                    model: "lstm_timeseries".into(),
+                    points: 64,
+                    batch_size: self.options.batch_size,
+                };
+                let (jobs, conns) = (
+                    self.size(10_000, 40_000),
+                    self.options.concurrency.unwrap_or(4),
+                );
+                self.e2e_closed("lstm", load, jobs, conns).await
+            }
+            "open" => {
+                let rate = self.options.rate.unwrap_or(1000.0);
+                let seconds = self.options.seconds.unwrap_or(if long { 60 } else { 10 });
+                let load = Load {
+                    model: self.model("moving_average"),
+                    points: 64,
+                    batch_size: 1,
+                };
+                let sampler = Sampler::start(&self.stack, self_process());
+                let report =
+                    e2e::open(&self.target, &load, rate, Duration::from_secs(seconds)).await?;
+                let usage = sampler.finish();
+                let label = format!(
+                    "{} single submits offered at {rate:.0}/s for {seconds} s",
+                    load.model
+                );
+                println!("\n== open: {label}");
+                if let Some(s) = report.scheduled_to_row {
+                    println!("  scheduled->row p50 {:>8.2} ms  p99 {:>8.2} ms  p99.9 {:>8.2} ms  max {:>8.2} ms", s.p50_ms, s.p99_ms, s.p999_ms, s.max_ms);
+                }
+                println!(
+                    "  accepted->row  p50 {:>8.2} ms  p99 {:>8.2} ms",
+                    report.latency.p50_ms, report.latency.p99_ms
+                );
+                println!(
+                    "  scheduled->202 p50 {:>8.2} ms  p99 {:>8.2} ms   rejected {}",
+                    report.http.p50_ms, report.http.p99_ms, report.rejected
+                );
+                self.record("open", label, serde_json::to_value(&report)?, usage);
+                Ok(())
+            }
+            "sync" => {
+                let clients = sync::Clients {
+                    nats: self.nats.clone(),
+                    http: self.target.http.clone(),
+                    base: self.stack.http.clone(),
+                };
+                let n = |short: usize, long_n: usize| if long { long_n } else { short };
+                let plan = [
+                    (sync::Path::Nats, 1, n(5_000, 20_000)),
+                    (sync::Path::Nats, 16, n(30_000, 100_000)),
+                    (sync::Path::HttpRun, 1, n(3_000, 10_000)),
+                    (sync::Path::HttpRun, 16, n(10_000, 40_000)),
+                    (sync::Path::KServe, 1, n(3_000, 10_000)),
+                ];
+                for (path, concurrency, calls) in plan {
+                    let sampler = Sampler::start(&self.stack, self_process());
+                    let report = sync::run(&clients, path, calls, concurrency).await?;
+                    let usage = sampler.finish();
+                    println!("\n== sync: {} x{}", report.path, concurrency);
+                    println!("  {:>9.0} calls/s   p50 {:>7.3} ms  p99 {:>7.3} ms  p99.9 {:>7.3} ms   errors {}", report.calls_per_second, report.latency.p50_ms, report.latency.p99_ms, report.latency.p999_ms, report.errors);
+                    self.record(
+                        "sync",
+                        format!("{} x{concurrency}", report.path),
+                        serde_json::to_value(&report)?,
+                        usage,
+                    );
+                }
+                Ok(())
+            }
+            "bridge" => {
+                let backlog = self.size(30_000, 100_000);
+                let rate = self.options.rate.unwrap_or(1000.0);
+                let seconds = self.options.seconds.unwrap_or(10);
+                let report = bridge::run(
+                    &self.stack,
+                    &self.js,
+                    backlog,
+                    rate,
+                    Duration::from_secs(seconds),
+                )
+                .await?;
+                println!("\n== bridge: RESULTS backlog of {backlog} into Kafka, then {rate:.0} results/s for {seconds} s");
+                println!(
+                    "  drained {:>9.0} results/s ({:.2} s)",
+                    report.results_per_second, report.drain_seconds
+                );
+                println!("  published->readable in Kafka  p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  (lost {})", report.latency.p50_ms, report.latency.p99_ms, report.latency.p999_ms, report.latency_lost);
+                let usage = report.drain_usage.clone();
+                self.record(
+                    "bridge",
+                    format!("backlog {backlog}, {rate:.0}/s"),
+                    serde_json::to_value(&report)?,
+                    usage,
+                );
+                Ok(())
+            }
+            "relay" => {
+                let rate = self.options.rate.unwrap_or(5000.0);
+                let clients = self.options.concurrency.unwrap_or(200);
+                let seconds = self.options.seconds.unwrap_or(if long { 30 } else { 10 });
+                let report = relay::run(
+                    &self.stack,
+                    &self.js,
+                    clients,
+                    rate,
+                    Duration::from_secs(seconds),
+                )
+                .await?;
+                println!("\n== relay: {clients} browsers, {rate:.0} results/s for {seconds} s");
+                println!("  gateway {:.2} cores   {:.0} results/s pushed to each browser, {:.0} skipped each   {} of {} still connected", report.gateway_cores, report.results_per_client_per_second, report.skipped_per_client, report.connected_at_end, clients);
+                println!(
+                    "  published->browser  p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms",
+                    report.latency.p50_ms, report.latency.p99_ms, report.latency.p999_ms
+                );
+                let usage = report.usage.clone();
+                self.record(
+                    "relay",
+                    format!("{clients} browsers at {rate:.0}/s"),
+                    serde_json::to_value(&report)?,
+                    usage,
+                );
+                Ok(())
+            }
+            "scaling" => self.scaling().await,
+            other => bail!("unknown scenario {other}"),
+        }
+    }
+
+    async fn scaling(&mut self) -> anyhow::Result<()> {
+        let jobs = self.size(20_000, 40_000);
+        let load = Load {
+            model: "moving_average".into(),
+            points: 64,
+            batch_size: 100,
+        };
+        let outcome = async {
+            for count in [1, 2, 4] {
+                let children = scaling::replicas(&self.stack, &self.nats, count).await?;
+                let result = self
+                    .e2e_closed("scaling", Load { ..load.clone() }, jobs, 4)
+                    .await;
+                scaling::stop(children);
+                result?;
+                if let Some(last) = self.results.last_mut() {
+                    last["label"] = json!(format!(
+                        "{count} moving_average replica(s), bridge on, batches of 100"
+                    ));
+                }
+            }
+            if self.stack.pid("bridge-kafka").is_some() {
+                let children = scaling::replicas(&self.stack, &self.nats, 2).await?;
+                self.stack.signal("bridge-kafka", "TERM")?;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let result = self.e2e_closed("scaling", load.clone(), jobs, 4).await;
+                scaling::stop(children);
+                result?;
+                if let Some(last) = self.results.last_mut() {
+                    last["label"] = json!("2 moving_average replicas, bridge off, batches of 100");
+                }
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        self.stack.restore()?;
+        outcome
+    }
+}
+
+fn self_process() -> Vec<(String, Vec<u32>)> {
+    vec![("orbit-bench".into(), vec![std::process::id()])]
+}
+
+fn print_usage(usage: &[Usage]) {
+    let mut line = String::from("  cpu s / peak MB:");
+    for u in usage
+        .iter()
+        .filter(|u| u.cpu_seconds > 0.0 || u.peak_rss_mb > 0.0)
+    {
+        line.push_str(&format!(
+            "  {} {:.2}/{:.0}",
+            u.component, u.cpu_seconds, u.peak_rss_mb
+        ));
+    }
+    println!("{line}");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let options = options()?;
+    let root = std::env::current_dir()?;
+    let stack = Stack::load(&root, &options.env)?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let pg = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(stack.var("ORBIT_DATABASE_URL")?)
+        .await
+        .context("connecting to Postgres")?;
+    let nats = async_nats::connect(stack.var("ORBIT_NATS_URL")?)
+        .await
+        .context("connecting to NATS")?;
+    let js = async_nats::jetstream::new(nats.clone());
+    let target = Target {
+        http,
+        base: stack.http.clone(),
+        pg,
+    };
+    let started = chrono::Utc::now();
+    let scenarios = options.scenarios.clone();
+    let mut bench = Bench {
+        options,
+        stack,
+        target,
+        nats,
+        js,
+        results: Vec::new(),
+    };
+    println!(
+        "orbit-bench {} ({} suite) against {}",
+        started.format("%Y-%m-%d %H:%M"),
+        if bench.options.long { "long" } else { "short" },
+        bench.stack.http
+    );
+    for scenario in &scenarios {
+        bench
+            .run(scenario)
+            .await
+            .with_context(|| format!("scenario {scenario}"))?;
+    }
+    let out = PathBuf::from("bench/results");
+    std::fs::create_dir_all(&out)?;
+    let file = out.join(format!("{}.json", started.format("%Y%m%dT%H%M%S")));
+    let document = json!({ "started": started, "long": bench.options.long, "machine": machine(), "results": bench.results });
+    std::fs::write(&file, serde_json::to_string_pretty(&document)?)?;
+    println!("\nwrote {}", file.display());
+    Ok(())
+}
+
+fn machine() -> Value {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory_gb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1_048_576.0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_default();
+    json!({ "cpus": cpus, "memory_gb": (memory_gb * 10.0).round() / 10.0, "cpu_model": model })
+}

@@ -1,0 +1,113 @@
+//! CPU seconds and peak resident memory per component during one scenario, from `/proc`.
+//!
+//! CPU is the change in user + system time of each component's processes between start and
+//! stop; memory is the largest resident set seen by a sampler running every 100 ms.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::stack::Stack;
+
+pub struct ProcStat {
+    pub parent: u32,
+    /// utime + stime in clock ticks.
+    pub cpu_ticks: u64,
+}
+
+pub fn read_stat(pid: u32) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: fields start after the last ')'.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(ProcStat {
+        parent: fields.get(1)?.parse().ok()?,
+        cpu_ticks: fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?,
+    })
+}
+
+fn rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+const TICKS_PER_SECOND: f64 = 100.0;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Usage {
+    pub component: String,
+    pub cpu_seconds: f64,
+    pub peak_rss_mb: f64,
+}
+
+/// Samples until [`Sampler::finish`].
+pub struct Sampler {
+    components: Vec<(String, Vec<u32>)>,
+    start_ticks: HashMap<String, u64>,
+    peaks: Arc<Mutex<HashMap<String, u64>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn ticks(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|&pid| read_stat(pid))
+        .map(|s| s.cpu_ticks)
+        .sum()
+}
+
+impl Sampler {
+    /// Starts sampling the stack's components, plus `extra` ones (the load generator itself,
+    /// processes a scenario started).
+    pub fn start(stack: &Stack, extra: Vec<(String, Vec<u32>)>) -> Self {
+        let mut components = stack.components();
+        components.extend(extra);
+        let start_ticks = components
+            .iter()
+            .map(|(name, pids)| (name.clone(), ticks(pids)))
+            .collect();
+        let peaks = Arc::new(Mutex::new(HashMap::new()));
+        let (watched, sink) = (components.clone(), peaks.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                for (name, pids) in &watched {
+                    let rss: u64 = pids.iter().map(|&pid| rss_bytes(pid)).sum();
+                    let mut peaks = sink.lock().unwrap_or_else(|e| e.into_inner());
+                    let peak = peaks.entry(name.clone()).or_insert(0);
+                    *peak = (*peak).max(rss);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Self {
+            components,
+            start_ticks,
+            peaks,
+            task,
+        }
+    }
+
+    pub fn finish(self) -> Vec<Usage> {
+        self.task.abort();
+        let peaks = self.peaks.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        self.components
+            .iter()
+            .map(|(name, pids)| {
+                let before = self.start_ticks.get(name).copied().unwrap_or(0);
+                Usage {
+                    component: name.clone(),
+                    cpu_seconds: ticks(pids).saturating_sub(before) as f64 / TICKS_PER_SECOND,
+                    peak_rss_mb: peaks.get(name).copied().unwrap_or(0) as f64 / 1_048_576.0,
+                }
+            })
+            .collect()
+    }
+}

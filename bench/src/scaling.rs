@@ -1,0 +1,66 @@
+//! Throughput with 1, 2 and 4 moving-average replicas, and with and without the Kafka bridge.
+//! The stack's own replicas are stopped (gracefully) and the benchmark's started in their
+//! place; `scripts/stack.sh up` puts the stack back afterwards.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
+use crate::stack::Stack;
+
+/// Replaces the stack's moving-average replicas with `count` of the benchmark's own.
+pub async fn replicas(
+    stack: &Stack,
+    nats: &async_nats::Client,
+    count: usize,
+) -> anyhow::Result<Vec<Child>> {
+    for name in stack.running("moving_average-") {
+        stack.signal(&name, "TERM")?;
+    }
+    let mut children = Vec::new();
+    for i in 0..count {
+        let mut command = Command::new(stack.binary("moving-average"));
+        for (key, value) in stack.vars() {
+            command.env(key, value);
+        }
+        command
+            .env("ORBIT_WORKER_ID", format!("bench-ma-{i}"))
+            .env_remove("ORBIT_METRICS_ADDR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        children.push(command.spawn()?);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while replicas_online(nats).await? != count {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{count} replicas did not come online"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(children)
+}
+
+pub fn stop(children: Vec<Child>) {
+    for mut child in children {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let _ = child.wait();
+    }
+}
+
+/// Replicas answering `$SRV.PING.moving_average`.
+pub async fn replicas_online(nats: &async_nats::Client) -> anyhow::Result<usize> {
+    let inbox = nats.new_inbox();
+    let mut replies = nats.subscribe(inbox.clone()).await?;
+    nats.publish_with_reply("$SRV.PING.moving_average", inbox, "".into())
+        .await?;
+    let mut count = 0;
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(300), replies.next()).await {
+        count += 1;
+    }
+    Ok(count)
+}

@@ -1,0 +1,197 @@
+//! The running stack as the benchmark sees it: its settings (`.orbit/<env>/env`, written by
+//! `just up`), its processes (the pid files under `.orbit/<env>/run/`), and clients to it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+/// The stack's readers of RESULTS.
+const SINKS: &[&str] = &["sink-postgres", "sink-redis", "bridge-kafka"];
+
+pub struct Stack {
+    pub root: PathBuf,
+    pub data: PathBuf,
+    vars: HashMap<String, String>,
+    pub http: String,
+}
+
+impl Stack {
+    /// Reads `.orbit/<env>/env` under `root`; the process environment wins over the file.
+    pub fn load(root: &Path, env: &str) -> anyhow::Result<Self> {
+        let data = root.join(".orbit").join(env);
+        let file = data.join("env");
+        let text = std::fs::read_to_string(&file).with_context(|| {
+            format!(
+                "{} not found: start the stack with `just up`",
+                file.display()
+            )
+        })?;
+        let mut vars: HashMap<String, String> = text
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        for (key, value) in std::env::vars().filter(|(k, _)| k.starts_with("ORBIT_")) {
+            vars.insert(key, value);
+        }
+        let port = vars
+            .get("ORBIT_HTTP_PORT")
+            .cloned()
+            .unwrap_or_else(|| "8000".into());
+        Ok(Self {
+            root: root.to_path_buf(),
+            data,
+            http: format!("http://127.0.0.1:{port}"),
+            vars,
+        })
+    }
+
+    pub fn var(&self, name: &str) -> anyhow::Result<&str> {
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .with_context(|| format!("{name} is not set in the stack's env file"))
+    }
+
+    /// Every variable of the env file, for processes the benchmark starts.
+    pub fn vars(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.vars.iter()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.http)
+    }
+
+    /// The pid of stack process `name`, when it runs.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        let pid: u32 = std::fs::read_to_string(self.data.join("run").join(format!("{name}.pid")))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+    }
+
+    /// Every component and its processes: the pid files, plus Postgres (postmaster and its
+    /// backends).
+    pub fn components(&self) -> Vec<(String, Vec<u32>)> {
+        let mut components = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(self.data.join("run")) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.extension().and_then(|e| e.to_str()) != Some("pid") {
+                    continue;
+                }
+                let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
+                    continue;
+                };
+                if let Some(pid) = self.pid(name) {
+                    components.push((name.to_string(), vec![pid]));
+                }
+            }
+        }
+        if let Some(postmaster) = self.postmaster() {
+            let mut pids = vec![postmaster];
+            pids.extend(children_of(postmaster));
+            components.push(("postgres".into(), pids));
+        }
+        components.sort();
+        components
+    }
+
+    fn postmaster(&self) -> Option<u32> {
+        let dir = std::fs::read_to_string(self.data.join("run/postgres.dir")).ok()?;
+        let pid_file =
+            std::fs::read_to_string(Path::new(dir.trim()).join("postmaster.pid")).ok()?;
+        pid_file.lines().next()?.trim().parse().ok()
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, `TERM`) to stack process `name`.
+    pub fn signal(&self, name: &str, signal: &str) -> anyhow::Result<()> {
+        let Some(pid) = self.pid(name) else {
+            bail!("{name} is not running");
+        };
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -{signal} {name} failed");
+        Ok(())
+    }
+
+    /// Names of the running stack processes starting with `prefix`.
+    pub fn running(&self, prefix: &str) -> Vec<String> {
+        self.components()
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| name.starts_with(prefix))
+            .collect()
+    }
+
+    /// Restarts whatever the benchmark stopped (`scripts/stack.sh up` starts only what is
+    /// missing).
+    pub fn restore(&self) -> anyhow::Result<()> {
+        let status = Command::new(self.root.join("scripts/stack.sh"))
+            .arg("up")
+            .env(
+                "ORBIT_ENV",
+                self.data
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("dev"),
+            )
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        anyhow::ensure!(status.success(), "scripts/stack.sh up failed");
+        Ok(())
+    }
+
+    /// Freezes the stack's sinks and bridge (SIGSTOP) so a scenario measures one component
+    /// alone; they catch up after [`Stack::resume`].
+    pub fn pause_sinks(&self) -> anyhow::Result<Vec<&'static str>> {
+        let paused: Vec<&'static str> = SINKS
+            .iter()
+            .copied()
+            .filter(|name| self.pid(name).is_some())
+            .collect();
+        for name in &paused {
+            self.signal(name, "STOP")?;
+        }
+        Ok(paused)
+    }
+
+    pub fn resume(&self, paused: &[&str]) {
+        for name in paused {
+            let _ = self.signal(name, "CONT");
+        }
+    }
+
+    pub fn binary(&self, name: &str) -> PathBuf {
+        self.root.join("target/release").join(name)
+    }
+}
+
+/// Processes whose parent is `parent`.
+pub fn children_of(parent: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return children;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if let Some(stat) = crate::resources::read_stat(pid) {
+            if stat.parent == parent {
+                children.push(pid);
+            }
+        }
+    }
+    children
+}

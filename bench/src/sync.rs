@@ -1,0 +1,125 @@
+//! Synchronous moving averages: NATS request/reply straight to the function, and the same call
+//! through the gateway (`/api/v1/inference/run`, KServe `/v2/.../infer`).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::jobs::job;
+use crate::latency::{Latencies, Summary};
+
+#[derive(Debug, Serialize)]
+pub struct SyncReport {
+    pub path: &'static str,
+    pub concurrency: usize,
+    pub calls: usize,
+    pub calls_per_second: f64,
+    pub latency: Summary,
+    pub errors: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Path {
+    Nats,
+    HttpRun,
+    KServe,
+}
+
+impl Path {
+    fn name(self) -> &'static str {
+        match self {
+            Path::Nats => "nats orbit.fn.moving_average",
+            Path::HttpRun => "http /api/v1/inference/run",
+            Path::KServe => "http /v2/models/moving_average/infer",
+        }
+    }
+}
+
+pub struct Clients {
+    pub nats: async_nats::Client,
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+/// `calls` calls over `concurrency` callers, each waiting for its answer.
+pub async fn run(
+    clients: &Clients,
+    path: Path,
+    calls: usize,
+    concurrency: usize,
+) -> anyhow::Result<SyncReport> {
+    let series = job("moving_average", 64, 0)["data"].clone();
+    let nats_body = Bytes::from(json!({ "data": series, "parameters": {"window": 5} }).to_string());
+    let run_body = job("moving_average", 64, 0);
+    let kserve_body = json!({ "inputs": [{ "name": "data", "shape": [64], "datatype": "FP64", "data": series }], "parameters": {"window": 5} });
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut callers = Vec::new();
+    for _ in 0..concurrency {
+        let (nats, http, base, next) = (
+            clients.nats.clone(),
+            clients.http.clone(),
+            clients.base.clone(),
+            next.clone(),
+        );
+        let (nats_body, run_body, kserve_body) =
+            (nats_body.clone(), run_body.clone(), kserve_body.clone());
+        callers.push(tokio::spawn(async move {
+            let mut latency = Latencies::new();
+            let mut errors = 0;
+            while next.fetch_add(1, Ordering::Relaxed) < calls {
+                let sent = Instant::now();
+                let ok = match path {
+                    Path::Nats => match nats
+                        .request("orbit.fn.moving_average", nats_body.clone())
+                        .await
+                    {
+                        Ok(reply) => reply
+                            .headers
+                            .as_ref()
+                            .and_then(|h| h.get("Nats-Service-Error"))
+                            .is_none(),
+                        Err(_) => false,
+                    },
+                    Path::HttpRun => http
+                        .post(format!("{base}/api/v1/inference/run"))
+                        .json(&run_body)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success()),
+                    Path::KServe => http
+                        .post(format!("{base}/v2/models/moving_average/infer"))
+                        .json(&kserve_body)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success()),
+                };
+                latency.record(sent.elapsed());
+                if !ok {
+                    errors += 1;
+                }
+            }
+            (latency, errors)
+        }));
+    }
+    let mut latency = Latencies::new();
+    let mut errors = 0;
+    for caller in callers {
+        let (more, failed) = caller.await?;
+        latency.merge(&more);
+        errors += failed;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(SyncReport {
+        path: path.name(),
+        concurrency,
+        calls,
+        calls_per_second: calls as f64 / seconds,
+        latency: latency.summary(),
+        errors,
+    })
+}
