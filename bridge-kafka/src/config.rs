@@ -31,7 +31,7 @@ pub struct BridgeConfig {
     pub linger_ms: u32,
     /// `ORBIT_KAFKA_COMPRESSION`, default `lz4` (`none`, `gzip`, `snappy`, `lz4`).
     pub compression: String,
-    /// `ORBIT_KAFKA_DEDUPE_WINDOW`, default 200000: job ids remembered as already in Kafka.
+    /// `ORBIT_KAFKA_DEDUPE_WINDOW`, default 50000: job ids remembered as already in Kafka.
     pub dedupe_window: usize,
     /// `ORBIT_KAFKA_SESSION_TIMEOUT_MS`, default 10000 (consumer group liveness).
     pub session_timeout_ms: u32,
@@ -65,7 +65,7 @@ impl BridgeConfig {
             group_id: env_or("ORBIT_KAFKA_GROUP", "orbit-bridge".to_string())?,
             linger_ms: env_or("ORBIT_KAFKA_LINGER_MS", 5u32)?,
             compression: env_or("ORBIT_KAFKA_COMPRESSION", "lz4".to_string())?,
-            dedupe_window: env_or("ORBIT_KAFKA_DEDUPE_WINDOW", 200_000usize)?.max(1000),
+            dedupe_window: env_or("ORBIT_KAFKA_DEDUPE_WINDOW", 50_000usize)?.max(1000),
             session_timeout_ms: env_or("ORBIT_KAFKA_SESSION_TIMEOUT_MS", 10_000u32)?,
             consumer: env_or("ORBIT_KAFKA_CONSUMER", "kafka".to_string())?,
             http_addr: env_or(

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::join_all;
 use orbit_contract::result::RESULT_SCHEMA_VERSION;
-use orbit_contract::ResultEvent;
+use orbit_contract::StoredResult;
 use orbit_runtime::{Sink, SinkError};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -72,7 +72,7 @@ impl KafkaSink {
     /// Produces `payload` for `event`; resolves when Kafka has it (or refused it).
     async fn produce(
         &self,
-        event: &ResultEvent,
+        event: &StoredResult,
         payload: &[u8],
         truncated: bool,
     ) -> Result<(), KafkaError> {
@@ -119,7 +119,7 @@ impl KafkaSink {
     }
 
     /// Delivers one result, retrying transient failures until it lands.
-    async fn deliver(&self, event: &ResultEvent, payload: &[u8]) {
+    async fn deliver(&self, event: &StoredResult, payload: &[u8]) {
         let mut pause = Duration::from_millis(100);
         let mut truncated = false;
         let mut stand_in = Vec::new();
@@ -154,18 +154,17 @@ impl Sink for KafkaSink {
         self.name
     }
 
-    async fn write(&self, batch: &[ResultEvent]) -> Result<(), SinkError> {
-        let payloads = batch
-            .iter()
-            .map(|event| serde_json::to_vec(event).map(Bytes::from))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(SinkError::new)?;
-        self.write_with_payloads(batch, &payloads).await
+    /// Without the published bytes there is nothing exact to forward: the runtime always
+    /// calls [`Sink::write_with_payloads`].
+    async fn write(&self, _batch: &[StoredResult]) -> Result<(), SinkError> {
+        Err(SinkError::new(
+            "the Kafka sink forwards published payloads; use write_with_payloads",
+        ))
     }
 
     async fn write_with_payloads(
         &self,
-        batch: &[ResultEvent],
+        batch: &[StoredResult],
         payloads: &[Bytes],
     ) -> Result<(), SinkError> {
         let mut skipped = 0u64;
@@ -201,7 +200,7 @@ fn is_too_large(err: &KafkaError) -> bool {
 
 /// What a consumer gets instead of a result too large for the broker: the same identity and
 /// outcome, without the series.
-fn stand_in_for(event: &ResultEvent) -> Vec<u8> {
+fn stand_in_for(event: &StoredResult) -> Vec<u8> {
     json!({
         "schema_version": event.schema_version,
         "job_id": event.job_id,

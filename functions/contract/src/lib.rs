@@ -25,6 +25,6 @@ pub use job::{JobEnvelope, JobId, JobRequest, SyncRequest, ValidJob};
 pub use lstm::LstmParams;
 pub use model::{Model, ModelParams};
 pub use moving_average::{AverageKind, MovingAverageParams, Window};
-pub use result::{JobFailure, JobState, ResultEvent, Source, SyncReply, Timings};
+pub use result::{JobFailure, JobState, ResultEvent, Source, StoredResult, SyncReply, Timings};
 pub use series::Series;
 pub use view::JobView;

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::JobId;
@@ -166,5 +167,118 @@ impl From<&ResultEvent> for SyncReply {
             timings: event.timings.clone(),
             worker_id: event.worker_id.clone(),
         }
+    }
+}
+
+/// A [`ResultEvent`] as stores read it: the series and the free-form objects stay the JSON
+/// text the function wrote ([`RawValue`]), never parsed into numbers and printed again. Sinks
+/// copy them into their store as they are, which is both faster and exact.
+#[derive(Debug, Deserialize)]
+pub struct StoredResult {
+    pub schema_version: u32,
+    pub job_id: JobId,
+    pub function: String,
+    pub function_version: String,
+    pub status: JobState,
+    #[serde(default)]
+    pub output: Option<Box<RawValue>>,
+    #[serde(default)]
+    pub error: Option<JobFailure>,
+    pub input: Box<RawValue>,
+    #[serde(default)]
+    pub metadata: Option<Box<RawValue>>,
+    #[serde(default)]
+    pub parameters: Option<Box<RawValue>>,
+    pub source: Source,
+    pub timings: Timings,
+    pub worker_id: String,
+    pub attempt: u32,
+    pub batch_size: u32,
+}
+
+impl StoredResult {
+    /// The [`crate::JobView`] of this result as JSON (the same document `JobView` serialises
+    /// to), without parsing the output.
+    pub fn view_json(&self) -> Result<String, serde_json::Error> {
+        #[derive(Serialize)]
+        struct View<'a> {
+            job_id: &'a JobId,
+            status: JobState,
+            model_name: &'a str,
+            model_version: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            result: Option<&'a RawValue>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            error: Option<&'a JobFailure>,
+            timings: &'a Timings,
+            worker_id: &'a str,
+            attempt: u32,
+            source: Source,
+        }
+        serde_json::to_string(&View {
+            job_id: &self.job_id,
+            status: self.status,
+            model_name: &self.function,
+            model_version: &self.function_version,
+            result: self.output.as_deref().filter(|raw| raw.get() != "null"),
+            error: self.error.as_ref(),
+            timings: &self.timings,
+            worker_id: &self.worker_id,
+            attempt: self.attempt,
+            source: self.source,
+        })
+    }
+
+    /// A JSON object field as text: `{}` when absent.
+    pub fn object_text(field: &Option<Box<RawValue>>) -> &str {
+        field.as_deref().map_or("{}", RawValue::get)
+    }
+}
+
+#[cfg(test)]
+mod stored_tests {
+    use super::*;
+    use crate::JobView;
+
+    fn event() -> ResultEvent {
+        let now = chrono::Utc::now();
+        ResultEvent {
+            schema_version: RESULT_SCHEMA_VERSION,
+            job_id: JobId::parse("job-1", "job_id").expect("job id"),
+            function: "moving_average".into(),
+            function_version: "0.1.0".into(),
+            status: JobState::Succeeded,
+            output: Some(serde_json::json!({"values": [0.1, 1e308, 5e-324]})),
+            error: None,
+            input: vec![0.1, 0.30000000000000004, 1e308],
+            metadata: Map::new(),
+            parameters: Map::new(),
+            source: Source::Async,
+            timings: Timings {
+                submitted_at: now,
+                started_at: now,
+                finished_at: now,
+                queue_ms: 1.5,
+                compute_ms: 0.25,
+            },
+            worker_id: "w".into(),
+            attempt: 1,
+            batch_size: 3,
+        }
+    }
+
+    #[test]
+    fn stored_results_keep_the_published_text_and_give_the_same_view() {
+        let event = event();
+        let published = serde_json::to_string(&event).expect("serialise");
+        let stored: StoredResult = serde_json::from_str(&published).expect("parse");
+        assert_eq!(
+            stored.input.get(),
+            serde_json::to_string(&event.input).expect("input")
+        );
+        assert_eq!(StoredResult::object_text(&stored.metadata), "{}");
+        let from_raw: JobView =
+            serde_json::from_str(&stored.view_json().expect("view")).expect("view parses");
+        assert_eq!(from_raw, JobView::from(&event));
     }
 }

@@ -13,7 +13,7 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsum
 use async_nats::jetstream::{self, AckKind, Message};
 use bytes::Bytes;
 use orbit_contract::subjects::{RESULTS_STREAM, RESULTS_WILDCARD};
-use orbit_contract::ResultEvent;
+use orbit_contract::StoredResult;
 
 use crate::function::ServeError;
 use crate::pull::next_batch;
@@ -27,13 +27,13 @@ pub trait Sink: Send + Sync + 'static {
     fn name(&self) -> &'static str;
 
     /// Stores `batch` durably and idempotently (keyed on job id), all or nothing.
-    fn write(&self, batch: &[ResultEvent]) -> impl Future<Output = Result<(), SinkError>> + Send;
+    fn write(&self, batch: &[StoredResult]) -> impl Future<Output = Result<(), SinkError>> + Send;
 
     /// The same, with each event's JSON exactly as it was published (`payloads[i]` is
     /// `batch[i]`), for sinks that forward the bytes rather than re-encode them.
     fn write_with_payloads(
         &self,
-        batch: &[ResultEvent],
+        batch: &[StoredResult],
         payloads: &[Bytes],
     ) -> impl Future<Output = Result<(), SinkError>> + Send {
         let _ = payloads;
@@ -153,7 +153,7 @@ async fn store<S: Sink>(
     sink: &S,
     failures: &AtomicU32,
     messages: Vec<Message>,
-    events: Vec<ResultEvent>,
+    events: Vec<StoredResult>,
     ack_wait: std::time::Duration,
 ) {
     let name = sink.name();
@@ -204,11 +204,11 @@ async fn decode(
     js: &jetstream::Context,
     sink: &str,
     batch: Vec<Message>,
-) -> (Vec<Message>, Vec<ResultEvent>) {
+) -> (Vec<Message>, Vec<StoredResult>) {
     let mut messages = Vec::with_capacity(batch.len());
     let mut events = Vec::with_capacity(batch.len());
     for message in batch {
-        match serde_json::from_slice::<ResultEvent>(&message.payload) {
+        match serde_json::from_slice::<StoredResult>(&message.payload) {
             Ok(event) => {
                 events.push(event);
                 messages.push(message);

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use orbit_contract::ResultEvent;
+use orbit_contract::StoredResult;
 use orbit_runtime::{Sink, SinkError};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
@@ -50,12 +50,11 @@ impl PostgresSink {
     }
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, SinkError> {
-    serde_json::to_string(value).map_err(SinkError::new)
-}
-
 fn optional_json<T: serde::Serialize>(value: &Option<T>) -> Result<Option<String>, SinkError> {
-    value.as_ref().map(to_json).transpose()
+    value
+        .as_ref()
+        .map(|v| serde_json::to_string(v).map_err(SinkError::new))
+        .transpose()
 }
 
 impl Sink for PostgresSink {
@@ -63,7 +62,7 @@ impl Sink for PostgresSink {
         "postgres"
     }
 
-    async fn write(&self, batch: &[ResultEvent]) -> Result<(), SinkError> {
+    async fn write(&self, batch: &[StoredResult]) -> Result<(), SinkError> {
         let n = batch.len();
         let mut job_id = Vec::with_capacity(n);
         let mut model_name = Vec::with_capacity(n);
@@ -88,11 +87,18 @@ impl Sink for PostgresSink {
             model_name.push(event.function.as_str());
             model_version.push(event.function_version.as_str());
             status.push(event.status.as_str());
-            input.push(to_json(&event.input)?);
-            output.push(optional_json(&event.output)?);
+            // The JSON text as the function wrote it: no parse, no reprint.
+            input.push(event.input.get());
+            output.push(
+                event
+                    .output
+                    .as_deref()
+                    .map(|raw| raw.get())
+                    .filter(|t| *t != "null"),
+            );
             error.push(optional_json(&event.error)?);
-            metadata.push(to_json(&event.metadata)?);
-            parameters.push(to_json(&event.parameters)?);
+            metadata.push(StoredResult::object_text(&event.metadata));
+            parameters.push(StoredResult::object_text(&event.parameters));
             source.push(event.source.as_str());
             worker_id.push(event.worker_id.as_str());
             attempt.push(event.attempt.min(i32::MAX as u32) as i32);

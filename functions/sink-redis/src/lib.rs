@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use orbit_contract::cache::{job_key, FINISH_SCRIPT, MARK_RUNNING_SCRIPT, STATS_KEY};
-use orbit_contract::{JobView, ResultEvent};
+use orbit_contract::StoredResult;
 use orbit_runtime::{Sink, SinkError};
 use redis::aio::ConnectionManager;
 
@@ -37,10 +37,10 @@ impl Sink for RedisSink {
         "redis"
     }
 
-    async fn write(&self, batch: &[ResultEvent]) -> Result<(), SinkError> {
+    async fn write(&self, batch: &[StoredResult]) -> Result<(), SinkError> {
         let mut pipe = redis::pipe();
         for event in batch {
-            let view = serde_json::to_string(&JobView::from(event)).map_err(SinkError::new)?;
+            let view = event.view_json().map_err(SinkError::new)?;
             pipe.cmd("EVAL")
                 .arg(FINISH_SCRIPT)
                 .arg(2)
