@@ -60,6 +60,11 @@ logfile $LOGS/redis.log
 dir $DATA/redis
 save ""
 appendonly no
+# The job cache is a cache: job keys expire (ORBIT_JOB_TTL_SECS) and, past maxmemory, the
+# least recently used of them go first (Postgres still has every job). orbit:stats has no TTL,
+# so volatile-lru never evicts the counters.
+maxmemory ${ORBIT_REDIS_MAXMEMORY:-1gb}
+maxmemory-policy volatile-lru
 requirepass $(secret redis)
 CONF
   redis-server "$conf"

@@ -42,6 +42,15 @@ pub async fn replicas(
     Ok(children)
 }
 
+/// The benchmark's replicas as components to measure.
+pub fn components(children: &[Child]) -> Vec<(String, Vec<u32>)> {
+    children
+        .iter()
+        .enumerate()
+        .map(|(i, child)| (format!("bench-ma-{i}"), vec![child.id()]))
+        .collect()
+}
+
 pub fn stop(children: Vec<Child>) {
     for mut child in children {
         let _ = Command::new("kill")
