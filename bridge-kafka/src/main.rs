@@ -8,7 +8,7 @@ use bridge_kafka::config::BridgeConfig;
 use bridge_kafka::health::{self, Health};
 use bridge_kafka::inbound::Inbound;
 use bridge_kafka::outbound::KafkaSink;
-use bridge_kafka::recent;
+use bridge_kafka::recent::TopicTail;
 use bridge_kafka::topics::TopicAdmin;
 use orbit_runtime::{nats, run_sink, streams, telemetry, RuntimeConfig, Shutdown};
 use rdkafka::producer::{FutureProducer, Producer};
@@ -48,13 +48,14 @@ async fn main() -> anyhow::Result<()> {
         .context("creating the Kafka producer")?;
     let delivered = {
         let (config, topic) = (config.clone(), config.results_topic.clone());
-        tokio::task::spawn_blocking(move || {
-            recent::load_tail(&config, &topic, config.dedupe_window)
-        })
-        .await?
-        .context("reading the results topic's tail")?
+        tokio::task::spawn_blocking(move || TopicTail::load(&config, &topic, config.dedupe_window))
+            .await?
+            .context("reading the results topic's tail")?
     };
-    tracing::info!(job_ids = delivered.len(), "job ids already in Kafka loaded");
+    tracing::info!(
+        job_ids = delivered.keys.len(),
+        "job ids already in Kafka loaded"
+    );
     health::spawn_probe(
         producer.clone(),
         admin,

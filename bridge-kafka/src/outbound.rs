@@ -6,21 +6,20 @@
 //! ack the results in JetStream. Records that fail are produced again until they land; those
 //! that already landed are not, so a partial failure never doubles a record.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::future::join_all;
 use orbit_contract::result::RESULT_SCHEMA_VERSION;
 use orbit_contract::StoredResult;
-use orbit_runtime::{Sink, SinkError};
+use orbit_runtime::{Received, Sink, SinkError};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 
 use crate::health::Health;
-use crate::recent::RecentKeys;
+use crate::recent::TopicTail;
 
 /// Record headers, for consumers that route without parsing the value.
 pub const FUNCTION_HEADER: &str = "orbit-function";
@@ -33,7 +32,10 @@ pub struct KafkaSink {
     name: &'static str,
     producer: FutureProducer,
     topic: String,
-    delivered: Arc<Mutex<RecentKeys>>,
+    /// Job ids in the topic: the tail read at start plus everything delivered since.
+    delivered: Arc<tokio::sync::Mutex<TopicTail>>,
+    /// Job ids being produced right now by this process.
+    in_flight: std::sync::Mutex<std::collections::HashSet<String>>,
     health: Arc<Health>,
 }
 
@@ -43,30 +45,68 @@ impl KafkaSink {
         name: &str,
         producer: FutureProducer,
         topic: String,
-        delivered: RecentKeys,
+        delivered: TopicTail,
         health: Arc<Health>,
     ) -> Self {
         Self {
             name: Box::leak(name.to_string().into_boxed_str()),
             producer,
             topic,
-            delivered: Arc::new(Mutex::new(delivered)),
+            delivered: Arc::new(tokio::sync::Mutex::new(delivered)),
+            in_flight: Default::default(),
             health,
         }
     }
 
-    fn already_delivered(&self, job_id: &str) -> bool {
-        self.delivered
+    fn producing(&self, job_id: &str) -> bool {
+        self.in_flight
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains(job_id)
     }
 
-    fn mark_delivered(&self, job_id: &str) {
-        self.delivered
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(job_id);
+    fn set_producing(&self, job_id: &str, producing: bool) {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if producing {
+            in_flight.insert(job_id.to_string());
+        } else {
+            in_flight.remove(job_id);
+        }
+    }
+
+    async fn mark_delivered(&self, job_id: &str) {
+        self.delivered.lock().await.keys.insert(job_id);
+    }
+
+    /// Which of `batch` to produce: not those already in the topic. A redelivered result not
+    /// known yet makes the bridge read what was appended to the topic since it last looked.
+    async fn to_produce(&self, batch: &[StoredResult], received: &[Received]) -> Vec<usize> {
+        // A result redelivered while this process is still producing its first delivery (a
+        // write slower than the ack wait) waits for that one, then counts as delivered.
+        for (event, r) in batch.iter().zip(received) {
+            while r.redelivered && self.producing(event.job_id.as_str()) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        let unknown_redelivery = {
+            let tail = self.delivered.lock().await;
+            batch
+                .iter()
+                .zip(received)
+                .any(|(event, r)| r.redelivered && !tail.keys.contains(event.job_id.as_str()))
+        };
+        if unknown_redelivery {
+            let tail = self.delivered.clone();
+            let caught_up =
+                tokio::task::spawn_blocking(move || tail.blocking_lock().catch_up(0)).await;
+            if !matches!(caught_up, Ok(Ok(()))) {
+                tracing::warn!("could not read the topic's tail; a redelivered result may repeat");
+            }
+        }
+        let tail = self.delivered.lock().await;
+        (0..batch.len())
+            .filter(|&i| !tail.keys.contains(batch[i].job_id.as_str()))
+            .collect()
     }
 
     /// Produces `payload` for `event`; resolves when Kafka has it (or refused it).
@@ -120,6 +160,13 @@ impl KafkaSink {
 
     /// Delivers one result, retrying transient failures until it lands.
     async fn deliver(&self, event: &StoredResult, payload: &[u8]) {
+        self.set_producing(event.job_id.as_str(), true);
+        self.deliver_now(event, payload).await;
+        self.set_producing(event.job_id.as_str(), false);
+    }
+
+    async fn deliver_now(&self, event: &StoredResult, payload: &[u8]) {
+        let started = std::time::Instant::now();
         let mut pause = Duration::from_millis(100);
         let mut truncated = false;
         let mut stand_in = Vec::new();
@@ -127,7 +174,10 @@ impl KafkaSink {
             let body = if truncated { &stand_in[..] } else { payload };
             match self.produce(event, body, truncated).await {
                 Ok(()) => {
-                    self.mark_delivered(event.job_id.as_str());
+                    self.mark_delivered(event.job_id.as_str()).await;
+                    // Handed to the producer -> acknowledged by Kafka (linger, broker, acks=all).
+                    metrics::histogram!("orbit_bridge_delivery_seconds")
+                        .record(started.elapsed().as_secs_f64());
                     return;
                 }
                 Err(err) if !truncated && is_too_large(&err) => {
@@ -155,29 +205,27 @@ impl Sink for KafkaSink {
     }
 
     /// Without the published bytes there is nothing exact to forward: the runtime always
-    /// calls [`Sink::write_with_payloads`].
+    /// calls [`Sink::write_received`].
     async fn write(&self, _batch: &[StoredResult]) -> Result<(), SinkError> {
         Err(SinkError::new(
-            "the Kafka sink forwards published payloads; use write_with_payloads",
+            "the Kafka sink forwards published payloads; use write_received",
         ))
     }
 
-    async fn write_with_payloads(
+    async fn write_received(
         &self,
         batch: &[StoredResult],
-        payloads: &[Bytes],
+        received: &[Received],
     ) -> Result<(), SinkError> {
-        let mut skipped = 0u64;
-        let deliveries = batch.iter().zip(payloads).filter_map(|(event, payload)| {
-            if self.already_delivered(event.job_id.as_str()) {
-                skipped += 1;
-                return None;
-            }
-            Some(self.deliver(event, payload))
-        });
-        let deliveries: Vec<_> = deliveries.collect();
-        let produced = deliveries.len() as u64;
-        join_all(deliveries).await;
+        let chosen = self.to_produce(batch, received).await;
+        let skipped = (batch.len() - chosen.len()) as u64;
+        let produced = chosen.len() as u64;
+        join_all(
+            chosen
+                .into_iter()
+                .map(|i| self.deliver(&batch[i], &received[i].payload)),
+        )
+        .await;
         if skipped > 0 {
             metrics::counter!("orbit_bridge_redeliveries_skipped_total").increment(skipped);
             tracing::info!(skipped, "results already in Kafka were not produced again");

@@ -4,10 +4,12 @@
 //! A crash between Kafka's delivery report and the JetStream ack makes JetStream deliver
 //! those results again. Kafka has no key-level dedupe outside transactions, so the bridge
 //! remembers what it (or the process before it) delivered and skips a redelivered result it
-//! finds there. The window only needs to cover the results that can be unacknowledged at once
+//! finds there. Before producing a redelivered result it has not seen, it reads what was
+//! appended to the topic since (a dead bridge's last requests can land after the restart read
+//! the tail). The window only needs to cover the results that can be unacknowledged at once
 //! (the consumer's max ack pending), far fewer than it holds.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -58,67 +60,120 @@ impl RecentKeys {
     }
 }
 
-/// Reads the keys of the last `capacity / partitions` records of every partition of `topic`.
-/// Blocking (librdkafka's consumer API): run it on a blocking thread.
-pub fn load_tail(
-    config: &BridgeConfig,
-    topic: &str,
-    capacity: usize,
-) -> Result<RecentKeys, KafkaError> {
-    let consumer: BaseConsumer = config
-        .consumer("orbit-bridge-tail-reader")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let timeout = Duration::from_secs(10);
-    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic)
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    let mut keys = RecentKeys::new(capacity);
-    if partitions.is_empty() {
-        return Ok(keys);
-    }
-    let per_partition = (capacity / partitions.len()).max(1) as i64;
-    let mut assignment = TopicPartitionList::new();
-    let mut ends = Vec::new();
-    for &partition in &partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
-        if high > low {
-            assignment.add_partition_offset(
-                topic,
-                partition,
-                Offset::Offset((high - per_partition).max(low)),
-            )?;
-            ends.push((partition, high));
-        }
-    }
-    if ends.is_empty() {
-        return Ok(keys);
-    }
-    consumer.assign(&assignment)?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ends.is_empty() && Instant::now() < deadline {
-        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
-            continue;
-        };
-        let message = message?;
-        if let Some(key) = message.key().and_then(|k| std::str::from_utf8(k).ok()) {
-            keys.insert(key);
-        }
-        let (partition, offset) = (message.partition(), message.offset());
-        ends.retain(|&(p, high)| !(p == partition && offset + 1 >= high));
-    }
-    if !ends.is_empty() {
-        tracing::warn!(
-            unread = ends.len(),
-            "topic tail not fully read; redeliveries may repeat"
-        );
-    }
-    Ok(keys)
+/// The tail of the results topic as the bridge has read it: the keys seen, and where reading
+/// stopped in each partition, so it can catch up later.
+pub struct TopicTail {
+    consumer: BaseConsumer,
+    topic: String,
+    read_to: HashMap<i32, i64>,
+    pub keys: RecentKeys,
 }
+
+impl TopicTail {
+    /// Reads the keys of the last `capacity / partitions` records of every partition of
+    /// `topic`. A bridge that was killed may have produce requests still in the broker's
+    /// hands, appended a moment later; so after reading up to the end it looks again, and
+    /// stops once the ends have stayed put for [`SETTLE_CHECKS`] checks a second apart.
+    /// Blocking (librdkafka's consumer API): run it on a blocking thread.
+    pub fn load(config: &BridgeConfig, topic: &str, capacity: usize) -> Result<Self, KafkaError> {
+        let consumer: BaseConsumer = config
+            .consumer("orbit-bridge-tail-reader")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let mut tail = Self {
+            consumer,
+            topic: topic.to_string(),
+            read_to: HashMap::new(),
+            keys: RecentKeys::new(capacity),
+        };
+        let partitions = tail.partitions()?;
+        if !partitions.is_empty() {
+            let per_partition = (capacity / partitions.len()).max(1) as i64;
+            for &partition in &partitions {
+                let (low, high) = tail.watermarks(partition)?;
+                tail.read_to
+                    .insert(partition, (high - per_partition).max(low));
+            }
+        }
+        tail.catch_up(SETTLE_CHECKS)?;
+        tracing::info!(topic, read_to = ?tail.read_to, "topic tail read");
+        Ok(tail)
+    }
+
+    /// Reads what was appended since the last read, until the ends stayed put for `settle`
+    /// checks a second apart (0: read up to the current ends once).
+    pub fn catch_up(&mut self, settle: u32) -> Result<(), KafkaError> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut settled = 0;
+        loop {
+            let mut assignment = TopicPartitionList::new();
+            let mut ends = Vec::new();
+            for partition in self.partitions()? {
+                let (low, high) = self.watermarks(partition)?;
+                let from = self
+                    .read_to
+                    .get(&partition)
+                    .copied()
+                    .unwrap_or(low)
+                    .max(low);
+                if high > from {
+                    assignment.add_partition_offset(
+                        &self.topic,
+                        partition,
+                        Offset::Offset(from),
+                    )?;
+                    ends.push((partition, high));
+                }
+                self.read_to.insert(partition, high.max(from));
+            }
+            if ends.is_empty() {
+                if settled >= settle {
+                    return Ok(());
+                }
+                settled += 1;
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+            settled = 0;
+            self.consumer.assign(&assignment)?;
+            while !ends.is_empty() {
+                if Instant::now() > deadline {
+                    tracing::warn!("topic tail not fully read; a redelivered result may repeat");
+                    return Ok(());
+                }
+                let Some(message) = self.consumer.poll(Duration::from_millis(500)) else {
+                    continue;
+                };
+                let message = message?;
+                if let Some(key) = message.key().and_then(|k| std::str::from_utf8(k).ok()) {
+                    self.keys.insert(key);
+                }
+                let (partition, offset) = (message.partition(), message.offset());
+                ends.retain(|&(p, high)| !(p == partition && offset + 1 >= high));
+            }
+        }
+    }
+
+    fn partitions(&self) -> Result<Vec<i32>, KafkaError> {
+        let metadata = self
+            .consumer
+            .fetch_metadata(Some(&self.topic), Duration::from_secs(10))?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == self.topic)
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect())
+    }
+
+    fn watermarks(&self, partition: i32) -> Result<(i64, i64), KafkaError> {
+        self.consumer
+            .fetch_watermarks(&self.topic, partition, Duration::from_secs(10))
+    }
+}
+
+/// Checks, a second apart, that the topic's ends no longer move.
+const SETTLE_CHECKS: u32 = 2;
 
 #[cfg(test)]
 mod tests {

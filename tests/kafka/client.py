@@ -58,7 +58,7 @@ def consume(args):
                 last_new = time.monotonic()
             seen.add(key)
             out.write(json.dumps({"key": key, "value": value, "headers": headers,
-                                  "partition": message.partition(), "offset": message.offset()}) + "\n")
+                                  "partition": message.partition(), "offset": message.offset(), "timestamp": message.timestamp()[1]}) + "\n")
     consumer.close()
     print(json.dumps({"records": records, "distinct": len(seen),
                       "duplicates": records - len(seen), "header_problems": header_problems[:20]}))

@@ -26,7 +26,7 @@ pub use config::{env_or, RuntimeConfig};
 pub use executor::BatchPolicy;
 pub use function::{serve, Function};
 pub use shutdown::Shutdown;
-pub use sink::{run_sink, serve_sink, Sink, SinkError};
+pub use sink::{run_sink, serve_sink, Received, Sink, SinkError};
 
 /// Retries `connect` once a second, up to `attempts` times, logging each miss: a stack that
 /// starts all at once must not fail because a store came up a moment after its client, or

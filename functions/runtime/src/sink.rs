@@ -29,16 +29,25 @@ pub trait Sink: Send + Sync + 'static {
     /// Stores `batch` durably and idempotently (keyed on job id), all or nothing.
     fn write(&self, batch: &[StoredResult]) -> impl Future<Output = Result<(), SinkError>> + Send;
 
-    /// The same, with each event's JSON exactly as it was published (`payloads[i]` is
-    /// `batch[i]`), for sinks that forward the bytes rather than re-encode them.
-    fn write_with_payloads(
+    /// The same, with how each event arrived (`received[i]` is `batch[i]`): the JSON exactly
+    /// as published, for sinks that forward the bytes rather than re-encode them, and whether
+    /// JetStream delivered it before (a writer that died, or a failed write).
+    fn write_received(
         &self,
         batch: &[StoredResult],
-        payloads: &[Bytes],
+        received: &[Received],
     ) -> impl Future<Output = Result<(), SinkError>> + Send {
-        let _ = payloads;
+        let _ = received;
         self.write(batch)
     }
+}
+
+/// How one result reached the sink.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub payload: Bytes,
+    /// Delivered before: it may already be in the store.
+    pub redelivered: bool,
 }
 
 /// A batch could not be stored; it will be retried.
@@ -158,8 +167,14 @@ async fn store<S: Sink>(
 ) {
     let name = sink.name();
     let timer = std::time::Instant::now();
-    let payloads: Vec<Bytes> = messages.iter().map(|m| m.payload.clone()).collect();
-    let write = sink.write_with_payloads(&events, &payloads);
+    let received: Vec<Received> = messages
+        .iter()
+        .map(|m| Received {
+            payload: m.payload.clone(),
+            redelivered: m.info().is_ok_and(|info| info.delivered > 1),
+        })
+        .collect();
+    let write = sink.write_received(&events, &received);
     tokio::pin!(write);
     let mut keep_alive = tokio::time::interval(ack_wait / 3);
     keep_alive.tick().await;
