@@ -27,6 +27,11 @@ pub struct BridgeReport {
     pub rate: f64,
     pub latency: Summary,
     pub latency_lost: usize,
+    /// The bridge's own part of that: handed to the producer -> Kafka's ack, in ms (its
+    /// `orbit_bridge_delivery_seconds` p50 and p99 over the whole run, to bucket resolution:
+    /// the bucket's upper bound).
+    pub delivery_p50_ms: f64,
+    pub delivery_p99_ms: f64,
 }
 
 pub async fn run(
@@ -66,7 +71,14 @@ pub async fn run(
         let drain_usage = sampler.finish();
 
         let (latency, lost) = added_latency(stack, js, &topic, &run, rate, duration).await?;
+        let buckets = histogram_buckets(&http, &metrics, "orbit_bridge_delivery_seconds").await;
+        let (delivery_p50_ms, delivery_p99_ms) = (
+            bucket_quantile(&buckets, 0.5) * 1000.0,
+            bucket_quantile(&buckets, 0.99) * 1000.0,
+        );
         anyhow::Ok(BridgeReport {
+            delivery_p50_ms,
+            delivery_p99_ms,
             backlog: count,
             drain_seconds,
             results_per_second: count as f64 / drain_seconds,
@@ -193,12 +205,47 @@ async fn wait_ready(
 }
 
 async fn produced(http: &reqwest::Client, url: &str) -> f64 {
+    gauge(http, url, "orbit_bridge_records_total").await
+}
+
+/// The cumulative buckets (`le`, count) of Prometheus histogram `name`.
+async fn histogram_buckets(http: &reqwest::Client, url: &str, name: &str) -> Vec<(f64, f64)> {
+    let Ok(response) = http.get(url).send().await else {
+        return Vec::new();
+    };
+    let text = response.text().await.unwrap_or_default();
+    let prefix = format!("{name}_bucket{{le=\"");
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(&prefix)?;
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The upper bound of the bucket holding quantile `q` (a bucket-resolution estimate).
+fn bucket_quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    buckets
+        .iter()
+        .find(|(_, count)| *count >= q * total && total > 0.0)
+        .map_or(0.0, |(le, _)| *le)
+}
+
+/// The sum of the Prometheus samples whose line starts with `prefix`.
+async fn gauge(http: &reqwest::Client, url: &str, prefix: &str) -> f64 {
     let Ok(response) = http.get(url).send().await else {
         return 0.0;
     };
     let text = response.text().await.unwrap_or_default();
     text.lines()
-        .filter(|l| l.starts_with("orbit_bridge_records_total"))
+        .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }

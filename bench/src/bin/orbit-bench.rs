@@ -263,6 +263,10 @@ impl Bench {
                     report.results_per_second, report.drain_seconds
                 );
                 println!("  published->readable in Kafka  p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  (lost {})", report.latency.p50_ms, report.latency.p99_ms, report.latency.p999_ms, report.latency_lost);
+                println!(
+                    "  of which producer->Kafka ack  p50 {:.2} ms  p99 {:.2} ms",
+                    report.delivery_p50_ms, report.delivery_p99_ms
+                );
                 let usage = report.drain_usage.clone();
                 self.record(
                     "bridge",
