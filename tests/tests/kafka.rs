@@ -276,14 +276,15 @@ async fn ten_thousand_results_reach_kafka_once_each_as_a_stock_consumer_reads_th
     Ok(())
 }
 
-fn chrono_ms() -> u128 {
+fn now_ms() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis())
 }
 
 #[tokio::test]
-async fn a_bridge_killed_mid_run_loses_nothing_and_skips_what_kafka_already_has() -> anyhow::Result<()> {
+async fn a_bridge_killed_mid_run_loses_nothing_and_skips_what_kafka_already_has(
+) -> anyhow::Result<()> {
     let clients = Clients::connect().await?;
     fresh_results(&clients).await?;
     let stack = Stack::start(&clients, StackOptions::default()).await?;
@@ -297,7 +298,7 @@ async fn a_bridge_killed_mid_run_loses_nothing_and_skips_what_kafka_already_has(
     })
     .await?;
     first.kill_hard()?;
-    eprintln!("bridge killed at {} ms", chrono_ms());
+    eprintln!("bridge killed at {} ms", now_ms());
     ids.extend(submit_many(&clients, &stack, 10_000).await?);
     let _second = bridge.start(&clients)?;
     clients
