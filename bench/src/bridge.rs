@@ -250,13 +250,8 @@ async fn gauge(http: &reqwest::Client, url: &str, prefix: &str) -> f64 {
         .sum()
 }
 
-pub fn signal(child: &Child, signal: &str) -> anyhow::Result<()> {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(child.id().to_string())
-        .status()?;
-    anyhow::ensure!(status.success(), "kill -{signal} failed");
-    Ok(())
+fn signal(child: &Child, signal: &str) -> anyhow::Result<()> {
+    crate::stack::kill(child.id(), signal)
 }
 
 pub fn free_port() -> anyhow::Result<u16> {

@@ -53,10 +53,7 @@ pub fn components(children: &[Child]) -> Vec<(String, Vec<u32>)> {
 
 pub fn stop(children: Vec<Child>) {
     for mut child in children {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
+        let _ = crate::stack::kill(child.id(), "TERM");
         let _ = child.wait();
     }
 }

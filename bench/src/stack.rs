@@ -113,11 +113,7 @@ impl Stack {
         let Some(pid) = self.pid(name) else {
             bail!("{name} is not running");
         };
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status()?;
-        anyhow::ensure!(status.success(), "kill -{signal} {name} failed");
+        kill(pid, signal).with_context(|| format!("signalling {name}"))?;
         Ok(())
     }
 
@@ -171,6 +167,16 @@ impl Stack {
     pub fn binary(&self, name: &str) -> PathBuf {
         self.root.join("target/release").join(name)
     }
+}
+
+/// Sends `signal` (`STOP`, `CONT`, `TERM`) to process `pid`.
+pub fn kill(pid: u32, signal: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()?;
+    anyhow::ensure!(status.success(), "kill -{signal} {pid} failed");
+    Ok(())
 }
 
 /// Processes whose parent is `parent`.

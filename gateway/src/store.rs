@@ -93,6 +93,16 @@ const COLUMNS: &str = "job_id, model_name, model_version, status, input_data, ou
     metadata, parameters, source, worker_id, attempt, batch_size, submitted_at, started_at, \
     finished_at, queue_ms, compute_ms";
 
+/// Percent of finished jobs that succeeded, to one decimal (the seed's figure); 100 with none.
+pub fn success_rate(completed: u64, failed: u64) -> f64 {
+    let total = completed + failed;
+    if total == 0 {
+        100.0
+    } else {
+        (completed as f64 * 1000.0 / total as f64).round() / 10.0
+    }
+}
+
 impl Store {
     /// A lazy pool: the gateway starts (and accepts jobs) even while Postgres is down.
     pub fn connect_lazy(url: &str) -> Result<Self, sqlx::Error> {
@@ -142,17 +152,11 @@ impl Store {
         .await?;
         let completed: i64 = by_model.iter().map(|m| m.completed).sum();
         let failed: i64 = by_model.iter().map(|m| m.failed).sum();
-        let total_jobs = completed + failed;
-        let success_rate = if total_jobs == 0 {
-            100.0
-        } else {
-            (completed as f64 * 1000.0 / total_jobs as f64).round() / 10.0
-        };
         Ok(Statistics {
-            total_jobs,
+            total_jobs: completed + failed,
+            success_rate: success_rate(completed.max(0) as u64, failed.max(0) as u64),
             completed,
             failed,
-            success_rate,
             by_model,
         })
     }

@@ -23,7 +23,7 @@ use orbit_contract::subjects::{
     DEADLETTER_REASON_HEADER, DEADLETTER_STREAM, DEADLETTER_WILDCARD, JOB_ID_HEADER,
     RESULTS_STREAM, RESULTS_WILDCARD,
 };
-use orbit_contract::{JobState, Model, ResultEvent};
+use orbit_contract::{JobState, Model, StoredResult};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::messages::{
@@ -93,10 +93,6 @@ impl Relay {
         let empty = empty_update_body();
         let body = snapshot.update_body.as_deref().unwrap_or(&empty);
         update_frame(body, 0, Some(&recent))
-    }
-
-    pub fn connections(&self) -> usize {
-        self.events.receiver_count()
     }
 }
 
@@ -289,7 +285,7 @@ async fn follow(
 }
 
 fn tag_result(message: &Message, replayed: bool) -> Option<Incoming> {
-    let event: ResultEvent = match serde_json::from_slice(&message.payload) {
+    let event: StoredResult = match serde_json::from_slice(&message.payload) {
         Ok(event) => event,
         Err(err) => {
             tracing::warn!(subject = %message.subject, error = %err, "unreadable result skipped by the dashboard");

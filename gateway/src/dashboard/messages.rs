@@ -6,9 +6,10 @@
 
 use axum::extract::ws::Utf8Bytes;
 use chrono::{DateTime, Utc};
-use orbit_contract::{JobFailure, JobState, ResultEvent, Source};
-use serde::Serialize;
-use serde_json::Value;
+use orbit_contract::{JobFailure, JobState, Source, StoredResult};
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 /// One finished job as pushed to browsers: everything the results table shows, without the
 /// series (the page fetches `/api/v1/inference/{id}/record` for those when a row is opened).
@@ -32,7 +33,8 @@ pub struct ResultSummary<'a> {
 }
 
 impl<'a> ResultSummary<'a> {
-    pub fn of(event: &'a ResultEvent) -> Self {
+    /// Reads the stored form, so the series' numbers are counted, never parsed.
+    pub fn of(event: &'a StoredResult) -> Self {
         Self {
             kind: "result",
             job_id: event.job_id.as_str(),
@@ -46,18 +48,33 @@ impl<'a> ResultSummary<'a> {
             worker_id: &event.worker_id,
             attempt: event.attempt,
             error: event.error.as_ref(),
-            input_len: event.input.len(),
-            output_len: event.output.as_ref().and_then(output_len_of),
+            input_len: array_len(&event.input),
+            output_len: event.output.as_deref().and_then(output_len_of),
         }
+    }
+}
+
+/// Elements of a JSON array of numbers, counted in its text.
+fn array_len(raw: &RawValue) -> usize {
+    let text = raw.get().trim();
+    let inner = text.trim_start_matches('[').trim_end_matches(']').trim();
+    if inner.is_empty() {
+        0
+    } else {
+        inner.bytes().filter(|&b| b == b',').count() + 1
     }
 }
 
 /// Length of the series inside a function's output (`values` of a moving average, `forecast`
 /// of the LSTM), whatever the function.
-fn output_len_of(output: &Value) -> Option<usize> {
-    ["values", "forecast"]
-        .iter()
-        .find_map(|key| output.get(key).and_then(Value::as_array).map(Vec::len))
+fn output_len_of(output: &RawValue) -> Option<usize> {
+    #[derive(Deserialize)]
+    struct Series {
+        values: Option<Vec<IgnoredAny>>,
+        forecast: Option<Vec<IgnoredAny>>,
+    }
+    let series: Series = serde_json::from_str(output.get()).ok()?;
+    series.values.or(series.forecast).map(|v| v.len())
 }
 
 /// A message moved to DEADLETTER, with why.
@@ -106,17 +123,11 @@ pub struct Totals {
 
 impl Totals {
     pub fn new(completed: u64, failed: u64) -> Self {
-        let total_jobs = completed + failed;
-        let success_rate = if total_jobs == 0 {
-            100.0
-        } else {
-            (completed as f64 * 1000.0 / total_jobs as f64).round() / 10.0
-        };
         Self {
-            total_jobs,
+            total_jobs: completed + failed,
             completed,
             failed,
-            success_rate,
+            success_rate: crate::store::success_rate(completed, failed),
         }
     }
 }
@@ -179,6 +190,24 @@ pub fn update_frame(body: &str, skipped: u64, recent: Option<&[Utf8Bytes]>) -> U
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
+
+    #[test]
+    fn series_lengths_are_counted_without_parsing() {
+        let raw = |text: &str| RawValue::from_string(text.to_string()).expect("raw");
+        assert_eq!(array_len(&raw("[]")), 0);
+        assert_eq!(array_len(&raw("[1e308]")), 1);
+        assert_eq!(array_len(&raw("[0.1,2,-3.5]")), 3);
+        assert_eq!(
+            output_len_of(&raw(r#"{"kind":"simple","values":[1,2]}"#)),
+            Some(2)
+        );
+        assert_eq!(
+            output_len_of(&raw(r#"{"next":1,"forecast":[1,2,3]}"#)),
+            Some(3)
+        );
+        assert_eq!(output_len_of(&raw(r#"{"other":1}"#)), None);
+    }
 
     #[test]
     fn percentiles_use_nearest_rank() {
