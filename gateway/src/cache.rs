@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use orbit_contract::cache::{job_key, STATS_KEY};
+use orbit_contract::cache::{job_key, MARK_QUEUED_SCRIPT, SCRIPT_CHUNK, STATS_KEY};
 use orbit_contract::{JobId, JobState, JobView};
 use redis::aio::ConnectionManager;
 
@@ -32,26 +32,18 @@ impl JobCache {
 
     /// Marks accepted jobs `queued`, unless a worker or a sink got there first (HSETNX).
     pub async fn mark_queued(&self, jobs: &[(JobId, &str)]) -> Result<(), redis::RedisError> {
-        let mut pipe = redis::pipe();
-        for (job_id, model) in jobs {
-            let key = job_key(job_id.as_str());
-            pipe.cmd("HSETNX")
-                .arg(&key)
-                .arg("status")
-                .arg("queued")
-                .ignore();
-            pipe.cmd("HSETNX")
-                .arg(&key)
-                .arg("model_name")
-                .arg(*model)
-                .ignore();
-            pipe.cmd("EXPIRE")
-                .arg(&key)
-                .arg(self.ttl_secs)
-                .arg("NX")
-                .ignore();
+        let script = redis::Script::new(MARK_QUEUED_SCRIPT);
+        for chunk in jobs.chunks(SCRIPT_CHUNK) {
+            let mut invocation = script.prepare_invoke();
+            invocation.arg(self.ttl_secs);
+            for (job_id, model) in chunk {
+                invocation.key(job_key(job_id.as_str())).arg(*model);
+            }
+            invocation
+                .invoke_async::<u64>(&mut self.connection.clone())
+                .await?;
         }
-        pipe.query_async::<()>(&mut self.connection.clone()).await
+        Ok(())
     }
 
     /// The cached state of a job, if the cache knows it.

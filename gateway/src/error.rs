@@ -7,7 +7,7 @@ use axum::Json;
 use orbit_contract::{FieldError, JobFailure, JobId};
 use serde_json::json;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     /// The body is not JSON of the expected shape (400).
     #[error("{0}")]

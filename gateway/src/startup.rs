@@ -6,6 +6,7 @@ use orbit_runtime::{nats, streams, Shutdown};
 use crate::cache::JobCache;
 use crate::config::GatewayConfig;
 use crate::dashboard;
+use crate::jobs::{Coalescer, Publisher};
 use crate::routes::router;
 use crate::state::AppState;
 use crate::store::Store;
@@ -35,6 +36,12 @@ pub async fn run(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<()
             store: store.clone(),
         },
     );
+    let publisher = Publisher {
+        jetstream: jetstream.clone(),
+        cache: cache.clone(),
+        retry: config.publish_retry,
+    };
+    let submits = Coalescer::start(publisher.clone(), config.submit_inflight);
     let state = AppState {
         config: std::sync::Arc::new(config),
         nats: client.clone(),
@@ -43,6 +50,8 @@ pub async fn run(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<()
         store,
         metrics,
         relay,
+        publisher,
+        submits,
     };
     tracing::info!(%addr, "gateway listening");
     axum::serve(listener, router(state))

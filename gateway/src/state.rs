@@ -7,6 +7,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::cache::JobCache;
 use crate::config::GatewayConfig;
 use crate::dashboard::Relay;
+use crate::jobs::{Coalescer, Publisher};
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -18,4 +19,8 @@ pub struct AppState {
     pub store: Store,
     pub metrics: PrometheusHandle,
     pub relay: Relay,
+    /// Publishes batches and keyed submits.
+    pub publisher: Publisher,
+    /// Gathers unkeyed single submits into bundles.
+    pub submits: Coalescer,
 }

@@ -223,22 +223,34 @@ impl Bench {
                     base: self.stack.http.clone(),
                 };
                 let n = |short: usize, long_n: usize| if long { long_n } else { short };
+                // The last row freezes the sinks and the bridge: the same calls without the
+                // work each record causes downstream on the same two cores (the records wait
+                // in RESULTS and are stored once the sinks resume).
                 let plan = [
-                    (sync::Path::Nats, 1, n(5_000, 20_000)),
-                    (sync::Path::Nats, 16, n(30_000, 100_000)),
-                    (sync::Path::HttpRun, 1, n(3_000, 10_000)),
-                    (sync::Path::HttpRun, 16, n(10_000, 40_000)),
-                    (sync::Path::KServe, 1, n(3_000, 10_000)),
+                    (sync::Path::Nats, 1, n(5_000, 20_000), false),
+                    (sync::Path::Nats, 16, n(30_000, 100_000), false),
+                    (sync::Path::HttpRun, 1, n(3_000, 10_000), false),
+                    (sync::Path::HttpRun, 16, n(10_000, 40_000), false),
+                    (sync::Path::KServe, 1, n(3_000, 10_000), false),
+                    (sync::Path::Nats, 1, n(5_000, 20_000), true),
                 ];
-                for (path, concurrency, calls) in plan {
+                for (path, concurrency, calls, sinks_paused) in plan {
+                    let paused = if sinks_paused {
+                        self.stack.pause_sinks()?
+                    } else {
+                        Vec::new()
+                    };
                     let sampler = Sampler::start(&self.stack, self_process());
-                    let report = sync::run(&clients, path, calls, concurrency).await?;
+                    let report = sync::run(&clients, path, calls, concurrency).await;
                     let usage = sampler.finish();
-                    println!("\n== sync: {} x{}", report.path, concurrency);
+                    self.stack.resume(&paused);
+                    let report = report?;
+                    let label = if sinks_paused { ", sinks paused" } else { "" };
+                    println!("\n== sync: {} x{}{label}", report.path, concurrency);
                     println!("  {:>9.0} calls/s   p50 {:>7.3} ms  p99 {:>7.3} ms  p99.9 {:>7.3} ms   errors {}", report.calls_per_second, report.latency.p50_ms, report.latency.p99_ms, report.latency.p999_ms, report.errors);
                     self.record(
                         "sync",
-                        format!("{} x{concurrency}", report.path),
+                        format!("{} x{concurrency}{label}", report.path),
                         serde_json::to_value(&report)?,
                         usage,
                     );

@@ -13,24 +13,59 @@ pub fn job_key(job_id: &str) -> String {
 /// once per job when it first reaches a final state.
 pub const STATS_KEY: &str = "orbit:stats";
 
-/// Marks a job `running` unless it is already final. KEYS[1] job key; ARGV[1] TTL seconds.
-pub const MARK_RUNNING_SCRIPT: &str = r#"
-local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'succeeded' or status == 'failed' then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'running')
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-return 1
+/// The most jobs one script call handles: Redis runs a script to the end before anything
+/// else, so a call stays well under a millisecond.
+pub const SCRIPT_CHUNK: usize = 256;
+
+/// Marks jobs `queued` unless a worker or a sink got there first (a missing field only).
+/// KEYS: job keys; ARGV[1] TTL seconds, ARGV[1 + i] the model name of KEYS[i].
+pub const MARK_QUEUED_SCRIPT: &str = r#"
+local ttl = ARGV[1]
+for i, key in ipairs(KEYS) do
+  redis.call('HSETNX', key, 'status', 'queued')
+  redis.call('HSETNX', key, 'model_name', ARGV[i + 1])
+  redis.call('EXPIRE', key, ttl, 'NX')
+end
+return #KEYS
 "#;
 
-/// Records a final state once. KEYS[1] job key, KEYS[2] stats hash; ARGV[1] status, ARGV[2]
-/// view JSON, ARGV[3] TTL seconds, ARGV[4] function. Returns 1 when it recorded, 0 when the
-/// job was already final (a redelivery).
+/// Marks jobs `running` unless already final. KEYS: job keys; ARGV[1] TTL seconds.
+pub const MARK_RUNNING_SCRIPT: &str = r#"
+local ttl = ARGV[1]
+for _, key in ipairs(KEYS) do
+  local status = redis.call('HGET', key, 'status')
+  if status ~= 'succeeded' and status ~= 'failed' then
+    redis.call('HSET', key, 'status', 'running')
+    redis.call('EXPIRE', key, ttl)
+  end
+end
+return #KEYS
+"#;
+
+/// Records final states, each once. KEYS[1] the stats hash, KEYS[1 + i] a job key; ARGV[1]
+/// TTL seconds, then per job three values: status, function, view JSON. Counters move only for
+/// jobs not already final (a redelivery changes nothing), in one HINCRBY per distinct field.
+/// Returns how many jobs it recorded.
 pub const FINISH_SCRIPT: &str = r#"
-local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'succeeded' or status == 'failed' then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'model_name', ARGV[4], 'view', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
-redis.call('HINCRBY', KEYS[2], ARGV[4] .. ':' .. ARGV[1], 1)
-return 1
+local ttl = ARGV[1]
+local counts = {}
+local recorded = 0
+for i = 2, #KEYS do
+  local key = KEYS[i]
+  local base = (i - 2) * 3 + 1
+  local status, fn, view = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
+  local current = redis.call('HGET', key, 'status')
+  if current ~= 'succeeded' and current ~= 'failed' then
+    redis.call('HSET', key, 'status', status, 'model_name', fn, 'view', view)
+    redis.call('EXPIRE', key, ttl)
+    counts[status] = (counts[status] or 0) + 1
+    local per_fn = fn .. ':' .. status
+    counts[per_fn] = (counts[per_fn] or 0) + 1
+    recorded = recorded + 1
+  end
+end
+for field, n in pairs(counts) do
+  redis.call('HINCRBY', KEYS[1], field, n)
+end
+return recorded
 "#;

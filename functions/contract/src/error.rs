@@ -76,6 +76,13 @@ pub fn parse_value<T: serde::de::DeserializeOwned>(
 mod tests {
     use super::*;
 
+    #[test]
+    fn raw_values_come_through_the_field_naming_parser() {
+        let raw: Box<serde_json::value::RawValue> =
+            parse_json(br#"{"jobs": [1, 2.5]}"#).expect("raw");
+        assert_eq!(raw.get(), r#"{"jobs": [1, 2.5]}"#);
+    }
+
     #[derive(Debug, Deserialize)]
     #[allow(dead_code)]
     struct Sample {

@@ -9,6 +9,7 @@
 //! types that cannot hold a bad value ([`Series`], [`Window`], [`ValidJob`]), and everything
 //! downstream trusts those types.
 
+pub mod bundle;
 pub mod cache;
 pub mod error;
 pub mod job;

@@ -43,8 +43,14 @@ pub struct RuntimeConfig {
     /// `ORBIT_FETCH_BATCH`, default 256 for functions and 1000 for sinks (a bigger write
     /// amortises the commit): messages pulled per fetch.
     pub fetch_batch: usize,
-    /// `ORBIT_INFLIGHT_BATCHES`, default 4: fetched batches processed at once, so fetching,
-    /// computing, publishing and acking overlap instead of taking turns.
+    /// `ORBIT_FETCH_MAX_BYTES`, default 2 MiB for functions and 4 MiB for sinks: the most bytes
+    /// pulled per fetch. A bundle carries up to hundreds of jobs, so this, not the message
+    /// count, is what bounds a replica's memory.
+    pub fetch_max_bytes: usize,
+    /// `ORBIT_INFLIGHT_BATCHES`, default 4 for functions and 2 for sinks: fetched batches
+    /// processed at once, so fetching, computing, publishing and acking overlap instead of
+    /// taking turns. Sinks keep fewer: while both writes run, results pile up into the next
+    /// batch, and one commit of many rows costs far less than many commits of few.
     pub inflight_batches: usize,
     /// `ORBIT_ACK_WAIT_MS`, default 30000: how long a job may stay unacknowledged before
     /// JetStream redelivers it to another replica.
@@ -62,22 +68,41 @@ pub struct RuntimeConfig {
     /// is first created. `all` replays what RESULTS retains (a new sink catches up); `new`
     /// starts at the next result (a throwaway consumer, as the benchmarks use).
     pub sink_deliver_new: bool,
+    /// `ORBIT_SYNC_RECORD`, `acked` (default) or `sent`: when a sync call's reply leaves.
+    pub sync_record: SyncRecord,
+}
+
+/// When a synchronous call is answered relative to its record on RESULTS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncRecord {
+    /// After JetStream acknowledged the record: a reply implies a stored record. One more
+    /// JetStream round trip per call.
+    Acked,
+    /// As soon as the record is sent: it leaves on the same connection ahead of the reply, so
+    /// the server has it before the caller has its answer, and the ack is awaited (and the
+    /// record re-sent while JetStream cannot take it) after replying. A function crash after
+    /// the reply does not lose the record; what it gives up is the guarantee while JetStream
+    /// itself is failing (a stream without a leader for over a minute, or a server crash
+    /// before it stored the message).
+    Sent,
 }
 
 impl RuntimeConfig {
     /// Settings of a function process.
     pub fn from_env(default_worker_prefix: &str) -> Result<Self, ConfigError> {
-        Self::with_fetch_batch(default_worker_prefix, 256)
+        Self::with_fetch_batch(default_worker_prefix, 256, 2 << 20, 4)
     }
 
     /// Settings of a sink process.
     pub fn sink_from_env(default_worker_prefix: &str) -> Result<Self, ConfigError> {
-        Self::with_fetch_batch(default_worker_prefix, 1000)
+        Self::with_fetch_batch(default_worker_prefix, 1000, 4 << 20, 2)
     }
 
     fn with_fetch_batch(
         default_worker_prefix: &str,
         default_fetch_batch: usize,
+        default_fetch_max_bytes: usize,
+        default_inflight_batches: usize,
     ) -> Result<Self, ConfigError> {
         let metrics_addr: String = env_or("ORBIT_METRICS_ADDR", String::new())?;
         let metrics_addr = if metrics_addr.is_empty() {
@@ -99,12 +124,23 @@ impl RuntimeConfig {
                 format!("{default_worker_prefix}-{}", std::process::id()),
             )?,
             fetch_batch: env_or("ORBIT_FETCH_BATCH", default_fetch_batch)?.max(1),
-            inflight_batches: env_or("ORBIT_INFLIGHT_BATCHES", 4usize)?.max(1),
+            fetch_max_bytes: env_or("ORBIT_FETCH_MAX_BYTES", default_fetch_max_bytes)?.max(1024),
+            inflight_batches: env_or("ORBIT_INFLIGHT_BATCHES", default_inflight_batches)?.max(1),
             ack_wait: Duration::from_millis(env_or("ORBIT_ACK_WAIT_MS", 30_000u64)?.max(100)),
             max_deliver: env_or("ORBIT_MAX_DELIVER", 5i64)?.max(2),
             max_ack_pending: env_or("ORBIT_MAX_ACK_PENDING", 4096i64)?.max(1),
             metrics_addr,
             sync_concurrency: env_or("ORBIT_SYNC_CONCURRENCY", 1024usize)?.max(1),
+            sync_record: match env_or("ORBIT_SYNC_RECORD", "acked".to_string())?.as_str() {
+                "acked" => SyncRecord::Acked,
+                "sent" => SyncRecord::Sent,
+                other => {
+                    return Err(ConfigError {
+                        name: "ORBIT_SYNC_RECORD".into(),
+                        message: format!("{other:?}: must be acked or sent"),
+                    })
+                }
+            },
             sink_deliver_new: match env_or("ORBIT_SINK_DELIVER", "all".to_string())?.as_str() {
                 "all" => false,
                 "new" => true,

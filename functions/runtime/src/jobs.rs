@@ -1,12 +1,14 @@
-//! Publishing a job to JOBS, the one way every entry point (the gateway, the Kafka inbound
-//! bridge) does it: the job id is the `Nats-Msg-Id`, so a retried publish inside the duplicate
-//! window is stored once.
+//! Publishing jobs to JOBS, the one way every entry point (the gateway, the Kafka inbound
+//! bridge) does it. A job published alone has its job id as `Nats-Msg-Id`, so a retried
+//! publish inside the duplicate window is stored once; jobs that arrive together travel as a
+//! bundle ([`orbit_contract::bundle`]) under the bundle's id, with the same effect.
 
 use async_nats::jetstream::context::{PublishAckFuture, PublishError};
 use async_nats::jetstream::Context;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use chrono::Utc;
+use orbit_contract::bundle::{self, BUNDLE_SIZE_HEADER};
 use orbit_contract::subjects::{job_subject, JOB_ID_HEADER};
 use orbit_contract::{FieldError, JobId, JobRequest, Model, ValidJob};
 
@@ -44,5 +46,119 @@ impl Submission {
             self.payload.clone(),
         )
         .await
+    }
+}
+
+/// The most jobs one JOBS message bundles, and about the most bytes: a bundle's results (the
+/// input again, plus the output) must still fit a NATS server's default 1 MB `max_payload`.
+pub const MAX_JOB_BUNDLE: usize = 256;
+pub const MAX_JOB_BUNDLE_BYTES: usize = 256 * 1024;
+
+/// Groups `submissions` into JOBS messages: indices into `submissions`, one group per message.
+/// `bundled` puts jobs of the same function together (up to the limits above); otherwise
+/// every job is a message of its own, keeping its id as `Nats-Msg-Id` (what a client's
+/// `Idempotency-Key` relies on).
+pub fn parcels(submissions: &[Submission], bundled: bool) -> Vec<Vec<usize>> {
+    if !bundled {
+        return (0..submissions.len()).map(|index| vec![index]).collect();
+    }
+    let mut by_model: Vec<(Model, Vec<usize>)> = Vec::new();
+    for (index, submission) in submissions.iter().enumerate() {
+        match by_model
+            .iter_mut()
+            .find(|(model, _)| *model == submission.model)
+        {
+            Some((_, members)) => members.push(index),
+            None => by_model.push((submission.model, vec![index])),
+        }
+    }
+    let mut parcels = Vec::new();
+    for (_, members) in by_model {
+        let sizes: Vec<usize> = members
+            .iter()
+            .map(|&index| submissions[index].payload.len())
+            .collect();
+        for range in bundle::ranges(&sizes, MAX_JOB_BUNDLE, MAX_JOB_BUNDLE_BYTES) {
+            parcels.push(members[range].to_vec());
+        }
+    }
+    parcels
+}
+
+/// Sends one parcel of [`parcels`]: a lone job as itself, several as a bundle.
+pub async fn publish_parcel(
+    js: &Context,
+    submissions: &[Submission],
+    members: &[usize],
+) -> Result<PublishAckFuture, PublishError> {
+    let [first, ..] = members else {
+        return Err(PublishError::new(
+            async_nats::jetstream::context::PublishErrorKind::Other,
+        ));
+    };
+    let lead = &submissions[*first];
+    if members.len() == 1 {
+        return lead.publish(js).await;
+    }
+    let payload = bundle::join(
+        members
+            .iter()
+            .map(|&index| submissions[index].payload.as_ref()),
+    );
+    let mut headers = HeaderMap::new();
+    let id = bundle::bundle_id(lead.job_id.as_str(), members.len());
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+    headers.insert(BUNDLE_SIZE_HEADER, members.len().to_string().as_str());
+    js.publish_with_headers(job_subject(lead.model.name()), headers, payload.into())
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orbit_contract::JobRequest;
+
+    fn submission(model: &str, index: usize) -> Submission {
+        let request: JobRequest = serde_json::from_value(serde_json::json!({
+            "model_name": model,
+            "data": (0..64).map(f64::from).collect::<Vec<_>>(),
+        }))
+        .expect("request");
+        Submission::prepare(
+            request,
+            JobId::parse(&format!("job-{index}"), "id").expect("id"),
+        )
+        .expect("valid")
+    }
+
+    #[test]
+    fn parcels_keep_one_function_per_message_and_respect_the_limit() {
+        let submissions: Vec<Submission> = (0..600)
+            .map(|i| {
+                submission(
+                    if i % 3 == 0 {
+                        "lstm_timeseries"
+                    } else {
+                        "moving_average"
+                    },
+                    i,
+                )
+            })
+            .collect();
+        let parcels = parcels(&submissions, true);
+        let mut seen: Vec<usize> = parcels.iter().flatten().copied().collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..600).collect::<Vec<_>>(), "every job exactly once");
+        for parcel in &parcels {
+            assert!(parcel.len() <= MAX_JOB_BUNDLE);
+            let model = submissions[parcel[0]].model;
+            assert!(parcel.iter().all(|&i| submissions[i].model == model));
+        }
+        assert!(
+            parcels.len() < 10,
+            "bundled, not one per job: {}",
+            parcels.len()
+        );
+        assert_eq!(super::parcels(&submissions, false).len(), 600);
     }
 }

@@ -26,24 +26,38 @@ const GRACE: Duration = Duration::from_secs(2);
 pub type PullError = async_nats::Error;
 
 /// The next batch: between 1 and `max` messages, or empty on shutdown, an idle poll timeout or
-/// a lost pull request.
+/// a lost pull request. A batch holds at most about `max_bytes` (bundles make a message's size
+/// vary a thousandfold), except that a lone message larger than that still comes, alone.
 pub async fn next_batch(
     consumer: &PullConsumer,
     max: usize,
+    max_bytes: usize,
     shutdown: &Shutdown,
 ) -> Result<Vec<Message>, PullError> {
-    let mut batch = Vec::with_capacity(max);
-    let mut ready = consumer.fetch().max_messages(max).messages().await?;
+    let mut batch = Vec::with_capacity(max.min(1024));
+    let mut ready = consumer
+        .fetch()
+        .max_messages(max)
+        .max_bytes(max_bytes)
+        .messages()
+        .await?;
     let collected = tokio::time::timeout(GRACE, async {
         while let Some(message) = ready.next().await {
-            batch.push(message?);
+            match message {
+                Ok(message) => batch.push(message),
+                // The server ends a fetch with an error status, for instance when the next
+                // message would pass `max_bytes`: keep what came; the long poll below takes a
+                // message of any size when nothing did.
+                Err(err) => {
+                    tracing::debug!(error = %err, got = batch.len(), "fetch ended early");
+                    break;
+                }
+            }
         }
-        Ok::<(), PullError>(())
     })
     .await;
-    match collected {
-        Ok(result) => result?,
-        Err(_) => tracing::debug!(got = batch.len(), "fetch unanswered; issuing a new one"),
+    if collected.is_err() {
+        tracing::debug!(got = batch.len(), "fetch unanswered; issuing a new one");
     }
     if !batch.is_empty() {
         return Ok(batch);

@@ -4,11 +4,14 @@
 
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use async_nats::HeaderMap;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use orbit_contract::bundle::{self, BUNDLE_SIZE_HEADER};
 use orbit_contract::result::RESULT_SCHEMA_VERSION;
 use orbit_contract::subjects::{result_subject, JOB_ID_HEADER};
 use orbit_contract::{JobFailure, JobId, JobState, ResultEvent, Source, Timings};
 use serde_json::{Map, Value};
+use std::ops::Range;
 
 /// Everything known about one finished job.
 pub(crate) struct Finished {
@@ -88,17 +91,98 @@ fn record_metrics(event: &ResultEvent) {
         .record(event.timings.compute_ms / 1000.0);
 }
 
-/// Publishes `event` with `Nats-Msg-Id` = job id (so a redelivered job's second result is
-/// dropped by JetStream's duplicate window) and returns the pending acknowledgement.
-pub(crate) async fn publish(
-    js: &jetstream::Context,
-    event: &ResultEvent,
-) -> Result<PublishAckFuture, async_nats::Error> {
-    let payload = serde_json::to_vec(event)?;
-    let mut headers = HeaderMap::new();
-    headers.insert(async_nats::header::NATS_MESSAGE_ID, event.job_id.as_str());
-    headers.insert(JOB_ID_HEADER, event.job_id.as_str());
-    Ok(js
-        .publish_with_headers(result_subject(&event.function), headers, payload.into())
-        .await?)
+/// The most results one RESULTS message bundles, and about the most bytes: well under the NATS
+/// server's default `max_payload` (1 MB), whatever the deployment raised it to.
+const MAX_RESULT_BUNDLE: usize = 1000;
+const MAX_RESULT_BUNDLE_BYTES: usize = 768 * 1024;
+
+/// The results (`events[jobs]`) of one job message, and whether it was a bundle.
+pub(crate) struct Span {
+    pub jobs: Range<usize>,
+    pub bundle: bool,
+}
+
+/// One message for RESULTS: a lone result, or a bundle of the results of one job bundle.
+pub(crate) struct Publication {
+    /// The job message (a [`Span`]'s index) whose results it carries.
+    pub carrier: usize,
+    subject: String,
+    msg_id: String,
+    /// `Some(n)` for a bundle of `n` results.
+    documents: Option<usize>,
+    payload: Bytes,
+}
+
+/// The RESULTS messages for `events`: a job that came alone gets its result alone, under its
+/// job id; the results of a bundle travel as bundles, cut to stay under the size limits, each
+/// under [`bundle::bundle_id`] of its first job, so the same results published again (a job
+/// bundle redelivered and run again) are dropped by JetStream's duplicate window.
+pub(crate) fn publications(
+    function: &str,
+    spans: &[Span],
+    events: &[ResultEvent],
+) -> Result<Vec<Publication>, serde_json::Error> {
+    let mut encoded = events
+        .iter()
+        .map(serde_json::to_vec)
+        .collect::<Result<Vec<_>, _>>()?;
+    let subject = result_subject(function);
+    let mut publications = Vec::with_capacity(spans.len());
+    for (carrier, span) in spans.iter().enumerate() {
+        if !span.bundle {
+            for index in span.jobs.clone() {
+                publications.push(Publication {
+                    carrier,
+                    subject: subject.clone(),
+                    msg_id: events[index].job_id.as_str().to_string(),
+                    documents: None,
+                    payload: std::mem::take(&mut encoded[index]).into(),
+                });
+            }
+            continue;
+        }
+        let documents = &encoded[span.jobs.clone()];
+        let sizes: Vec<usize> = documents.iter().map(Vec::len).collect();
+        for range in bundle::ranges(&sizes, MAX_RESULT_BUNDLE, MAX_RESULT_BUNDLE_BYTES) {
+            let first = &events[span.jobs.start + range.start];
+            publications.push(Publication {
+                carrier,
+                subject: subject.clone(),
+                msg_id: bundle::bundle_id(first.job_id.as_str(), range.len()),
+                documents: Some(range.len()),
+                payload: bundle::join(documents[range].iter().map(Vec::as_slice)).into(),
+            });
+        }
+    }
+    Ok(publications)
+}
+
+impl Publication {
+    /// The message for one result on its own, under its job id, so a redelivered job's
+    /// second result is dropped by JetStream's duplicate window.
+    pub fn single(event: &ResultEvent) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            carrier: 0,
+            subject: result_subject(&event.function),
+            msg_id: event.job_id.as_str().to_string(),
+            documents: None,
+            payload: serde_json::to_vec(event)?.into(),
+        })
+    }
+
+    /// Sends the message; the returned future resolves with JetStream's ack.
+    pub async fn publish(
+        &self,
+        js: &jetstream::Context,
+    ) -> Result<PublishAckFuture, async_nats::Error> {
+        let mut headers = HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, self.msg_id.as_str());
+        match self.documents {
+            None => headers.insert(JOB_ID_HEADER, self.msg_id.as_str()),
+            Some(count) => headers.insert(BUNDLE_SIZE_HEADER, count.to_string().as_str()),
+        }
+        Ok(js
+            .publish_with_headers(self.subject.clone(), headers, self.payload.clone())
+            .await?)
+    }
 }

@@ -1,8 +1,10 @@
 //! The synchronous door: a NATS micro service per function on `orbit.fn.<function>`.
 //!
 //! Every replica joins the same queue group, so `nats req` and the gateway's `/run` reach one
-//! replica, and `$SRV.PING/INFO/STATS` list them all. A sync call is recorded on RESULTS
-//! before the reply is sent, exactly like an async job, so sinks see every call.
+//! replica, and `$SRV.PING/INFO/STATS` list them all. Every sync call is recorded on RESULTS,
+//! like an async job, so sinks see every call. When the reply leaves depends on
+//! `ORBIT_SYNC_RECORD` ([`crate::config::SyncRecord`]): after JetStream acknowledged the record
+//! (the default), or as soon as the record has been sent ahead of it on the same connection.
 
 use std::sync::Arc;
 
@@ -16,6 +18,7 @@ use orbit_contract::{
 };
 use tokio::sync::Semaphore;
 
+use crate::config::SyncRecord;
 use crate::executor::{Executor, Outcome};
 use crate::function::Function;
 use crate::results::{self, Finished, Producer};
@@ -134,8 +137,15 @@ async fn answer<F: Function>(
         worker_id: &config.worker_id,
     });
 
-    let recorded = match results::publish(js, &event).await {
-        Ok(ack) => ack.await.map(|_| ()).map_err(|err| err.to_string()),
+    let recorded = match results::Publication::single(&event) {
+        Ok(record) => match record.publish(js).await {
+            Ok(ack) if config.sync_record == SyncRecord::Sent => {
+                tokio::spawn(confirm_record(js.clone(), record, ack));
+                Ok(())
+            }
+            Ok(ack) => ack.await.map(|_| ()).map_err(|err| err.to_string()),
+            Err(err) => Err(err.to_string()),
+        },
         Err(err) => Err(err.to_string()),
     };
     if let Err(err) = recorded {
@@ -165,6 +175,36 @@ async fn answer<F: Function>(
             code: 500,
         })
 }
+
+/// Waits for JetStream's ack of a record whose reply already left (`ORBIT_SYNC_RECORD=sent`),
+/// publishing it again (same `Nats-Msg-Id`, so stored once) while JetStream cannot take it.
+async fn confirm_record(
+    js: jetstream::Context,
+    record: results::Publication,
+    first: async_nats::jetstream::context::PublishAckFuture,
+) {
+    let mut ack = Ok(first);
+    for attempt in 1..=RECORD_ATTEMPTS {
+        let stored = match ack {
+            Ok(pending) => pending.await.map(|_| ()).map_err(async_nats::Error::from),
+            Err(err) => Err(err),
+        };
+        match stored {
+            Ok(()) => return,
+            Err(err) => {
+                metrics::counter!("orbit_sync_record_retries_total").increment(1);
+                tracing::warn!(error = %err, attempt, "sync record not acknowledged; publishing again");
+                tokio::time::sleep(crate::worker::backoff(attempt)).await;
+                ack = record.publish(&js).await;
+            }
+        }
+    }
+    metrics::counter!("orbit_sync_records_lost_total").increment(1);
+    tracing::error!("sync record not stored after {RECORD_ATTEMPTS} attempts; the caller has its reply, the sinks will not see it");
+}
+
+/// Publishes of one sync record before giving up (backoff up to 10 s each: about a minute).
+const RECORD_ATTEMPTS: u32 = 12;
 
 /// The job id (from the `Orbit-Job-Id` header, set by the gateway, or a fresh one) and the
 /// checked job.

@@ -13,7 +13,7 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsum
 use async_nats::jetstream::{self, AckKind, Message};
 use bytes::Bytes;
 use orbit_contract::subjects::{RESULTS_STREAM, RESULTS_WILDCARD};
-use orbit_contract::StoredResult;
+use orbit_contract::{bundle, StoredResult};
 
 use crate::function::ServeError;
 use crate::pull::next_batch;
@@ -129,7 +129,14 @@ pub async fn run_sink<S: Sink>(
         if failing > 0 {
             pause(failing, &shutdown).await;
         }
-        let batch = match next_batch(&consumer, config.fetch_batch, &shutdown).await {
+        let batch = match next_batch(
+            &consumer,
+            config.fetch_batch,
+            config.fetch_max_bytes,
+            &shutdown,
+        )
+        .await
+        {
             Ok(batch) => batch,
             Err(err) => {
                 fetch_failures += 1;
@@ -142,13 +149,13 @@ pub async fn run_sink<S: Sink>(
         if batch.is_empty() {
             continue;
         }
-        let (messages, events) = decode(&js, name, batch).await;
-        if messages.is_empty() {
+        let decoded = decode(&js, name, batch).await;
+        if decoded.messages.is_empty() {
             continue;
         }
         let (sink, failures) = (sink.clone(), failures.clone());
         let ack_wait = config.ack_wait;
-        inflight.spawn(async move { store(&*sink, &failures, messages, events, ack_wait).await });
+        inflight.spawn(async move { store(&*sink, &failures, decoded, ack_wait).await });
     }
     while crate::reap(&mut inflight).await {}
     tracing::info!(sink = name, "sink drained");
@@ -161,19 +168,16 @@ pub async fn run_sink<S: Sink>(
 async fn store<S: Sink>(
     sink: &S,
     failures: &AtomicU32,
-    messages: Vec<Message>,
-    events: Vec<StoredResult>,
+    decoded: Decoded,
     ack_wait: std::time::Duration,
 ) {
     let name = sink.name();
     let timer = std::time::Instant::now();
-    let received: Vec<Received> = messages
-        .iter()
-        .map(|m| Received {
-            payload: m.payload.clone(),
-            redelivered: m.info().is_ok_and(|info| info.delivered > 1),
-        })
-        .collect();
+    let Decoded {
+        messages,
+        events,
+        received,
+    } = decoded;
     let write = sink.write_received(&events, &received);
     tokio::pin!(write);
     let mut keep_alive = tokio::time::interval(ack_wait / 3);
@@ -214,19 +218,46 @@ async fn store<S: Sink>(
     }
 }
 
-/// Splits a batch into decodable results and dead-letters the rest.
-async fn decode(
-    js: &jetstream::Context,
-    sink: &str,
-    batch: Vec<Message>,
-) -> (Vec<Message>, Vec<StoredResult>) {
-    let mut messages = Vec::with_capacity(batch.len());
-    let mut events = Vec::with_capacity(batch.len());
+/// A fetched batch split into results: `events[i]` arrived as `received[i]`, and `messages`
+/// are what to ack once they are stored (a bundle message carries many results).
+struct Decoded {
+    messages: Vec<Message>,
+    events: Vec<StoredResult>,
+    received: Vec<Received>,
+}
+
+/// Splits a batch into decodable results and dead-letters the rest (a bundle with an
+/// unreadable element goes to the dead letters whole).
+async fn decode(js: &jetstream::Context, sink: &str, batch: Vec<Message>) -> Decoded {
+    let mut decoded = Decoded {
+        messages: Vec::with_capacity(batch.len()),
+        events: Vec::with_capacity(batch.len()),
+        received: Vec::with_capacity(batch.len()),
+    };
     for message in batch {
-        match serde_json::from_slice::<StoredResult>(&message.payload) {
-            Ok(event) => {
-                events.push(event);
-                messages.push(message);
+        let redelivered = message.info().is_ok_and(|info| info.delivered > 1);
+        let results = bundle::split(&message.payload).and_then(|documents| {
+            documents
+                .into_iter()
+                .map(|payload| {
+                    serde_json::from_slice::<StoredResult>(&payload).map(|event| (payload, event))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        });
+        match results {
+            Ok(results) => {
+                for (payload, event) in results {
+                    // A result of a job's second run may already be stored from its first run,
+                    // even when this message is new (a different bundle, or past the duplicate
+                    // window).
+                    let redelivered = redelivered || event.attempt > 1;
+                    decoded.received.push(Received {
+                        payload,
+                        redelivered,
+                    });
+                    decoded.events.push(event);
+                }
+                decoded.messages.push(message);
             }
             Err(err) => {
                 let reason = format!("sink-{sink}: not a result event: {err}");
@@ -234,7 +265,7 @@ async fn decode(
             }
         }
     }
-    (messages, events)
+    decoded
 }
 
 async fn pause(failures: u32, shutdown: &Shutdown) {

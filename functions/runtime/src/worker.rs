@@ -18,7 +18,7 @@ use orbit_contract::subjects::{
     deadletter_subject, job_subject, started_subject, DEADLETTER_REASON_HEADER, JOBS_STREAM,
     JOB_ID_HEADER,
 };
-use orbit_contract::{JobEnvelope, JobFailure, ResultEvent, Source, ValidJob};
+use orbit_contract::{bundle, JobEnvelope, JobFailure, Source, ValidJob};
 
 use crate::executor::{Executor, Outcome};
 use crate::function::Function;
@@ -67,7 +67,14 @@ pub(crate) async fn run<F: Function>(
         while inflight.len() >= config.inflight_batches {
             crate::reap(&mut inflight).await;
         }
-        let batch = match next_batch(&consumer, config.fetch_batch, &shutdown).await {
+        let batch = match next_batch(
+            &consumer,
+            config.fetch_batch,
+            config.fetch_max_bytes,
+            &shutdown,
+        )
+        .await
+        {
             Ok(batch) => {
                 failures = 0;
                 batch
@@ -103,9 +110,73 @@ pub(crate) async fn run<F: Function>(
 
 /// A job read off the stream, with what JetStream said about its delivery.
 struct Delivery {
-    message: Message,
+    /// The job's own document: the message payload, or its element of a bundle.
+    payload: bytes::Bytes,
     envelope: JobEnvelope,
     attempt: u32,
+}
+
+/// A message of the batch and the jobs it carried (`deliveries[jobs]`, in order).
+struct Carrier {
+    message: Message,
+    jobs: std::ops::Range<usize>,
+    bundle: bool,
+}
+
+/// Splits fetched messages into jobs. A message that is not a job envelope (or a bundle of
+/// them) is dead-lettered whole.
+async fn unpack(
+    js: &jetstream::Context,
+    function: &str,
+    batch: Vec<Message>,
+) -> (Vec<Carrier>, Vec<Delivery>) {
+    let mut carriers = Vec::with_capacity(batch.len());
+    let mut deliveries = Vec::with_capacity(batch.len());
+    for message in batch {
+        let attempt = message
+            .info()
+            .map(|info| info.delivered.max(1) as u32)
+            .unwrap_or(1);
+        if attempt > 1 {
+            metrics::counter!("orbit_job_redeliveries_total", "function" => function.to_string())
+                .increment(1);
+        }
+        let bundle = bundle::is_bundle(&message.payload);
+        let decoded = bundle::split(&message.payload)
+            .map_err(|err| format!("not a bundle of job envelopes: {err}"))
+            .and_then(|documents| {
+                documents
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, payload)| {
+                        serde_json::from_slice::<JobEnvelope>(&payload)
+                            .map(|envelope| (payload, envelope))
+                            .map_err(|err| match bundle {
+                                true => format!("element {index} is not a job envelope: {err}"),
+                                false => format!("not a job envelope: {err}"),
+                            })
+                    })
+                    .collect::<Result<Vec<_>, String>>()
+            });
+        match decoded {
+            Ok(jobs) if !jobs.is_empty() => {
+                let first = deliveries.len();
+                deliveries.extend(jobs.into_iter().map(|(payload, envelope)| Delivery {
+                    payload,
+                    envelope,
+                    attempt,
+                }));
+                carriers.push(Carrier {
+                    message,
+                    jobs: first..deliveries.len(),
+                    bundle,
+                });
+            }
+            Ok(_) => dead_letter(js, function, &message, "an empty bundle").await,
+            Err(reason) => dead_letter(js, function, &message, &reason).await,
+        }
+    }
+    (carriers, deliveries)
 }
 
 async fn process_batch<F: Function>(
@@ -118,27 +189,7 @@ async fn process_batch<F: Function>(
 ) {
     let function = executor.function();
     let name = function.model().name();
-    let mut deliveries = Vec::with_capacity(batch.len());
-    for message in batch {
-        let attempt = message
-            .info()
-            .map(|info| info.delivered.max(1) as u32)
-            .unwrap_or(1);
-        if attempt > 1 {
-            metrics::counter!("orbit_job_redeliveries_total", "function" => name).increment(1);
-        }
-        match serde_json::from_slice::<JobEnvelope>(&message.payload) {
-            Ok(envelope) => deliveries.push(Delivery {
-                message,
-                envelope,
-                attempt,
-            }),
-            Err(err) => {
-                let reason = format!("not a job envelope: {err}");
-                dead_letter(js, name, &message, &reason).await;
-            }
-        }
-    }
+    let (carriers, deliveries) = unpack(js, name, batch).await;
     if deliveries.is_empty() {
         return;
     }
@@ -148,8 +199,11 @@ async fn process_batch<F: Function>(
     // is not run again but ends `failed`, with a copy kept in DEADLETTER for inspection.
     for delivery in deliveries.iter().filter(|d| is_last_delivery(d, config)) {
         let reason = format!("delivered {} times without finishing", delivery.attempt);
-        if let Err(err) = store_dead_letter(js, name, &delivery.message, &reason).await {
-            tracing::warn!(job_id = %delivery.envelope.job_id, error = %err, "dead-letter copy not stored");
+        let job_id = delivery.envelope.job_id.as_str();
+        if let Err(err) =
+            store_dead_letter(js, name, Some(job_id), delivery.payload.clone(), &reason).await
+        {
+            tracing::warn!(job_id, error = %err, "dead-letter copy not stored");
         }
     }
 
@@ -183,7 +237,7 @@ async fn process_batch<F: Function>(
         .collect();
 
     let started_at = Utc::now();
-    let outputs = run_keeping_alive(executor, valid, &deliveries, config.ack_wait).await;
+    let outputs = run_keeping_alive(executor, valid, &carriers, config.ack_wait).await;
     let finished_at = Utc::now();
 
     let producer = Producer {
@@ -221,30 +275,53 @@ async fn process_batch<F: Function>(
         );
     }
 
-    store_results_then_ack(js, &deliveries, &events, shutdown).await;
+    let publications = match results::publications(name, &carriers_spans(&carriers), &events) {
+        Ok(publications) => publications,
+        Err(err) => {
+            // Cannot happen with the contract's types; leave the jobs for redelivery.
+            tracing::error!(error = %err, "results not encodable");
+            return;
+        }
+    };
+    store_results_then_ack(js, &carriers, &publications, shutdown).await;
+}
+
+fn carriers_spans(carriers: &[Carrier]) -> Vec<results::Span> {
+    carriers
+        .iter()
+        .map(|c| results::Span {
+            jobs: c.jobs.clone(),
+            bundle: c.bundle,
+        })
+        .collect()
 }
 
 fn is_last_delivery(delivery: &Delivery, config: &RuntimeConfig) -> bool {
     i64::from(delivery.attempt) >= config.max_deliver
 }
 
-/// Publishes every result (pipelined, then all acks awaited at once) and acks each job whose
-/// result JetStream confirmed. Results that could not be stored (JetStream unavailable, a
-/// stream leader moving) are published again with backoff, the jobs kept alive with progress
-/// acks, until they are stored: a store outage delays jobs, it never fails or drops them. Only
-/// a shutdown gives them back to JetStream (nak) for another replica.
+/// Publishes every result message (pipelined, then all acks awaited at once) and acks each job
+/// message once every result it led to is confirmed. Results that could not be stored
+/// (JetStream unavailable, a stream leader moving) are published again with backoff, the jobs
+/// kept alive with progress acks, until they are stored: a store outage delays jobs, it never
+/// fails or drops them. Only a shutdown gives them back to JetStream (nak) for another replica.
 async fn store_results_then_ack(
     js: &jetstream::Context,
-    deliveries: &[Delivery],
-    events: &[ResultEvent],
+    carriers: &[Carrier],
+    publications: &[results::Publication],
     shutdown: &Shutdown,
 ) {
-    let mut unconfirmed: Vec<usize> = (0..events.len()).collect();
+    let mut unconfirmed: Vec<usize> = (0..publications.len()).collect();
+    // Result messages still unconfirmed per carrier: a carrier is acked when it reaches zero.
+    let mut waiting = vec![0usize; carriers.len()];
+    for publication in publications {
+        waiting[publication.carrier] += 1;
+    }
     let mut round = 0u32;
     loop {
         let mut pending = Vec::with_capacity(unconfirmed.len());
         for &index in &unconfirmed {
-            pending.push(results::publish(js, &events[index]).await);
+            pending.push(publications[index].publish(js).await);
         }
         let confirmations = join_all(pending.into_iter().map(|publish| async move {
             match publish {
@@ -256,12 +333,15 @@ async fn store_results_then_ack(
         let mut failed = Vec::new();
         let mut last_error = None;
         for (&index, confirmed) in unconfirmed.iter().zip(confirmations) {
-            let delivery = &deliveries[index];
+            let carrier = publications[index].carrier;
             match confirmed {
                 Ok(()) => {
-                    if let Err(err) = delivery.message.ack().await {
-                        tracing::warn!(job_id = %delivery.envelope.job_id, error = %err,
-                            "ack failed; the job will be redelivered and deduplicated");
+                    waiting[carrier] -= 1;
+                    if waiting[carrier] == 0 {
+                        if let Err(err) = carriers[carrier].message.ack().await {
+                            tracing::warn!(error = %err,
+                                "ack failed; the jobs will be redelivered and deduplicated");
+                        }
                     }
                 }
                 Err(err) => {
@@ -273,11 +353,13 @@ async fn store_results_then_ack(
         if failed.is_empty() {
             return;
         }
+        let mut stalled: Vec<usize> = failed.iter().map(|&i| publications[i].carrier).collect();
+        stalled.dedup();
         round += 1;
         let delay = backoff(round);
         if shutdown.is_triggered() {
-            for &index in &failed {
-                let _ = deliveries[index]
+            for &carrier in &stalled {
+                let _ = carriers[carrier]
                     .message
                     .ack_with(AckKind::Nak(Some(delay)))
                     .await;
@@ -286,14 +368,14 @@ async fn store_results_then_ack(
         }
         metrics::counter!("orbit_result_publish_retries_total").increment(failed.len() as u64);
         tracing::warn!(
-            jobs = failed.len(),
+            messages = failed.len(),
             round,
             ?delay,
             error = last_error.as_deref().unwrap_or(""),
             "results not stored; retrying"
         );
-        for &index in &failed {
-            let _ = deliveries[index].message.ack_with(AckKind::Progress).await;
+        for &carrier in &stalled {
+            let _ = carriers[carrier].message.ack_with(AckKind::Progress).await;
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -308,7 +390,7 @@ async fn store_results_then_ack(
 async fn run_keeping_alive<F: Function>(
     executor: &Executor<F>,
     jobs: Vec<ValidJob>,
-    deliveries: &[Delivery],
+    carriers: &[Carrier],
     ack_wait: Duration,
 ) -> Vec<Outcome> {
     let work = executor.run(jobs);
@@ -319,8 +401,8 @@ async fn run_keeping_alive<F: Function>(
         tokio::select! {
             outcomes = &mut work => return outcomes,
             _ = heartbeat.tick() => {
-                for delivery in deliveries {
-                    let _ = delivery.message.ack_with(AckKind::Progress).await;
+                for carrier in carriers {
+                    let _ = carrier.message.ack_with(AckKind::Progress).await;
                 }
             }
         }
@@ -354,7 +436,12 @@ pub(crate) async fn dead_letter(
     message: &Message,
     reason: &str,
 ) {
-    match store_dead_letter(js, function, message, reason).await {
+    let headers = message.headers.as_ref();
+    let job_id = headers
+        .and_then(|h| h.get(JOB_ID_HEADER))
+        .or_else(|| headers.and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID)))
+        .map(|value| value.as_str());
+    match store_dead_letter(js, function, job_id, message.payload.clone(), reason).await {
         Ok(()) => {
             tracing::error!(function, reason, "message dead-lettered");
             if let Err(err) = message.ack_with(AckKind::Term).await {
@@ -370,29 +457,23 @@ pub(crate) async fn dead_letter(
     }
 }
 
-/// Stores a copy of `message` on `orbit.deadletter.<function>` with the reason and job id.
+/// Stores `payload` (a message, or one job of a bundle) on `orbit.deadletter.<function>` with
+/// the reason and the job id.
 async fn store_dead_letter(
     js: &jetstream::Context,
     function: &str,
-    message: &Message,
+    job_id: Option<&str>,
+    payload: bytes::Bytes,
     reason: &str,
 ) -> Result<(), async_nats::Error> {
     let mut headers = HeaderMap::new();
     headers.insert(DEADLETTER_REASON_HEADER, sanitize_header(reason).as_str());
-    if let Some(job_id) = message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
-    {
-        headers.insert(JOB_ID_HEADER, job_id.as_str());
+    if let Some(job_id) = job_id {
+        headers.insert(JOB_ID_HEADER, job_id);
     }
-    js.publish_with_headers(
-        deadletter_subject(function),
-        headers,
-        message.payload.clone(),
-    )
-    .await?
-    .await?;
+    js.publish_with_headers(deadletter_subject(function), headers, payload)
+        .await?
+        .await?;
     metrics::counter!("orbit_deadletters_total", "function" => function.to_string()).increment(1);
     Ok(())
 }

@@ -1,12 +1,14 @@
 //! `sink-redis`: the job cache behind `GET /api/v1/inference/{job_id}`, and live counters.
 //!
-//! Each batch is one pipelined round trip of small Lua scripts ([`orbit_contract::cache`]), each
-//! atomic on its job: a final state is written once and never overwritten, and the counters move
-//! only on that first write, so redelivered results count once.
+//! Each batch is a few calls of one Lua script ([`orbit_contract::cache`]), each handling up to
+//! [`SCRIPT_CHUNK`] jobs atomically: a final state is written once and never overwritten, and
+//! the counters move only on that first write, so redelivered results count once. One script
+//! call per few hundred jobs, not one per job, is what keeps Redis cheap at tens of thousands
+//! of jobs a second.
 
 use std::time::Duration;
 
-use orbit_contract::cache::{job_key, FINISH_SCRIPT, MARK_RUNNING_SCRIPT, STATS_KEY};
+use orbit_contract::cache::{job_key, FINISH_SCRIPT, MARK_RUNNING_SCRIPT, SCRIPT_CHUNK, STATS_KEY};
 use orbit_contract::StoredResult;
 use orbit_runtime::{Sink, SinkError};
 use redis::aio::ConnectionManager;
@@ -38,23 +40,29 @@ impl Sink for RedisSink {
     }
 
     async fn write(&self, batch: &[StoredResult]) -> Result<(), SinkError> {
-        let mut pipe = redis::pipe();
-        for event in batch {
-            let view = event.view_json().map_err(SinkError::new)?;
-            pipe.cmd("EVAL")
-                .arg(FINISH_SCRIPT)
-                .arg(2)
-                .arg(job_key(event.job_id.as_str()))
-                .arg(STATS_KEY)
-                .arg(event.status.as_str())
-                .arg(view)
-                .arg(self.ttl_secs)
-                .arg(&event.function)
-                .ignore();
+        let script = redis::Script::new(FINISH_SCRIPT);
+        let mut calls = Vec::new();
+        for chunk in batch.chunks(SCRIPT_CHUNK) {
+            let mut invocation = script.key(STATS_KEY);
+            invocation.arg(self.ttl_secs);
+            for event in chunk {
+                invocation
+                    .key(job_key(event.job_id.as_str()))
+                    .arg(event.status.as_str())
+                    .arg(&event.function)
+                    .arg(event.view_json().map_err(SinkError::new)?);
+            }
+            calls.push(invocation);
         }
-        pipe.query_async::<()>(&mut self.connection.clone())
-            .await
-            .map_err(SinkError::new)
+        let connection = &self.connection;
+        futures::future::try_join_all(calls.iter().map(|invocation| async move {
+            invocation
+                .invoke_async::<u64>(&mut connection.clone())
+                .await
+        }))
+        .await
+        .map_err(SinkError::new)?;
+        Ok(())
     }
 }
 
@@ -64,14 +72,14 @@ pub async fn mark_running(
     job_ids: &[String],
     ttl: Duration,
 ) -> Result<(), redis::RedisError> {
-    let mut pipe = redis::pipe();
-    for job_id in job_ids {
-        pipe.cmd("EVAL")
-            .arg(MARK_RUNNING_SCRIPT)
-            .arg(1)
-            .arg(job_key(job_id))
-            .arg(ttl.as_secs().max(1))
-            .ignore();
+    let script = redis::Script::new(MARK_RUNNING_SCRIPT);
+    for chunk in job_ids.chunks(SCRIPT_CHUNK) {
+        let mut invocation = script.prepare_invoke();
+        invocation.arg(ttl.as_secs().max(1));
+        for job_id in chunk {
+            invocation.key(job_key(job_id));
+        }
+        invocation.invoke_async::<u64>(connection).await?;
     }
-    pipe.query_async::<()>(connection).await
+    Ok(())
 }

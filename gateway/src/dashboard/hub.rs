@@ -23,7 +23,7 @@ use orbit_contract::subjects::{
     DEADLETTER_REASON_HEADER, DEADLETTER_STREAM, DEADLETTER_WILDCARD, JOB_ID_HEADER,
     RESULTS_STREAM, RESULTS_WILDCARD,
 };
-use orbit_contract::{JobState, Model, StoredResult};
+use orbit_contract::{bundle, JobState, Model, StoredResult};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::messages::{
@@ -272,20 +272,34 @@ async fn follow(
             .info()
             .is_ok_and(|info| info.stream_sequence <= replay_until);
         let incoming = match which {
-            Feed::Results => match tag_result(&message, replayed) {
-                Some(incoming) => incoming,
-                None => continue,
-            },
-            Feed::DeadLetters => Incoming::DeadLetter(dead_letter_summary(&message)),
+            Feed::Results => tag_results(&message, replayed),
+            Feed::DeadLetters => vec![Incoming::DeadLetter(dead_letter_summary(&message))],
         };
-        if to.send(incoming).await.is_err() {
-            return Ok(Stopped::Closing);
+        for incoming in incoming {
+            if to.send(incoming).await.is_err() {
+                return Ok(Stopped::Closing);
+            }
         }
     }
 }
 
-fn tag_result(message: &Message, replayed: bool) -> Option<Incoming> {
-    let event: StoredResult = match serde_json::from_slice(&message.payload) {
+/// The results a RESULTS message carries (one, or a bundle), tagged for the browsers.
+fn tag_results(message: &Message, replayed: bool) -> Vec<Incoming> {
+    let documents = match bundle::split(&message.payload) {
+        Ok(documents) => documents,
+        Err(err) => {
+            tracing::warn!(subject = %message.subject, error = %err, "unreadable results skipped by the dashboard");
+            return Vec::new();
+        }
+    };
+    documents
+        .iter()
+        .filter_map(|document| tag_result(message, document, replayed))
+        .collect()
+}
+
+fn tag_result(message: &Message, document: &[u8], replayed: bool) -> Option<Incoming> {
+    let event: StoredResult = match serde_json::from_slice(document) {
         Ok(event) => event,
         Err(err) => {
             tracing::warn!(subject = %message.subject, error = %err, "unreadable result skipped by the dashboard");
