@@ -307,6 +307,28 @@ impl Clients {
         .await
     }
 
+    /// The last sequence of DEADLETTER (to wait for the next one with [`Self::next_dead_letter`]).
+    pub async fn deadletter_last_sequence(&self) -> anyhow::Result<u64> {
+        let mut stream = self.jetstream.get_stream("DEADLETTER").await?;
+        Ok(stream.info().await?.state.last_sequence)
+    }
+
+    /// Waits (up to 20 s) for a dead letter stored after sequence `after`, and returns the last.
+    pub async fn next_dead_letter(
+        &self,
+        after: u64,
+    ) -> anyhow::Result<async_nats::jetstream::message::StreamMessage> {
+        wait_until("a dead letter", Duration::from_secs(20), || async {
+            let mut deadletter = self.jetstream.get_stream("DEADLETTER").await?;
+            let last = deadletter.info().await?.state.last_sequence;
+            if last == after {
+                return Ok(None);
+            }
+            Ok(Some(deadletter.get_raw_message(last).await?))
+        })
+        .await
+    }
+
     /// The last sequence of JOBS: it moves on every stored job, so an unchanged value proves
     /// nothing was enqueued (consumed jobs leave a work-queue stream, sequences do not).
     pub async fn jobs_last_sequence(&self) -> anyhow::Result<u64> {

@@ -180,8 +180,7 @@ async fn a_hand_made_bundle_runs_and_a_broken_one_is_dead_lettered_whole() -> an
         assert_eq!(output["values"], json!([1.5, 2.5, 3.5]));
     }
 
-    let mut deadletter = clients.jetstream.get_stream("DEADLETTER").await?;
-    let before = deadletter.info().await?.state.last_sequence;
+    let before = clients.deadletter_last_sequence().await?;
     let broken_id = format!("broken-{run}");
     let broken = json!([envelope(&broken_id, &[1.0, 2.0]), {"not": "a job"}]);
     clients
@@ -189,19 +188,7 @@ async fn a_hand_made_bundle_runs_and_a_broken_one_is_dead_lettered_whole() -> an
         .publish("orbit.jobs.moving_average", broken.to_string().into())
         .await?
         .await?;
-    let stored = wait_until(
-        "the broken bundle dead-lettered",
-        Duration::from_secs(20),
-        || async {
-            let mut deadletter = clients.jetstream.get_stream("DEADLETTER").await?;
-            let last = deadletter.info().await?.state.last_sequence;
-            if last == before {
-                return Ok(None);
-            }
-            Ok(Some(deadletter.get_raw_message(last).await?))
-        },
-    )
-    .await?;
+    let stored = clients.next_dead_letter(before).await?;
     let reason = stored
         .headers
         .get("Orbit-Deadletter-Reason")

@@ -185,8 +185,7 @@ async fn a_poison_message_is_dead_lettered_with_its_reason_and_the_stream_goes_o
 ) -> anyhow::Result<()> {
     let clients = Clients::connect().await?;
     let stack = Stack::start(&clients, StackOptions::default()).await?;
-    let mut deadletter = clients.jetstream.get_stream("DEADLETTER").await?;
-    let before = deadletter.info().await?.state.last_sequence;
+    let before = clients.deadletter_last_sequence().await?;
 
     // Something that is not a job, published straight onto the job subject.
     let poison_id = format!("poison-{}", uuid::Uuid::now_v7());
@@ -207,15 +206,7 @@ async fn a_poison_message_is_dead_lettered_with_its_reason_and_the_stream_goes_o
         .wait_recorded(std::slice::from_ref(&job_id), Duration::from_secs(20))
         .await?;
 
-    let stored = wait_until("a dead letter", Duration::from_secs(20), || async {
-        let mut deadletter = clients.jetstream.get_stream("DEADLETTER").await?;
-        let last = deadletter.info().await?.state.last_sequence;
-        if last == before {
-            return Ok(None);
-        }
-        Ok(Some(deadletter.get_raw_message(last).await?))
-    })
-    .await?;
+    let stored = clients.next_dead_letter(before).await?;
     assert_eq!(stored.subject.as_str(), "orbit.deadletter.moving_average");
     assert_eq!(&stored.payload[..], b"not json at all");
     let reason = stored

@@ -47,6 +47,11 @@ pub struct RuntimeConfig {
     /// pulled per fetch. A bundle carries up to hundreds of jobs, so this, not the message
     /// count, is what bounds a replica's memory.
     pub fetch_max_bytes: usize,
+    /// `ORBIT_FETCH_LINGER_MS`, default 0: how long a pull that found a batch not yet full
+    /// waits for more (the first message after an idle spell never waits). Group commit for a
+    /// sink whose writes are expensive (a remote database); on the one-box stack 2 ms made the
+    /// open-loop p99 and sync calls worse, not better (`bench/README.md`).
+    pub fetch_linger: Duration,
     /// `ORBIT_INFLIGHT_BATCHES`, default 4 for functions and 2 for sinks: fetched batches
     /// processed at once, so fetching, computing, publishing and acking overlap instead of
     /// taking turns. Sinks keep fewer: while both writes run, results pile up into the next
@@ -90,12 +95,12 @@ pub enum SyncRecord {
 impl RuntimeConfig {
     /// Settings of a function process.
     pub fn from_env(default_worker_prefix: &str) -> Result<Self, ConfigError> {
-        Self::with_fetch_batch(default_worker_prefix, 256, 2 << 20, 4)
+        Self::with_fetch_batch(default_worker_prefix, 256, 2 << 20, 4, 0)
     }
 
     /// Settings of a sink process.
     pub fn sink_from_env(default_worker_prefix: &str) -> Result<Self, ConfigError> {
-        Self::with_fetch_batch(default_worker_prefix, 1000, 4 << 20, 2)
+        Self::with_fetch_batch(default_worker_prefix, 1000, 4 << 20, 2, 0)
     }
 
     fn with_fetch_batch(
@@ -103,6 +108,7 @@ impl RuntimeConfig {
         default_fetch_batch: usize,
         default_fetch_max_bytes: usize,
         default_inflight_batches: usize,
+        default_linger_ms: u64,
     ) -> Result<Self, ConfigError> {
         let metrics_addr: String = env_or("ORBIT_METRICS_ADDR", String::new())?;
         let metrics_addr = if metrics_addr.is_empty() {
@@ -125,6 +131,10 @@ impl RuntimeConfig {
             )?,
             fetch_batch: env_or("ORBIT_FETCH_BATCH", default_fetch_batch)?.max(1),
             fetch_max_bytes: env_or("ORBIT_FETCH_MAX_BYTES", default_fetch_max_bytes)?.max(1024),
+            fetch_linger: Duration::from_millis(env_or(
+                "ORBIT_FETCH_LINGER_MS",
+                default_linger_ms,
+            )?),
             inflight_batches: env_or("ORBIT_INFLIGHT_BATCHES", default_inflight_batches)?.max(1),
             ack_wait: Duration::from_millis(env_or("ORBIT_ACK_WAIT_MS", 30_000u64)?.max(100)),
             max_deliver: env_or("ORBIT_MAX_DELIVER", 5i64)?.max(2),

@@ -28,19 +28,34 @@ pub type PullError = async_nats::Error;
 /// The next batch: between 1 and `max` messages, or empty on shutdown, an idle poll timeout or
 /// a lost pull request. A batch holds at most about `max_bytes` (bundles make a message's size
 /// vary a thousandfold), except that a lone message larger than that still comes, alone.
+///
+/// With a `linger`, a batch that is not full when asked for waits up to that long for more
+/// messages (the server holds the pull request open): group commit for a store, where one
+/// write of many results costs little more than a write of one.
 pub async fn next_batch(
     consumer: &PullConsumer,
     max: usize,
     max_bytes: usize,
+    linger: Duration,
     shutdown: &Shutdown,
 ) -> Result<Vec<Message>, PullError> {
     let mut batch = Vec::with_capacity(max.min(1024));
-    let mut ready = consumer
-        .fetch()
-        .max_messages(max)
-        .max_bytes(max_bytes)
-        .messages()
-        .await?;
+    let mut ready = if linger.is_zero() {
+        consumer
+            .fetch()
+            .max_messages(max)
+            .max_bytes(max_bytes)
+            .messages()
+            .await?
+    } else {
+        consumer
+            .batch()
+            .max_messages(max)
+            .max_bytes(max_bytes)
+            .expires(linger)
+            .messages()
+            .await?
+    };
     let collected = tokio::time::timeout(GRACE, async {
         while let Some(message) = ready.next().await {
             match message {
@@ -77,4 +92,20 @@ pub async fn next_batch(
         _ = shutdown.wait() => {}
     }
     Ok(batch)
+}
+
+/// [`next_batch`] with a process's own settings (`ORBIT_FETCH_*`).
+pub(crate) async fn next_batch_for(
+    consumer: &PullConsumer,
+    config: &crate::RuntimeConfig,
+    shutdown: &Shutdown,
+) -> Result<Vec<Message>, PullError> {
+    next_batch(
+        consumer,
+        config.fetch_batch,
+        config.fetch_max_bytes,
+        config.fetch_linger,
+        shutdown,
+    )
+    .await
 }

@@ -16,7 +16,7 @@ use orbit_contract::subjects::{RESULTS_STREAM, RESULTS_WILDCARD};
 use orbit_contract::{bundle, StoredResult};
 
 use crate::function::ServeError;
-use crate::pull::next_batch;
+use crate::pull::next_batch_for;
 use crate::worker::{backoff, dead_letter};
 use crate::{nats, streams, RuntimeConfig, Shutdown};
 
@@ -129,14 +129,7 @@ pub async fn run_sink<S: Sink>(
         if failing > 0 {
             pause(failing, &shutdown).await;
         }
-        let batch = match next_batch(
-            &consumer,
-            config.fetch_batch,
-            config.fetch_max_bytes,
-            &shutdown,
-        )
-        .await
-        {
+        let batch = match next_batch_for(&consumer, &config, &shutdown).await {
             Ok(batch) => batch,
             Err(err) => {
                 fetch_failures += 1;

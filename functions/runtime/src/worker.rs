@@ -22,7 +22,7 @@ use orbit_contract::{bundle, JobEnvelope, JobFailure, Source, ValidJob};
 
 use crate::executor::{Executor, Outcome};
 use crate::function::Function;
-use crate::pull::next_batch;
+use crate::pull::next_batch_for;
 use crate::results::{self, Finished, Producer};
 use crate::{RuntimeConfig, Shutdown};
 
@@ -67,14 +67,7 @@ pub(crate) async fn run<F: Function>(
         while inflight.len() >= config.inflight_batches {
             crate::reap(&mut inflight).await;
         }
-        let batch = match next_batch(
-            &consumer,
-            config.fetch_batch,
-            config.fetch_max_bytes,
-            &shutdown,
-        )
-        .await
-        {
+        let batch = match next_batch_for(&consumer, &config, &shutdown).await {
             Ok(batch) => {
                 failures = 0;
                 batch

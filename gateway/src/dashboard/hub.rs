@@ -251,6 +251,7 @@ async fn follow(
         })
         .await?;
     let mut messages = consumer.messages().await?;
+    let mut backlog: VecDeque<Incoming> = VecDeque::new();
     let mut watched_at = Instant::now();
     let mut check = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -268,14 +269,28 @@ async fn follow(
                 continue;
             }
         };
-        let replayed = message
-            .info()
-            .is_ok_and(|info| info.stream_sequence <= replay_until);
+        let sequence = message.info().map_or(u64::MAX, |info| info.stream_sequence);
+        let replayed = sequence <= replay_until;
         let incoming = match which {
             Feed::Results => tag_results(&message, replayed),
             Feed::DeadLetters => vec![Incoming::DeadLetter(dead_letter_summary(&message))],
         };
-        for incoming in incoming {
+        // A replayed message may be a bundle of hundreds of results: keep only the last
+        // `replay` items of the whole replay and hand them on once it is read, so a browser
+        // that arrives is shown the latest results, not flooded with a backlog.
+        let mut ready = Vec::new();
+        if replayed {
+            backlog.extend(incoming);
+            let excess = backlog.len().saturating_sub(replay as usize);
+            backlog.drain(..excess);
+            if sequence >= replay_until {
+                ready.extend(backlog.drain(..));
+            }
+        } else {
+            ready.extend(backlog.drain(..));
+            ready.extend(incoming);
+        }
+        for incoming in ready {
             if to.send(incoming).await.is_err() {
                 return Ok(Stopped::Closing);
             }
