@@ -11,7 +11,8 @@ use crate::{FieldError, Series};
 pub const MAX_JOB_ID_LEN: usize = 128;
 
 /// A job id: a UUIDv7 minted by the gateway, or the client's `Idempotency-Key`. It is the
-/// JetStream `Nats-Msg-Id` of the job and of its result, and the primary key of every sink.
+/// JetStream `Nats-Msg-Id` of a job published alone and of its result (a bundle's id starts
+/// with its first job's, [`crate::bundle::bundle_id`]), and the primary key of every sink.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct JobId(String);

@@ -10,7 +10,8 @@ pub const RESULTS_STREAM: &str = "RESULTS";
 /// Jobs or results that could not be processed after every retry, with the reason.
 pub const DEADLETTER_STREAM: &str = "DEADLETTER";
 
-/// Header carrying the job id on job and result messages (besides `Nats-Msg-Id`).
+/// Header carrying the job id on a job or result message that holds one (a bundle carries
+/// [`crate::bundle::BUNDLE_SIZE_HEADER`] instead; its documents hold their ids).
 pub const JOB_ID_HEADER: &str = "Orbit-Job-Id";
 /// Header on a dead-lettered message naming why it was dead-lettered.
 pub const DEADLETTER_REASON_HEADER: &str = "Orbit-Deadletter-Reason";

@@ -117,9 +117,9 @@ pub(crate) struct Publication {
 /// job id; the results of a bundle travel as bundles, cut to stay under the size limits, each
 /// under [`bundle::bundle_id`] of its first job, so the same results published again (a job
 /// bundle redelivered and run again) are dropped by JetStream's duplicate window.
-pub(crate) fn publications(
+pub(crate) fn publications<'a>(
     function: &str,
-    spans: &[Span],
+    spans: impl IntoIterator<Item = &'a Span>,
     events: &[ResultEvent],
 ) -> Result<Vec<Publication>, serde_json::Error> {
     let mut encoded = events
@@ -127,8 +127,8 @@ pub(crate) fn publications(
         .map(serde_json::to_vec)
         .collect::<Result<Vec<_>, _>>()?;
     let subject = result_subject(function);
-    let mut publications = Vec::with_capacity(spans.len());
-    for (carrier, span) in spans.iter().enumerate() {
+    let mut publications = Vec::new();
+    for (carrier, span) in spans.into_iter().enumerate() {
         if !span.bundle {
             for index in span.jobs.clone() {
                 publications.push(Publication {

@@ -1,10 +1,11 @@
 //! The async job loop: pull jobs from the function's durable consumer, run them in batches,
 //! publish results, then ack.
 //!
-//! Order matters for "nothing lost": a job is acked only after JetStream confirmed its result,
-//! so a crash at any point leaves the job unacked and JetStream redelivers it (after
-//! `ack_wait`) to a live replica. The result's `Nats-Msg-Id` is the job id, so the second
-//! result of a redelivered job is dropped as a duplicate, and every sink upserts on job id.
+//! Order matters for "nothing lost": a message (one job, or a bundle of them) is acked only
+//! after JetStream confirmed every result it led to, so a crash at any point leaves it unacked
+//! and JetStream redelivers it (after `ack_wait`) to a live replica. A result message's
+//! `Nats-Msg-Id` is derived from its job ids, so the second result of a redelivered job is
+//! dropped as a duplicate, and every sink is keyed on the job id besides.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,11 +110,10 @@ struct Delivery {
     attempt: u32,
 }
 
-/// A message of the batch and the jobs it carried (`deliveries[jobs]`, in order).
+/// A message of the batch and the jobs it carried (`deliveries[span.jobs]`, in order).
 struct Carrier {
     message: Message,
-    jobs: std::ops::Range<usize>,
-    bundle: bool,
+    span: results::Span,
 }
 
 /// Splits fetched messages into jobs. A message that is not a job envelope (or a bundle of
@@ -161,8 +161,10 @@ async fn unpack(
                 }));
                 carriers.push(Carrier {
                     message,
-                    jobs: first..deliveries.len(),
-                    bundle,
+                    span: results::Span {
+                        jobs: first..deliveries.len(),
+                        bundle,
+                    },
                 });
             }
             Ok(_) => dead_letter(js, function, &message, "an empty bundle").await,
@@ -268,7 +270,8 @@ async fn process_batch<F: Function>(
         );
     }
 
-    let publications = match results::publications(name, &carriers_spans(&carriers), &events) {
+    let publications = match results::publications(name, carriers.iter().map(|c| &c.span), &events)
+    {
         Ok(publications) => publications,
         Err(err) => {
             // Cannot happen with the contract's types; leave the jobs for redelivery.
@@ -277,16 +280,6 @@ async fn process_batch<F: Function>(
         }
     };
     store_results_then_ack(js, &carriers, &publications, shutdown).await;
-}
-
-fn carriers_spans(carriers: &[Carrier]) -> Vec<results::Span> {
-    carriers
-        .iter()
-        .map(|c| results::Span {
-            jobs: c.jobs.clone(),
-            bundle: c.bundle,
-        })
-        .collect()
 }
 
 fn is_last_delivery(delivery: &Delivery, config: &RuntimeConfig) -> bool {
