@@ -10,10 +10,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use hyper::StatusCode;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
+
+use crate::http1::Connection;
 
 use crate::jobs::job;
 use crate::latency::{Latencies, Summary};
@@ -42,19 +46,59 @@ impl Load {
             job(&self.model, self.points, seed)
         }
     }
+
+    /// Every request body of a run, rendered before the clock starts: the load generator
+    /// shares the cores with what it measures, so it does no more per request than send.
+    fn bodies(&self, requests: usize) -> Vec<Bytes> {
+        (0..requests)
+            .map(|index| Bytes::from(self.body(index * self.batch_size).to_string()))
+            .collect()
+    }
 }
 
-fn job_ids(answer: &Value) -> Vec<String> {
-    match answer["jobs"].as_array() {
-        Some(jobs) => jobs
-            .iter()
-            .filter_map(|j| j["job_id"].as_str().map(str::to_string))
-            .collect(),
-        None => answer["job_id"]
-            .as_str()
-            .map(str::to_string)
-            .into_iter()
-            .collect(),
+/// The gateway's answer to a submit (`job_id`) or a batch (`jobs[].job_id`).
+#[derive(Deserialize)]
+struct Answer {
+    job_id: Option<String>,
+    #[serde(default)]
+    jobs: Vec<AnswerJob>,
+}
+
+#[derive(Deserialize)]
+struct AnswerJob {
+    job_id: String,
+}
+
+fn job_ids(answer: &[u8]) -> Vec<String> {
+    let Ok(answer) = serde_json::from_slice::<Answer>(answer) else {
+        return Vec::new();
+    };
+    answer
+        .job_id
+        .into_iter()
+        .chain(answer.jobs.into_iter().map(|j| j.job_id))
+        .collect()
+}
+
+/// Idle keep-alive connections for the open loop, where requests in flight come and go.
+struct Pool {
+    base: String,
+    idle: std::sync::Mutex<Vec<Connection>>,
+}
+
+impl Pool {
+    async fn post_json(&self, path: &str, body: Bytes) -> anyhow::Result<(StatusCode, Bytes)> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut connection = match idle {
+            Some(connection) => connection,
+            None => Connection::open(&self.base).await?,
+        };
+        let answer = connection.post_json(path, body).await?;
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(connection);
+        Ok(answer)
     }
 }
 
@@ -89,34 +133,30 @@ pub async fn closed(
     concurrency: usize,
 ) -> anyhow::Result<E2eReport> {
     let requests = jobs.div_ceil(load.batch_size);
+    let bodies = Arc::new(load.bodies(requests));
+    let mut connections = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        connections.push(Connection::open(&target.base).await?);
+    }
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let wall_start = Utc::now();
     let mut workers = Vec::new();
-    for _ in 0..concurrency {
-        let (http, url, load, next) = (
-            target.http.clone(),
-            format!("{}{}", target.base, load.path()),
-            load.clone(),
-            next.clone(),
-        );
+    for mut connection in connections {
+        let (path, bodies, next) = (load.path(), bodies.clone(), next.clone());
         workers.push(tokio::spawn(async move {
             let mut ids = Vec::new();
             let mut http_latency = Latencies::new();
             loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
-                if index >= requests {
+                let Some(body) = bodies.get(index) else {
                     break;
-                }
+                };
                 let sent = Instant::now();
-                let answer: Value = http
-                    .post(&url)
-                    .json(&load.body(index * load.batch_size))
-                    .send()
-                    .await?
-                    .error_for_status()?
-                    .json()
-                    .await?;
+                let (status, answer) = connection.post_json(path, body.clone()).await?;
+                if !status.is_success() {
+                    bail!("{path}: {status}: {}", String::from_utf8_lossy(&answer));
+                }
                 http_latency.record(sent.elapsed());
                 ids.extend(job_ids(&answer));
             }
@@ -155,24 +195,23 @@ pub async fn open(
     // Bounds the requests in flight; a request waiting for a permit is late, and its latency
     // (from its scheduled time) says so.
     let permits = Arc::new(Semaphore::new(4096));
+    let bodies = load.bodies(total);
+    let pool = Arc::new(Pool {
+        base: target.base.clone(),
+        idle: Default::default(),
+    });
     let started = Instant::now();
     let wall_start = Utc::now();
     let mut tasks = Vec::with_capacity(total);
-    for index in 0..total {
+    for (index, body) in bodies.into_iter().enumerate() {
         let scheduled = started + interval * index as u32;
         tokio::time::sleep_until(scheduled.into()).await;
         let scheduled_wall = wall_start + chrono::Duration::from_std(scheduled - started)?;
-        let (http, url, body, permits) = (
-            target.http.clone(),
-            format!("{}{}", target.base, load.path()),
-            load.body(index * load.batch_size),
-            permits.clone(),
-        );
+        let (pool, path, permits) = (pool.clone(), load.path(), permits.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = permits.acquire_owned().await?;
-            let response = http.post(&url).json(&body).send().await?;
-            let accepted = response.status().is_success();
-            let answer: Value = response.json().await.unwrap_or(Value::Null);
+            let (status, answer) = pool.post_json(path, body).await?;
+            let accepted = status.is_success();
             let http_micros = scheduled.elapsed().as_secs_f64() * 1e6;
             anyhow::Ok((accepted, job_ids(&answer), scheduled_wall, http_micros))
         }));
