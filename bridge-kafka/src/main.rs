@@ -13,6 +13,9 @@ use bridge_kafka::topics::TopicAdmin;
 use orbit_runtime::{nats, run_sink, streams, telemetry, RuntimeConfig, Shutdown};
 use rdkafka::producer::{FutureProducer, Producer};
 
+#[global_allocator]
+static ALLOCATOR: orbit_runtime::Allocator = orbit_runtime::Allocator;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init();

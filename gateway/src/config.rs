@@ -28,7 +28,7 @@ pub struct GatewayConfig {
     /// `ORBIT_PUBLISH_RETRY_MS`, default 3000: how long a submit keeps trying while JetStream
     /// cannot take it (a stream leader election), before answering 503.
     pub publish_retry: Duration,
-    /// `ORBIT_SUBMIT_INFLIGHT`, default 8: JOBS publishes of single submits in flight at once;
+    /// `ORBIT_SUBMIT_INFLIGHT`, default 1: JOBS publishes of single submits in flight at once;
     /// submits arriving while all are busy leave together as one bundle.
     pub submit_inflight: usize,
     /// `ORBIT_JOB_TTL_SECS`, default 86400: how long job states stay in the Redis cache.
@@ -56,7 +56,7 @@ impl GatewayConfig {
             max_batch_jobs: env_or("ORBIT_MAX_BATCH_JOBS", 1000usize)?.max(1),
             sync_timeout: Duration::from_millis(env_or("ORBIT_SYNC_TIMEOUT_MS", 10_000u64)?),
             publish_retry: Duration::from_millis(env_or("ORBIT_PUBLISH_RETRY_MS", 3_000u64)?),
-            submit_inflight: env_or("ORBIT_SUBMIT_INFLIGHT", 8usize)?.max(1),
+            submit_inflight: env_or("ORBIT_SUBMIT_INFLIGHT", 1usize)?.max(1),
             job_ttl: Duration::from_secs(env_or("ORBIT_JOB_TTL_SECS", 86_400u64)?),
             dashboard_dir: env_or("ORBIT_DASHBOARD_DIR", PathBuf::from("dashboard"))?,
             dashboard: DashboardConfig {

@@ -3,6 +3,9 @@
 use orbit_gateway::{config::GatewayConfig, startup};
 use orbit_runtime::{telemetry, Shutdown};
 
+#[global_allocator]
+static ALLOCATOR: orbit_runtime::Allocator = orbit_runtime::Allocator;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init();

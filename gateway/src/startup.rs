@@ -8,7 +8,7 @@ use crate::config::GatewayConfig;
 use crate::dashboard;
 use crate::jobs::{Coalescer, Publisher};
 use crate::routes::router;
-use crate::state::AppState;
+use crate::state::{AppState, Shared};
 use crate::store::Store;
 
 /// Connects everything, makes sure the streams exist, and serves HTTP until `shutdown`; then
@@ -42,7 +42,7 @@ pub async fn run(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<()
         retry: config.publish_retry,
     };
     let submits = Coalescer::start(publisher.clone(), config.submit_inflight);
-    let state = AppState {
+    let state = AppState::new(Shared {
         config: std::sync::Arc::new(config),
         nats: client.clone(),
         jetstream,
@@ -52,7 +52,7 @@ pub async fn run(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<()
         relay,
         publisher,
         submits,
-    };
+    });
     tracing::info!(%addr, "gateway listening");
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move { shutdown.wait().await })

@@ -39,6 +39,11 @@ impl FieldError {
 
 /// Deserializes `bytes` as JSON, naming the field that failed (`data[2]`, `model_name`).
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, FieldError> {
+    // The plain parse first: tracking the path costs on every field, and only a failure needs
+    // it, so a bad body is parsed a second time to say where it went wrong.
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();

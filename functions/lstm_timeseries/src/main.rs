@@ -7,6 +7,9 @@ use lstm_timeseries::{
 };
 use orbit_runtime::{env_or, serve, telemetry, RuntimeConfig, Shutdown};
 
+#[global_allocator]
+static ALLOCATOR: orbit_runtime::Allocator = orbit_runtime::Allocator;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init();

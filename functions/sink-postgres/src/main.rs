@@ -5,6 +5,9 @@ use anyhow::Context;
 use orbit_runtime::{env_or, serve_sink, telemetry, RuntimeConfig, Shutdown};
 use sink_postgres::{connect, PostgresSink, MIGRATOR};
 
+#[global_allocator]
+static ALLOCATOR: orbit_runtime::Allocator = orbit_runtime::Allocator;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init();

@@ -9,6 +9,9 @@ use orbit_contract::subjects::STARTED_WILDCARD;
 use orbit_runtime::{env_or, nats, serve_sink, telemetry, RuntimeConfig, Shutdown};
 use sink_redis::{connect, mark_running, RedisSink};
 
+#[global_allocator]
+static ALLOCATOR: orbit_runtime::Allocator = orbit_runtime::Allocator;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init();
