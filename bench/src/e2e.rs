@@ -18,7 +18,6 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
 use crate::http1::Connection;
-
 use crate::jobs::job;
 use crate::latency::{Latencies, Summary};
 
