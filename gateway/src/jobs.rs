@@ -156,8 +156,9 @@ struct Waiting {
 ///
 /// At most `ORBIT_SUBMIT_INFLIGHT` publishes are in flight at once. While they are, new
 /// submits wait in the queue and leave together in the next bundle; when fewer are in flight
-/// a submit leaves at once, alone. So a lone client waits at most for one publish round trip,
-/// and a crowd of them shares JOBS messages in proportion to how crowded it is.
+/// a submit leaves at once, alone. So a lone client pays no added latency, a submit that
+/// arrives during another's publish waits at most for that one round trip, and a crowd shares
+/// JOBS messages in proportion to how crowded it is.
 #[derive(Clone)]
 pub struct Coalescer {
     queue: mpsc::Sender<Waiting>,
