@@ -273,6 +273,10 @@ async fn report(
 /// Waits until every job in `ids` has its row, polling lightly (a range count on the
 /// `finished_at` index 5 times a second), then reads the rows' timings: the last commit, the
 /// accepted-to-row latency and, given a schedule, the scheduled-to-row latency.
+///
+/// Every query is bounded by that index to the rows finished since the run began: a bare
+/// `job_id = ANY(ids)` with thousands of ids makes the planner scan the whole table, and its
+/// CPU would be counted as the stack's.
 async fn wait_recorded(
     pg: &sqlx::PgPool,
     ids: &[String],
@@ -287,11 +291,14 @@ async fn wait_recorded(
                 .fetch_one(pg)
                 .await?;
         if count as usize >= ids.len() {
-            let (exact,): (i64,) =
-                sqlx::query_as("SELECT count(*) FROM inference_results WHERE job_id = ANY($1)")
-                    .bind(ids)
-                    .fetch_one(pg)
-                    .await?;
+            let (exact,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FROM inference_results \
+                     WHERE finished_at >= $1 AND job_id = ANY($2)",
+            )
+            .bind(since)
+            .bind(ids)
+            .fetch_one(pg)
+            .await?;
             if exact as usize == ids.len() {
                 break;
             }
@@ -305,8 +312,10 @@ async fn wait_recorded(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let rows: Vec<(String, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT job_id, submitted_at, recorded_at FROM inference_results WHERE job_id = ANY($1)",
+        "SELECT job_id, submitted_at, recorded_at FROM inference_results \
+         WHERE finished_at >= $1 AND job_id = ANY($2)",
     )
+    .bind(since)
     .bind(ids)
     .fetch_all(pg)
     .await

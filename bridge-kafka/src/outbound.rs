@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
+use metrics::Histogram;
 use orbit_contract::result::RESULT_SCHEMA_VERSION;
 use orbit_contract::StoredResult;
 use orbit_runtime::{Received, Sink, SinkError};
@@ -37,6 +38,8 @@ pub struct KafkaSink {
     /// Job ids being produced right now by this process.
     in_flight: std::sync::Mutex<std::collections::HashSet<String>>,
     health: Arc<Health>,
+    /// [`RESULT_SCHEMA_VERSION`] as the header carries it.
+    schema: String,
 }
 
 impl KafkaSink {
@@ -55,6 +58,7 @@ impl KafkaSink {
             delivered: Arc::new(tokio::sync::Mutex::new(delivered)),
             in_flight: Default::default(),
             health,
+            schema: RESULT_SCHEMA_VERSION.to_string(),
         }
     }
 
@@ -65,17 +69,24 @@ impl KafkaSink {
             .contains(job_id)
     }
 
-    fn set_producing(&self, job_id: &str, producing: bool) {
+    /// Marks a batch's records as being produced, or no longer: one lock per batch, not two
+    /// per record.
+    fn set_producing<'a>(&self, job_ids: impl Iterator<Item = &'a str>, producing: bool) {
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        if producing {
-            in_flight.insert(job_id.to_string());
-        } else {
-            in_flight.remove(job_id);
+        for job_id in job_ids {
+            if producing {
+                in_flight.insert(job_id.to_string());
+            } else {
+                in_flight.remove(job_id);
+            }
         }
     }
 
-    async fn mark_delivered(&self, job_id: &str) {
-        self.delivered.lock().await.keys.insert(job_id);
+    async fn mark_delivered<'a>(&self, job_ids: impl Iterator<Item = &'a str>) {
+        let mut delivered = self.delivered.lock().await;
+        for job_id in job_ids {
+            delivered.keys.insert(job_id);
+        }
     }
 
     /// Which of `batch` to produce: not those already in the topic. A redelivered result not
@@ -116,7 +127,6 @@ impl KafkaSink {
         payload: &[u8],
         truncated: bool,
     ) -> Result<(), KafkaError> {
-        let schema = RESULT_SCHEMA_VERSION.to_string();
         let mut headers = OwnedHeaders::new_with_capacity(4)
             .insert(Header {
                 key: FUNCTION_HEADER,
@@ -128,7 +138,7 @@ impl KafkaSink {
             })
             .insert(Header {
                 key: SCHEMA_HEADER,
-                value: Some(schema.as_str()),
+                value: Some(self.schema.as_str()),
             });
         if truncated {
             headers = headers.insert(Header {
@@ -158,14 +168,9 @@ impl KafkaSink {
         }
     }
 
-    /// Delivers one result, retrying transient failures until it lands.
-    async fn deliver(&self, event: &StoredResult, payload: &[u8]) {
-        self.set_producing(event.job_id.as_str(), true);
-        self.deliver_now(event, payload).await;
-        self.set_producing(event.job_id.as_str(), false);
-    }
-
-    async fn deliver_now(&self, event: &StoredResult, payload: &[u8]) {
+    /// Delivers one result, retrying transient failures until it lands. The caller holds it
+    /// in `in_flight` meanwhile and records it as delivered afterwards.
+    async fn deliver(&self, event: &StoredResult, payload: &[u8], delivery_seconds: &Histogram) {
         let started = std::time::Instant::now();
         let mut pause = Duration::from_millis(100);
         let mut truncated = false;
@@ -174,10 +179,8 @@ impl KafkaSink {
             let body = if truncated { &stand_in[..] } else { payload };
             match self.produce(event, body, truncated).await {
                 Ok(()) => {
-                    self.mark_delivered(event.job_id.as_str()).await;
                     // Handed to the producer -> acknowledged by Kafka (linger, broker, acks=all).
-                    metrics::histogram!("orbit_bridge_delivery_seconds")
-                        .record(started.elapsed().as_secs_f64());
+                    delivery_seconds.record(started.elapsed().as_secs_f64());
                     return;
                 }
                 Err(err) if !truncated && is_too_large(&err) => {
@@ -220,12 +223,19 @@ impl Sink for KafkaSink {
         let chosen = self.to_produce(batch, received).await;
         let skipped = (batch.len() - chosen.len()) as u64;
         let produced = chosen.len() as u64;
+        let chosen_ids = || chosen.iter().map(|&i| batch[i].job_id.as_str());
+        let delivery_seconds = metrics::histogram!("orbit_bridge_delivery_seconds");
+        self.set_producing(chosen_ids(), true);
         join_all(
             chosen
-                .into_iter()
-                .map(|i| self.deliver(&batch[i], &received[i].payload)),
+                .iter()
+                .map(|&i| self.deliver(&batch[i], &received[i].payload, &delivery_seconds)),
         )
         .await;
+        // Every record landed (delivery retries until it does): known as delivered before it
+        // stops counting as in flight, so a redelivery never finds it in neither.
+        self.mark_delivered(chosen_ids()).await;
+        self.set_producing(chosen_ids(), false);
         if skipped > 0 {
             metrics::counter!("orbit_bridge_redeliveries_skipped_total").increment(skipped);
             tracing::info!(skipped, "results already in Kafka were not produced again");

@@ -10,6 +10,7 @@
 //! (the consumer's max ack pending), far fewer than it holds.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -18,11 +19,12 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::config::BridgeConfig;
 
-/// A bounded set, oldest out first.
+/// A bounded set, oldest out first. Both indexes share one allocation per key: every record
+/// the bridge delivers passes through here.
 pub struct RecentKeys {
     capacity: usize,
-    order: VecDeque<String>,
-    members: HashSet<String>,
+    order: VecDeque<Arc<str>>,
+    members: HashSet<Arc<str>>,
 }
 
 impl RecentKeys {
@@ -47,8 +49,9 @@ impl RecentKeys {
                 self.members.remove(&oldest);
             }
         }
-        self.order.push_back(key.to_string());
-        self.members.insert(key.to_string());
+        let key: Arc<str> = Arc::from(key);
+        self.order.push_back(key.clone());
+        self.members.insert(key);
     }
 
     pub fn len(&self) -> usize {
