@@ -31,8 +31,12 @@ postgres_up() {
     port_busy "$PG_PORT" && die "port $PG_PORT is taken by another process; set ORBIT_PG_PORT"
     # Bigger buffers and rarer checkpoints: fewer full-page images in the WAL under a steady
     # stream of multi-row inserts. Durability settings (fsync, synchronous_commit) stay default.
+    # wal_init_zero=off: until checkpoints start recycling WAL segments (up to max_wal_size of
+    # WAL), each new 16 MB segment was first filled with zeros, doubling the WAL writes of a
+    # young database (perf: a fifth of the box's CPU in XLogFileInit during `just bench batch`).
+    # The WAL itself is written and flushed exactly as before.
     runuser -u postgres -- "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
-      -o "-p $PG_PORT -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB -c wal_buffers=16MB -c max_wal_size=4GB -c checkpoint_timeout=15min" start >/dev/null \
+      -o "-p $PG_PORT -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB -c wal_buffers=16MB -c max_wal_size=4GB -c checkpoint_timeout=15min -c wal_init_zero=off" start >/dev/null \
       || die "postgres did not start; see $dir/server.log"
     say "started postgres (port $PG_PORT, data $dir)"
   fi

@@ -16,7 +16,7 @@ use orbit_contract::subjects::{RESULTS_STREAM, RESULTS_WILDCARD};
 use orbit_contract::{bundle, StoredResult};
 
 use crate::function::ServeError;
-use crate::pull::next_batch_for;
+use crate::pull::{PullSettings, Pulled, Puller};
 use crate::worker::{backoff, dead_letter};
 use crate::{nats, streams, RuntimeConfig, Shutdown};
 
@@ -116,6 +116,7 @@ pub async fn run_sink<S: Sink>(
     let name = sink.name();
     let sink = Arc::new(sink);
     let consumer = sink_consumer(&js, name, &config).await?;
+    let mut puller = Puller::new(consumer, js.clone(), PullSettings::from_config(&config)).await?;
     // Consecutive failed writes, shared by the write tasks: the loop backs off while it grows.
     let failures = Arc::new(AtomicU32::new(0));
     let mut inflight = tokio::task::JoinSet::new();
@@ -129,7 +130,7 @@ pub async fn run_sink<S: Sink>(
         if failing > 0 {
             pause(failing, &shutdown).await;
         }
-        let batch = match next_batch_for(&consumer, &config, &shutdown).await {
+        let batch = match puller.next_batch(&shutdown).await {
             Ok(batch) => batch,
             Err(err) => {
                 fetch_failures += 1;
@@ -150,6 +151,7 @@ pub async fn run_sink<S: Sink>(
         let ack_wait = config.ack_wait;
         inflight.spawn(async move { store(&*sink, &failures, decoded, ack_wait).await });
     }
+    puller.close().await;
     while crate::reap(&mut inflight).await {}
     tracing::info!(sink = name, "sink drained");
     Ok(())
@@ -221,14 +223,20 @@ struct Decoded {
 
 /// Splits a batch into decodable results and dead-letters the rest (a bundle with an
 /// unreadable element goes to the dead letters whole).
-async fn decode(js: &jetstream::Context, sink: &str, batch: Vec<Message>) -> Decoded {
+async fn decode(js: &jetstream::Context, sink: &str, batch: Vec<Pulled>) -> Decoded {
     let mut decoded = Decoded {
         messages: Vec::with_capacity(batch.len()),
         events: Vec::with_capacity(batch.len()),
         received: Vec::with_capacity(batch.len()),
     };
-    for message in batch {
-        let redelivered = message.info().is_ok_and(|info| info.delivered > 1);
+    for Pulled {
+        message,
+        waited_long,
+    } in batch
+    {
+        // A message that waited long in the inbox may be redelivered meanwhile: the copy in
+        // hand counts as a redelivery too, so whichever copy comes second finds the first.
+        let redelivered = waited_long || message.info().is_ok_and(|info| info.delivered > 1);
         let results = bundle::split(&message.payload).and_then(|documents| {
             documents
                 .into_iter()

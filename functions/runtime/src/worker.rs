@@ -23,7 +23,7 @@ use orbit_contract::{bundle, JobEnvelope, JobFailure, Source, ValidJob};
 
 use crate::executor::{Executor, Outcome};
 use crate::function::Function;
-use crate::pull::next_batch_for;
+use crate::pull::{PullSettings, Puller};
 use crate::results::{self, Finished, Producer};
 use crate::{RuntimeConfig, Shutdown};
 
@@ -60,6 +60,7 @@ pub(crate) async fn run<F: Function>(
 ) -> Result<(), async_nats::Error> {
     let name = executor.function().model().name();
     let consumer = job_consumer(&js, name, &config).await?;
+    let mut puller = Puller::new(consumer, js.clone(), PullSettings::from_config(&config)).await?;
     let config = Arc::new(config);
     // Batches in hand at once: the next fetch overlaps the current batch's work and acks.
     let mut inflight = tokio::task::JoinSet::new();
@@ -68,10 +69,10 @@ pub(crate) async fn run<F: Function>(
         while inflight.len() >= config.inflight_batches {
             crate::reap(&mut inflight).await;
         }
-        let batch = match next_batch_for(&consumer, &config, &shutdown).await {
+        let batch: Vec<Message> = match puller.next_batch(&shutdown).await {
             Ok(batch) => {
                 failures = 0;
-                batch
+                batch.into_iter().map(|pulled| pulled.message).collect()
             }
             Err(err) => {
                 failures += 1;
@@ -97,6 +98,7 @@ pub(crate) async fn run<F: Function>(
             process_batch(&executor, &js, &client, &config, &shutdown, batch).await
         });
     }
+    puller.close().await;
     while crate::reap(&mut inflight).await {}
     tracing::info!(function = name, "job loop drained");
     Ok(())
