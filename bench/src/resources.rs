@@ -15,6 +15,45 @@ pub struct ProcStat {
     pub parent: u32,
     /// utime + stime in clock ticks.
     pub cpu_ticks: u64,
+    /// cutime + cstime: the CPU of children it waited for after they ended.
+    pub ended_children_ticks: u64,
+}
+
+/// The processes of one component.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Processes {
+    /// These, for the whole scenario.
+    Fixed(Vec<u32>),
+    /// A parent and whatever children it has at the time (Postgres forks a backend per
+    /// connection, and they come and go). The CPU of the children that ended meanwhile is in
+    /// the parent's `cutime`; without it a backend that closed made the figure drop.
+    Tree(u32),
+}
+
+impl Processes {
+    fn pids(&self) -> Vec<u32> {
+        match self {
+            Processes::Fixed(pids) => pids.clone(),
+            Processes::Tree(root) => {
+                let mut pids = vec![*root];
+                pids.extend(crate::stack::children_of(*root));
+                pids
+            }
+        }
+    }
+
+    fn cpu_ticks(&self) -> u64 {
+        let own: u64 = self
+            .pids()
+            .iter()
+            .filter_map(|&pid| read_stat(pid))
+            .map(|s| s.cpu_ticks)
+            .sum();
+        match self {
+            Processes::Fixed(_) => own,
+            Processes::Tree(root) => own + read_stat(*root).map_or(0, |s| s.ended_children_ticks),
+        }
+    }
 }
 
 pub fn read_stat(pid: u32) -> Option<ProcStat> {
@@ -25,6 +64,8 @@ pub fn read_stat(pid: u32) -> Option<ProcStat> {
     Some(ProcStat {
         parent: fields.get(1)?.parse().ok()?,
         cpu_ticks: fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?,
+        ended_children_ticks: fields.get(13)?.parse::<u64>().ok()?
+            + fields.get(14)?.parse::<u64>().ok()?,
     })
 }
 
@@ -51,17 +92,10 @@ pub struct Usage {
 
 /// Samples until [`Sampler::finish`].
 pub struct Sampler {
-    components: Vec<(String, Vec<u32>)>,
+    components: Vec<(String, Processes)>,
     start_ticks: HashMap<String, u64>,
     peaks: Arc<Mutex<HashMap<String, u64>>>,
     task: tokio::task::JoinHandle<()>,
-}
-
-fn ticks(pids: &[u32]) -> u64 {
-    pids.iter()
-        .filter_map(|&pid| read_stat(pid))
-        .map(|s| s.cpu_ticks)
-        .sum()
 }
 
 impl Sampler {
@@ -69,17 +103,21 @@ impl Sampler {
     /// processes a scenario started).
     pub fn start(stack: &Stack, extra: Vec<(String, Vec<u32>)>) -> Self {
         let mut components = stack.components();
-        components.extend(extra);
+        components.extend(
+            extra
+                .into_iter()
+                .map(|(name, pids)| (name, Processes::Fixed(pids))),
+        );
         let start_ticks = components
             .iter()
-            .map(|(name, pids)| (name.clone(), ticks(pids)))
+            .map(|(name, processes)| (name.clone(), processes.cpu_ticks()))
             .collect();
         let peaks = Arc::new(Mutex::new(HashMap::new()));
         let (watched, sink) = (components.clone(), peaks.clone());
         let task = tokio::spawn(async move {
             loop {
-                for (name, pids) in &watched {
-                    let rss: u64 = pids.iter().map(|&pid| rss_bytes(pid)).sum();
+                for (name, processes) in &watched {
+                    let rss: u64 = processes.pids().iter().map(|&pid| rss_bytes(pid)).sum();
                     let mut peaks = sink.lock().unwrap_or_else(|e| e.into_inner());
                     let peak = peaks.entry(name.clone()).or_insert(0);
                     *peak = (*peak).max(rss);
@@ -100,11 +138,12 @@ impl Sampler {
         let peaks = self.peaks.lock().unwrap_or_else(|e| e.into_inner()).clone();
         self.components
             .iter()
-            .map(|(name, pids)| {
+            .map(|(name, processes)| {
                 let before = self.start_ticks.get(name).copied().unwrap_or(0);
                 Usage {
                     component: name.clone(),
-                    cpu_seconds: ticks(pids).saturating_sub(before) as f64 / TICKS_PER_SECOND,
+                    cpu_seconds: processes.cpu_ticks().saturating_sub(before) as f64
+                        / TICKS_PER_SECOND,
                     peak_rss_mb: peaks.get(name).copied().unwrap_or(0) as f64 / 1_048_576.0,
                 }
             })

@@ -7,6 +7,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
+use crate::resources::Processes;
+
 /// The stack's readers of RESULTS.
 const SINKS: &[&str] = &["sink-postgres", "sink-redis", "bridge-kafka"];
 
@@ -76,7 +78,7 @@ impl Stack {
 
     /// Every component and its processes: the pid files, plus Postgres (postmaster and its
     /// backends).
-    pub fn components(&self) -> Vec<(String, Vec<u32>)> {
+    pub fn components(&self) -> Vec<(String, Processes)> {
         let mut components = Vec::new();
         if let Ok(entries) = std::fs::read_dir(self.data.join("run")) {
             for entry in entries.flatten() {
@@ -88,14 +90,12 @@ impl Stack {
                     continue;
                 };
                 if let Some(pid) = self.pid(name) {
-                    components.push((name.to_string(), vec![pid]));
+                    components.push((name.to_string(), Processes::Fixed(vec![pid])));
                 }
             }
         }
         if let Some(postmaster) = self.postmaster() {
-            let mut pids = vec![postmaster];
-            pids.extend(children_of(postmaster));
-            components.push(("postgres".into(), pids));
+            components.push(("postgres".into(), Processes::Tree(postmaster)));
         }
         components.sort();
         components
