@@ -11,5 +11,6 @@ pub mod publish;
 pub mod relay;
 pub mod resources;
 pub mod scaling;
+pub mod settle;
 pub mod stack;
 pub mod sync;

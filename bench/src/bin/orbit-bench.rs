@@ -16,7 +16,7 @@ use anyhow::{bail, Context};
 use orbit_bench::e2e::{self, Load, Target};
 use orbit_bench::resources::{Sampler, Usage};
 use orbit_bench::stack::Stack;
-use orbit_bench::{bridge, relay, scaling, sync};
+use orbit_bench::{bridge, relay, scaling, settle, sync};
 use serde_json::{json, Value};
 
 const ALL: &[&str] = &[
@@ -432,6 +432,7 @@ async fn main() -> anyhow::Result<()> {
         bench.stack.http
     );
     for scenario in &scenarios {
+        settle::settle(&bench.js, Duration::from_secs(120)).await?;
         bench
             .run(scenario)
             .await
