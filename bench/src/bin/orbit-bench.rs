@@ -113,8 +113,11 @@ impl Bench {
         load: Load,
         jobs: usize,
         concurrency: usize,
+        extra: Vec<(String, Vec<u32>)>,
     ) -> anyhow::Result<()> {
-        let sampler = Sampler::start(&self.stack, self_process());
+        let mut measured = self_process();
+        measured.extend(extra);
+        let sampler = Sampler::start(&self.stack, measured);
         let report = e2e::closed(&self.target, &load, jobs, concurrency).await?;
         let usage = sampler.finish();
         let label = format!(
@@ -160,7 +163,8 @@ impl Bench {
                     self.size(10_000, 40_000),
                     self.options.concurrency.unwrap_or(64),
                 );
-                self.e2e_closed("single", load, jobs, conns).await
+                self.e2e_closed("single", load, jobs, conns, Vec::new())
+                    .await
             }
             "batch" => {
                 let load = Load {
@@ -172,7 +176,8 @@ impl Bench {
                     self.size(20_000, 100_000),
                     self.options.concurrency.unwrap_or(4),
                 );
-                self.e2e_closed("batch", load, jobs, conns).await
+                self.e2e_closed("batch", load, jobs, conns, Vec::new())
+                    .await
             }
             "lstm" => {
                 let load = Load {
@@ -184,7 +189,7 @@ impl Bench {
                     self.size(10_000, 40_000),
                     self.options.concurrency.unwrap_or(4),
                 );
-                self.e2e_closed("lstm", load, jobs, conns).await
+                self.e2e_closed("lstm", load, jobs, conns, Vec::new()).await
             }
             "open" => {
                 let rate = self.options.rate.unwrap_or(1000.0);
@@ -333,7 +338,13 @@ impl Bench {
             for count in [1, 2, 4] {
                 let children = scaling::replicas(&self.stack, &self.nats, count).await?;
                 let result = self
-                    .e2e_closed("scaling", Load { ..load.clone() }, jobs, 4)
+                    .e2e_closed(
+                        "scaling",
+                        Load { ..load.clone() },
+                        jobs,
+                        4,
+                        scaling::components(&children),
+                    )
                     .await;
                 scaling::stop(children);
                 result?;
@@ -347,7 +358,15 @@ impl Bench {
                 let children = scaling::replicas(&self.stack, &self.nats, 2).await?;
                 self.stack.signal("bridge-kafka", "TERM")?;
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                let result = self.e2e_closed("scaling", load.clone(), jobs, 4).await;
+                let result = self
+                    .e2e_closed(
+                        "scaling",
+                        load.clone(),
+                        jobs,
+                        4,
+                        scaling::components(&children),
+                    )
+                    .await;
                 scaling::stop(children);
                 result?;
                 if let Some(last) = self.results.last_mut() {
