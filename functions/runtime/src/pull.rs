@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::pull::BatchConfig;
 use async_nats::jetstream::consumer::PullConsumer;
-use async_nats::jetstream::{self, AckKind, Message};
+use async_nats::jetstream::{self, Message};
 use async_nats::StatusCode;
 use futures::{FutureExt, StreamExt};
 use tokio::time::Instant;
@@ -95,13 +95,14 @@ struct OpenRequest {
 /// How the last request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ended {
-    /// It delivered all it asked for.
+    /// It delivered all it asked for, in messages or in bytes.
     Filled,
     /// A no-wait request found nothing (404, or 408 with nothing delivered).
     NothingWaiting,
     /// A long poll expired (408), or its answer never came.
     Expired,
-    /// The server ended it (409) because the next message passes `max_bytes`.
+    /// The server ended it (409) before delivering anything, because the next message alone
+    /// passes `max_bytes`.
     TooLarge,
     /// The server ended it (409) for another reason: max ack pending reached, too many
     /// waiting requests, a leader change.
@@ -222,8 +223,40 @@ impl Puller {
                 }
             }
         }
+        Ok(self.hand_out(batch))
+    }
+
+    /// Stops pulling: waits for the open request to end, so that nothing more arrives for a
+    /// loop that stopped (a long poll ends within [`IDLE_POLL`]), and returns what was read
+    /// and not handed out yet. The caller finishes those like any batch: they were delivered
+    /// to this process, and handing them back (a nak) would still leave them pending on the
+    /// consumer until another replica pulled.
+    pub async fn close(mut self) -> Vec<Pulled> {
+        while let Some(open) = &self.open {
+            let deadline = open.deadline;
+            match tokio::time::timeout_at(deadline, self.subscription.next()).await {
+                Ok(Some(message)) => {
+                    let since = self.empty_at;
+                    if let Ok(Some(message)) = self.accept(message) {
+                        self.ready.push_back((since, message));
+                    }
+                }
+                _ => break,
+            }
+        }
+        let _ = self.drain_inbox();
+        let _ = self.subscription.unsubscribe().await;
+        let rest = std::mem::take(&mut self.ready);
+        self.hand_out(rest)
+    }
+
+    /// The messages as handed out, each marked if it waited for half its ack wait.
+    fn hand_out(
+        &self,
+        messages: impl IntoIterator<Item = (Instant, async_nats::Message)>,
+    ) -> Vec<Pulled> {
         let long = self.settings.ack_wait / 2;
-        Ok(batch
+        messages
             .into_iter()
             .map(|(arrived_after, message)| Pulled {
                 waited_long: arrived_after.elapsed() >= long,
@@ -232,40 +265,7 @@ impl Puller {
                     context: self.context.clone(),
                 },
             })
-            .collect())
-    }
-
-    /// Hands back what was read and not handed out, after waiting for the open request to end
-    /// so that nothing more arrives for a loop that stopped (a long poll ends within
-    /// [`IDLE_POLL`]). The messages go back to the stream at once (a nak), for another
-    /// replica, rather than after their ack wait.
-    pub async fn close(mut self) {
-        while let Some(open) = &self.open {
-            let deadline = open.deadline;
-            match tokio::time::timeout_at(deadline, self.subscription.next()).await {
-                Ok(Some(message)) => {
-                    if let Ok(Some(message)) = self.accept(message) {
-                        self.ready.push_back((Instant::now(), message));
-                    }
-                }
-                _ => break,
-            }
-        }
-        while let Some(Some(message)) = self.subscription.next().now_or_never() {
-            if let Ok(Some(message)) = self.accept(message) {
-                self.ready.push_back((Instant::now(), message));
-            }
-        }
-        for (_, message) in std::mem::take(&mut self.ready) {
-            let message = Message {
-                message,
-                context: self.context.clone(),
-            };
-            if let Err(err) = message.ack_with(AckKind::Nak(None)).await {
-                tracing::debug!(error = %err, "could not hand a message back; it will be redelivered");
-            }
-        }
-        let _ = self.subscription.unsubscribe().await;
+            .collect()
     }
 
     /// Sends a pull request for up to a batch: no-wait (take what is there now, and the
@@ -376,10 +376,14 @@ impl Puller {
                     return Err(format!("pull request ended: {reason}").into());
                 }
                 tracing::debug!(reason, "pull request ended by the server");
-                if lowercase.contains("maxbytes") {
-                    Ended::TooLarge
-                } else {
-                    Ended::Refused
+                match &self.open {
+                    // The next message did not fit in what was left of `max_bytes`: the
+                    // batch is full by size.
+                    Some(open) if lowercase.contains("maxbytes") && open.delivered > 0 => {
+                        Ended::Filled
+                    }
+                    _ if lowercase.contains("maxbytes") => Ended::TooLarge,
+                    _ => Ended::Refused,
                 }
             }
             Some(StatusCode::NO_RESPONDERS) => {

@@ -151,7 +151,14 @@ pub async fn run_sink<S: Sink>(
         let ack_wait = config.ack_wait;
         inflight.spawn(async move { store(&*sink, &failures, decoded, ack_wait).await });
     }
-    puller.close().await;
+    // What the last pull request delivered after the stop is stored like any batch.
+    let rest = puller.close().await;
+    if !rest.is_empty() {
+        let decoded = decode(&js, name, rest).await;
+        if !decoded.messages.is_empty() {
+            store(&*sink, &failures, decoded, config.ack_wait).await;
+        }
+    }
     while crate::reap(&mut inflight).await {}
     tracing::info!(sink = name, "sink drained");
     Ok(())

@@ -98,7 +98,16 @@ pub(crate) async fn run<F: Function>(
             process_batch(&executor, &js, &client, &config, &shutdown, batch).await
         });
     }
-    puller.close().await;
+    // What the last pull request delivered after the stop is finished like any batch.
+    let rest: Vec<Message> = puller
+        .close()
+        .await
+        .into_iter()
+        .map(|pulled| pulled.message)
+        .collect();
+    if !rest.is_empty() {
+        process_batch(&executor, &js, &client, &config, &shutdown, rest).await;
+    }
     while crate::reap(&mut inflight).await {}
     tracing::info!(function = name, "job loop drained");
     Ok(())
