@@ -13,6 +13,7 @@
 //! that reaches a store twice is still recorded once.
 
 use bytes::Bytes;
+use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 /// Header on a bundle message: how many documents it holds.
@@ -38,6 +39,78 @@ pub fn split(payload: &Bytes) -> Result<Vec<Bytes>, serde_json::Error> {
         .into_iter()
         .map(|raw| payload.slice_ref(raw.get().as_bytes()))
         .collect())
+}
+
+/// The documents in `payload` decoded as `T`, each with its text (a zero-copy slice of the
+/// payload), in one pass over the JSON: the array is not scanned once for its elements and
+/// again for their contents. A bundle with an element that is not a `T` is an error naming
+/// the element.
+pub fn decode<T: DeserializeOwned>(payload: &Bytes) -> Result<Vec<(Bytes, T)>, DecodeError> {
+    let bytes: &[u8] = payload;
+    let Some(first) = skip_whitespace(bytes, 0) else {
+        return Err(DecodeError::Empty);
+    };
+    if bytes[first] != b'[' {
+        let document = serde_json::from_slice(bytes).map_err(DecodeError::Document)?;
+        return Ok(vec![(payload.clone(), document)]);
+    }
+    let mut documents = Vec::new();
+    let mut position = skip_whitespace(bytes, first + 1).ok_or(DecodeError::Unterminated)?;
+    if bytes[position] == b']' {
+        return trailing(bytes, position + 1).map(|()| documents);
+    }
+    loop {
+        let index = documents.len();
+        let mut stream = serde_json::Deserializer::from_slice(&bytes[position..]).into_iter::<T>();
+        let document = match stream.next() {
+            Some(Ok(document)) => document,
+            Some(Err(err)) => return Err(DecodeError::Element { index, source: err }),
+            None => return Err(DecodeError::Unterminated),
+        };
+        let end = position + stream.byte_offset();
+        documents.push((payload.slice(position..end), document));
+        let separator = skip_whitespace(bytes, end).ok_or(DecodeError::Unterminated)?;
+        match bytes[separator] {
+            b',' => {
+                position =
+                    skip_whitespace(bytes, separator + 1).ok_or(DecodeError::Unterminated)?;
+            }
+            b']' => return trailing(bytes, separator + 1).map(|()| documents),
+            _ => return Err(DecodeError::Separator { index }),
+        }
+    }
+}
+
+/// Why a payload could not be decoded by [`decode`].
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("the payload is empty")]
+    Empty,
+    #[error("{0}")]
+    Document(serde_json::Error),
+    #[error("element {index}: {source}")]
+    Element {
+        index: usize,
+        source: serde_json::Error,
+    },
+    #[error("no ',' or ']' after element {index}")]
+    Separator { index: usize },
+    #[error("the bundle ends before its closing ']'")]
+    Unterminated,
+    #[error("text after the bundle's closing ']'")]
+    Trailing,
+}
+
+/// The index of the first byte at or after `from` that is not JSON whitespace.
+fn skip_whitespace(bytes: &[u8], from: usize) -> Option<usize> {
+    (from..bytes.len()).find(|&i| !matches!(bytes[i], b' ' | b'\n' | b'\t' | b'\r'))
+}
+
+fn trailing(bytes: &[u8], from: usize) -> Result<(), DecodeError> {
+    match skip_whitespace(bytes, from) {
+        None => Ok(()),
+        Some(_) => Err(DecodeError::Trailing),
+    }
 }
 
 /// Joins encoded documents into one bundle payload.
@@ -110,6 +183,50 @@ mod tests {
             assert_eq!(&part[..], doc);
             let offset = part.as_ptr() as usize - payload.as_ptr() as usize;
             assert!(offset < payload.len(), "a slice of the payload");
+        }
+    }
+
+    #[test]
+    fn decode_gives_each_document_with_its_text() {
+        let docs: [&[u8]; 3] = [br#"{"a":1}"#, br#"{"a":[1.5,2]}"#, br#"{"a":"x,]"}"#];
+        let payload = Bytes::from(join(docs));
+        let decoded: Vec<(Bytes, serde_json::Value)> = decode(&payload).expect("decode");
+        assert_eq!(decoded.len(), 3);
+        for ((text, value), doc) in decoded.iter().zip(docs) {
+            assert_eq!(&text[..], doc);
+            assert_eq!(
+                value,
+                &serde_json::from_slice::<serde_json::Value>(doc).unwrap()
+            );
+        }
+        let spaced = Bytes::from_static(b" [ {\"a\":1} ,\n{\"a\":2} ] ");
+        let decoded: Vec<(Bytes, serde_json::Value)> = decode(&spaced).expect("spaced");
+        assert_eq!(&decoded[1].0[..], br#"{"a":2}"#);
+        let single = Bytes::from_static(br#" {"a": 1} "#);
+        let decoded: Vec<(Bytes, serde_json::Value)> = decode(&single).expect("single");
+        assert_eq!(decoded[0].0, single);
+        let empty: Vec<(Bytes, serde_json::Value)> = decode(&Bytes::from_static(b"[ ]")).unwrap();
+        assert!(empty.is_empty());
+    }
+
+    #[test]
+    fn decode_names_what_is_wrong() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Doc {
+            #[allow(dead_code)]
+            a: u32,
+        }
+        let cases: [(&[u8], &str); 6] = [
+            (br#"[{"a":1},{"b":2}]"#, "element 1"),
+            (br#"[{"a":1} {"a":2}]"#, "no ',' or ']' after element 0"),
+            (br#"[{"a":1},"#, "ends before"),
+            (br#"[{"a":1}] x"#, "after the bundle"),
+            (b"  ", "empty"),
+            (br#"{"a":"x"}"#, "invalid type"),
+        ];
+        for (payload, expected) in cases {
+            let err = decode::<Doc>(&Bytes::copy_from_slice(payload)).expect_err("must fail");
+            assert!(err.to_string().contains(expected), "{err} for {payload:?}");
         }
     }
 

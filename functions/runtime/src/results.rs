@@ -117,44 +117,108 @@ pub(crate) struct Publication {
 /// job id; the results of a bundle travel as bundles, cut to stay under the size limits, each
 /// under [`bundle::bundle_id`] of its first job, so the same results published again (a job
 /// bundle redelivered and run again) are dropped by JetStream's duplicate window.
+///
+/// Each result is encoded straight into its bundle's buffer, sized after the first one: no
+/// buffer per result, no second copy to join them, no growing a large buffer step by step.
 pub(crate) fn publications<'a>(
     function: &str,
     spans: impl IntoIterator<Item = &'a Span>,
     events: &[ResultEvent],
 ) -> Result<Vec<Publication>, serde_json::Error> {
-    let mut encoded = events
-        .iter()
-        .map(serde_json::to_vec)
-        .collect::<Result<Vec<_>, _>>()?;
     let subject = result_subject(function);
     let mut publications = Vec::new();
     for (carrier, span) in spans.into_iter().enumerate() {
+        let span_events = &events[span.jobs.clone()];
         if !span.bundle {
-            for index in span.jobs.clone() {
+            for event in span_events {
                 publications.push(Publication {
                     carrier,
-                    subject: subject.clone(),
-                    msg_id: events[index].job_id.as_str().to_string(),
-                    documents: None,
-                    payload: std::mem::take(&mut encoded[index]).into(),
+                    ..Publication::single(event)?
                 });
             }
             continue;
         }
-        let documents = &encoded[span.jobs.clone()];
-        let sizes: Vec<usize> = documents.iter().map(Vec::len).collect();
-        for range in bundle::ranges(&sizes, MAX_RESULT_BUNDLE, MAX_RESULT_BUNDLE_BYTES) {
-            let first = &events[span.jobs.start + range.start];
-            publications.push(Publication {
-                carrier,
-                subject: subject.clone(),
-                msg_id: bundle::bundle_id(first.job_id.as_str(), range.len()),
-                documents: Some(range.len()),
-                payload: bundle::join(documents[range].iter().map(Vec::as_slice)).into(),
-            });
+        let mut open: Option<OpenBundle> = None;
+        for (index, event) in span_events.iter().enumerate() {
+            let bundle = open.get_or_insert_with(|| OpenBundle::new(index, span_events.len()));
+            if let Some(overflow) = bundle.push(event)? {
+                let full = std::mem::replace(bundle, overflow);
+                publications.push(full.finish(carrier, &subject, span_events));
+            }
+        }
+        if let Some(bundle) = open {
+            publications.push(bundle.finish(carrier, &subject, span_events));
         }
     }
     Ok(publications)
+}
+
+/// A result bundle being written: `[doc,doc,...` so far.
+struct OpenBundle {
+    payload: Vec<u8>,
+    /// The index (in its span) of its first result, whose job id names it.
+    first: usize,
+    documents: usize,
+    /// Results of the span not yet written, to size the buffer once the first is known.
+    remaining: usize,
+}
+
+impl OpenBundle {
+    fn new(first: usize, span_len: usize) -> Self {
+        Self {
+            payload: Vec::new(),
+            first,
+            documents: 0,
+            remaining: span_len - first,
+        }
+    }
+
+    /// Appends `event`; if that took the bundle past a limit, the event is taken back out and
+    /// returned as the start of the next bundle (a result too big on its own still gets a
+    /// bundle to itself).
+    fn push(&mut self, event: &ResultEvent) -> Result<Option<OpenBundle>, serde_json::Error> {
+        let start = self.payload.len();
+        self.payload
+            .push(if self.documents == 0 { b'[' } else { b',' });
+        serde_json::to_writer(&mut self.payload, event)?;
+        self.documents += 1;
+        self.remaining -= 1;
+        if self.documents == 1 {
+            let estimate = (self.payload.len() + 1).saturating_mul(self.remaining);
+            self.payload
+                .reserve(estimate.min(MAX_RESULT_BUNDLE_BYTES) + 1);
+            return Ok(None);
+        }
+        if self.documents <= MAX_RESULT_BUNDLE && self.payload.len() < MAX_RESULT_BUNDLE_BYTES {
+            return Ok(None);
+        }
+        let mut next = OpenBundle {
+            payload: Vec::new(),
+            first: self.first + self.documents - 1,
+            documents: 1,
+            remaining: self.remaining,
+        };
+        let document = &self.payload[start + 1..];
+        let estimate = (document.len() + 1).saturating_mul(self.remaining + 1);
+        next.payload
+            .reserve(estimate.min(MAX_RESULT_BUNDLE_BYTES) + 1);
+        next.payload.push(b'[');
+        next.payload.extend_from_slice(document);
+        self.payload.truncate(start);
+        self.documents -= 1;
+        Ok(Some(next))
+    }
+
+    fn finish(mut self, carrier: usize, subject: &str, span_events: &[ResultEvent]) -> Publication {
+        self.payload.push(b']');
+        Publication {
+            carrier,
+            subject: subject.to_string(),
+            msg_id: bundle::bundle_id(span_events[self.first].job_id.as_str(), self.documents),
+            documents: Some(self.documents),
+            payload: self.payload.into(),
+        }
+    }
 }
 
 impl Publication {
@@ -166,7 +230,12 @@ impl Publication {
             subject: result_subject(&event.function),
             msg_id: event.job_id.as_str().to_string(),
             documents: None,
-            payload: serde_json::to_vec(event)?.into(),
+            payload: {
+                // About what a result of this size encodes to, so the buffer rarely grows.
+                let mut payload = Vec::with_capacity(1024 + 48 * event.input.len());
+                serde_json::to_writer(&mut payload, event)?;
+                payload.into()
+            },
         })
     }
 
@@ -184,5 +253,103 @@ impl Publication {
         Ok(js
             .publish_with_headers(self.subject.clone(), headers, self.payload.clone())
             .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(index: usize, points: usize) -> ResultEvent {
+        let now = Utc::now();
+        ResultEvent {
+            schema_version: RESULT_SCHEMA_VERSION,
+            job_id: JobId::parse(&format!("job-{index}"), "job_id").expect("job id"),
+            function: "moving_average".into(),
+            function_version: "0.1.0".into(),
+            status: JobState::Succeeded,
+            output: Some(serde_json::json!({"values": [index as f64 / 3.0]})),
+            error: None,
+            input: (0..points).map(|i| i as f64 / 7.0).collect(),
+            metadata: Map::new(),
+            parameters: Map::new(),
+            source: Source::Async,
+            timings: Timings {
+                submitted_at: now,
+                started_at: now,
+                finished_at: now,
+                queue_ms: 0.5,
+                compute_ms: 0.25,
+            },
+            worker_id: "w".into(),
+            attempt: 1,
+            batch_size: 1,
+        }
+    }
+
+    /// The publications' bundles, decoded back: (msg id, job ids).
+    fn bundles_of(publications: &[Publication]) -> Vec<(String, Vec<String>)> {
+        publications
+            .iter()
+            .map(|publication| {
+                assert!(
+                    publication.payload.len() <= MAX_RESULT_BUNDLE_BYTES || {
+                        publication.documents == Some(1)
+                    }
+                );
+                let events: Vec<ResultEvent> =
+                    serde_json::from_slice(&publication.payload).expect("a JSON array of results");
+                assert_eq!(publication.documents, Some(events.len()));
+                let ids = events
+                    .iter()
+                    .map(|e| e.job_id.as_str().to_string())
+                    .collect();
+                (publication.msg_id.clone(), ids)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bundles_are_cut_at_the_document_limit() {
+        let events: Vec<ResultEvent> = (0..2500).map(|i| event(i, 4)).collect();
+        let spans = [Span {
+            jobs: 0..events.len(),
+            bundle: true,
+        }];
+        let publications = publications("moving_average", &spans, &events).expect("encode");
+        let bundles = bundles_of(&publications);
+        let sizes: Vec<usize> = bundles.iter().map(|(_, ids)| ids.len()).collect();
+        assert_eq!(sizes, vec![1000, 1000, 500]);
+        assert_eq!(bundles[1].0, "job-1000+1000");
+        let all: Vec<String> = bundles.into_iter().flat_map(|(_, ids)| ids).collect();
+        let expected: Vec<String> = (0..2500).map(|i| format!("job-{i}")).collect();
+        assert_eq!(all, expected);
+    }
+
+    #[test]
+    fn bundles_are_cut_by_size_and_a_huge_result_travels_alone() {
+        // About 75 KB per result: ten fit under the byte limit; the 60,000-point one alone does not.
+        let mut events: Vec<ResultEvent> = (0..20).map(|i| event(i, 4000)).collect();
+        events.insert(10, event(99, 60_000));
+        let spans = [
+            Span {
+                jobs: 0..1,
+                bundle: false,
+            },
+            Span {
+                jobs: 1..events.len(),
+                bundle: true,
+            },
+        ];
+        let publications = publications("moving_average", &spans, &events).expect("encode");
+        assert_eq!(publications[0].documents, None);
+        assert_eq!(publications[0].msg_id, "job-0");
+        assert!(publications[1..].iter().all(|p| p.carrier == 1));
+        let bundles = bundles_of(&publications[1..]);
+        let ids: Vec<Vec<String>> = bundles.into_iter().map(|(_, ids)| ids).collect();
+        assert!(ids.contains(&vec!["job-99".to_string()]), "{ids:?}");
+        let all: Vec<&String> = ids.iter().flatten().collect();
+        assert_eq!(all.len(), 20);
+        assert!(ids.iter().all(|bundle| !bundle.is_empty()));
     }
 }

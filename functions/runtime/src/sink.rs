@@ -244,14 +244,7 @@ async fn decode(js: &jetstream::Context, sink: &str, batch: Vec<Pulled>) -> Deco
         // A message that waited long in the inbox may be redelivered meanwhile: the copy in
         // hand counts as a redelivery too, so whichever copy comes second finds the first.
         let redelivered = waited_long || message.info().is_ok_and(|info| info.delivered > 1);
-        let results = bundle::split(&message.payload).and_then(|documents| {
-            documents
-                .into_iter()
-                .map(|payload| {
-                    serde_json::from_slice::<StoredResult>(&payload).map(|event| (payload, event))
-                })
-                .collect::<Result<Vec<_>, _>>()
-        });
+        let results = bundle::decode::<StoredResult>(&message.payload);
         match results {
             Ok(results) => {
                 for (payload, event) in results {

@@ -146,22 +146,15 @@ async fn unpack(
                 .increment(1);
         }
         let bundle = bundle::is_bundle(&message.payload);
-        let decoded = bundle::split(&message.payload)
-            .map_err(|err| format!("not a bundle of job envelopes: {err}"))
-            .and_then(|documents| {
-                documents
-                    .into_iter()
-                    .enumerate()
-                    .map(|(index, payload)| {
-                        serde_json::from_slice::<JobEnvelope>(&payload)
-                            .map(|envelope| (payload, envelope))
-                            .map_err(|err| match bundle {
-                                true => format!("element {index} is not a job envelope: {err}"),
-                                false => format!("not a job envelope: {err}"),
-                            })
-                    })
-                    .collect::<Result<Vec<_>, String>>()
-            });
+        let decoded = bundle::decode::<JobEnvelope>(&message.payload).map_err(|err| match err {
+            bundle::DecodeError::Element { index, source } => {
+                format!("element {index} is not a job envelope: {source}")
+            }
+            err @ (bundle::DecodeError::Document(_) | bundle::DecodeError::Empty) => {
+                format!("not a job envelope: {err}")
+            }
+            other => format!("not a bundle of job envelopes: {other}"),
+        });
         match decoded {
             Ok(jobs) if !jobs.is_empty() => {
                 let first = deliveries.len();
@@ -253,7 +246,8 @@ async fn process_batch<F: Function>(
     };
     let mut outputs = outputs.into_iter();
     let mut events = Vec::with_capacity(deliveries.len());
-    for (delivery, rejection) in deliveries.iter().zip(rejected) {
+    // The deliveries are used up here: their series and objects move into the results.
+    for (delivery, rejection) in deliveries.into_iter().zip(rejected) {
         let (output, batch_size) = match rejection {
             Some(failure) => (Err(failure), 0),
             None => outputs
@@ -262,13 +256,13 @@ async fn process_batch<F: Function>(
                     (o.output, o.batch_size)
                 }),
         };
-        let envelope = &delivery.envelope;
+        let envelope = delivery.envelope;
         events.push(
             Finished {
-                job_id: envelope.job_id.clone(),
-                input: envelope.data.clone(),
-                metadata: envelope.metadata.clone(),
-                parameters: envelope.parameters.clone(),
+                job_id: envelope.job_id,
+                input: envelope.data,
+                metadata: envelope.metadata,
+                parameters: envelope.parameters,
                 output,
                 source: Source::Async,
                 submitted_at: envelope.submitted_at,
@@ -290,6 +284,9 @@ async fn process_batch<F: Function>(
             return;
         }
     };
+    // Only the encoded results are needed while JetStream confirms them; with several batches
+    // in flight, that wait is where a replica's memory peaks.
+    drop(events);
     store_results_then_ack(js, &carriers, &publications, shutdown).await;
 }
 
