@@ -17,6 +17,21 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let JsonObjectBytes(bytes) = JsonObjectBytes::from_request(request, state).await?;
+        orbit_contract::parse_json(&bytes)
+            .map(JsonBody)
+            .map_err(ApiError::Malformed)
+    }
+}
+
+/// The body, within the size limit and starting as a JSON object, not yet parsed: for a
+/// handler that reads it its own way.
+pub struct JsonObjectBytes(pub Bytes);
+
+impl FromRequest<AppState> for JsonObjectBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let limit = state.config.max_body_bytes;
         let bytes = Bytes::from_request(request, state)
             .await
@@ -38,8 +53,6 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                 "must be a JSON object",
             )));
         }
-        orbit_contract::parse_json(&bytes)
-            .map(JsonBody)
-            .map_err(ApiError::Malformed)
+        Ok(Self(bytes))
     }
 }

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, JsonObjectBytes};
 use crate::jobs::Submission;
 use crate::state::AppState;
 use crate::sync_call;
@@ -79,45 +79,40 @@ pub async fn submit(
 pub async fn batch(
     State(state): State<AppState>,
     headers: HeaderMap,
-    JsonBody(body): JsonBody<Box<RawValue>>,
+    JsonObjectBytes(body): JsonObjectBytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    // Each job is parsed straight from its own text into a `JobRequest`, never through a
-    // `Value` tree: with 100 series of 64 numbers per request, that tree was most of the work.
-    #[derive(Deserialize)]
-    struct BatchBody {
-        jobs: Option<Box<RawValue>>,
-    }
-    let body: BatchBody = serde_json::from_str(body.get())
-        .map_err(|_| ApiError::Malformed(FieldError::new("body", "must be {\"jobs\": [...]}")))?;
-    let jobs = body
-        .jobs
-        .ok_or_else(|| ApiError::Malformed(FieldError::new("jobs", "is required")))?;
-    let items: Vec<&RawValue> = serde_json::from_str(jobs.get())
-        .map_err(|_| ApiError::Malformed(FieldError::new("jobs", "must be an array")))?;
-    let limit = state.config.max_batch_jobs;
-    if items.is_empty() || items.len() > limit {
-        return Err(ApiError::Invalid(FieldError::new(
-            "jobs",
-            format!("must hold 1 to {limit} jobs, got {}", items.len()),
-        )));
-    }
     let key = idempotency_key(&headers)?;
-    let mut submissions = Vec::with_capacity(items.len());
-    for (index, item) in items.into_iter().enumerate() {
-        let prefix = format!("jobs[{index}]");
-        let request: JobRequest = parse_json(item.get().as_bytes())
-            .map_err(|err| ApiError::Malformed(err.within(&prefix)))?;
-        let job_id = match &key {
-            Some(key) => JobId::parse(&format!("{key}-{index}"), "Idempotency-Key")
-                .map_err(ApiError::Invalid)?,
-            None => JobId::generate(),
-        };
-        submissions.push(
-            Submission::prepare(request, job_id)
-                .map_err(|err| ApiError::Invalid(err.within(&prefix)))?,
-        );
+    let limit = state.config.max_batch_jobs;
+    // A well-formed body is read in one pass, every job straight into a `JobRequest`. Only a
+    // body that fails that is read again step by step, to say which job and field is wrong.
+    #[derive(Deserialize)]
+    struct TypedBatch {
+        jobs: Vec<JobRequest>,
     }
-
+    let submissions = match serde_json::from_slice::<TypedBatch>(&body) {
+        Ok(TypedBatch { jobs }) => prepare_batch(jobs, key.as_deref(), limit, |job, _| Ok(job))?,
+        Err(_) => {
+            // Broken JSON is reported as such (where, and what), as for every other body.
+            parse_json::<serde::de::IgnoredAny>(&body).map_err(ApiError::Malformed)?;
+            #[derive(Deserialize)]
+            struct BatchBody<'a> {
+                #[serde(borrow)]
+                jobs: Option<&'a RawValue>,
+            }
+            let body: BatchBody = serde_json::from_slice(&body).map_err(|_| {
+                ApiError::Malformed(FieldError::new("body", "must be {\"jobs\": [...]}"))
+            })?;
+            let jobs = body
+                .jobs
+                .ok_or_else(|| ApiError::Malformed(FieldError::new("jobs", "is required")))?;
+            let items: Vec<&RawValue> = serde_json::from_str(jobs.get())
+                .map_err(|_| ApiError::Malformed(FieldError::new("jobs", "must be an array")))?;
+            prepare_batch(items, key.as_deref(), limit, |item, prefix| {
+                parse_json(item.get().as_bytes())
+                    .map_err(|err| ApiError::Malformed(err.within(prefix)))
+            })?
+        }
+    };
     let outcomes = state.publisher.publish(&submissions, true).await;
     let mut accepted = 0usize;
     let mut first_error = None;
@@ -154,6 +149,37 @@ pub async fn batch(
             })),
         )),
     }
+}
+
+/// Checks the batch size, reads each job with `read` (given its `jobs[i]` prefix) and
+/// validates it, stopping at the first bad job; job `i` of a keyed batch is `<key>-<i>`.
+fn prepare_batch<T>(
+    items: Vec<T>,
+    key: Option<&str>,
+    limit: usize,
+    read: impl Fn(T, &str) -> Result<JobRequest, ApiError>,
+) -> Result<Vec<Submission>, ApiError> {
+    if items.is_empty() || items.len() > limit {
+        return Err(ApiError::Invalid(FieldError::new(
+            "jobs",
+            format!("must hold 1 to {limit} jobs, got {}", items.len()),
+        )));
+    }
+    let mut submissions = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        let prefix = format!("jobs[{index}]");
+        let request = read(item, &prefix)?;
+        let job_id = match key {
+            Some(key) => JobId::parse(&format!("{key}-{index}"), "Idempotency-Key")
+                .map_err(ApiError::Invalid)?,
+            None => JobId::generate(),
+        };
+        submissions.push(
+            Submission::prepare(request, job_id)
+                .map_err(|err| ApiError::Invalid(err.within(&prefix)))?,
+        );
+    }
+    Ok(submissions)
 }
 
 /// `GET /api/v1/inference/{job_id}`: `queued` / `running` from the cache, final states from
