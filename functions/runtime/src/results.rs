@@ -159,8 +159,8 @@ struct OpenBundle {
     /// The index (in its span) of its first result, whose job id names it.
     first: usize,
     documents: usize,
-    /// Results of the span not yet written, to size the buffer once the first is known.
-    remaining: usize,
+    /// How many results the span holds, to size the buffer once the first is known.
+    span_len: usize,
 }
 
 impl OpenBundle {
@@ -169,7 +169,7 @@ impl OpenBundle {
             payload: Vec::new(),
             first,
             documents: 0,
-            remaining: span_len - first,
+            span_len,
         }
     }
 
@@ -182,31 +182,31 @@ impl OpenBundle {
             .push(if self.documents == 0 { b'[' } else { b',' });
         serde_json::to_writer(&mut self.payload, event)?;
         self.documents += 1;
-        self.remaining -= 1;
         if self.documents == 1 {
-            let estimate = (self.payload.len() + 1).saturating_mul(self.remaining);
-            self.payload
-                .reserve(estimate.min(MAX_RESULT_BUNDLE_BYTES) + 1);
+            self.reserve_like(self.payload.len() - 1);
             return Ok(None);
         }
         if self.documents <= MAX_RESULT_BUNDLE && self.payload.len() < MAX_RESULT_BUNDLE_BYTES {
             return Ok(None);
         }
-        let mut next = OpenBundle {
-            payload: Vec::new(),
-            first: self.first + self.documents - 1,
-            documents: 1,
-            remaining: self.remaining,
-        };
+        let mut next = OpenBundle::new(self.first + self.documents - 1, self.span_len);
         let document = &self.payload[start + 1..];
-        let estimate = (document.len() + 1).saturating_mul(self.remaining + 1);
-        next.payload
-            .reserve(estimate.min(MAX_RESULT_BUNDLE_BYTES) + 1);
+        next.reserve_like(document.len());
         next.payload.push(b'[');
         next.payload.extend_from_slice(document);
+        next.documents = 1;
         self.payload.truncate(start);
         self.documents -= 1;
         Ok(Some(next))
+    }
+
+    /// Room for the rest of the span's results (up to the byte limit), guessing each is about
+    /// as long as `document_len`, so the buffer is allocated once rather than grown.
+    fn reserve_like(&mut self, document_len: usize) {
+        let left = self.span_len - self.first;
+        let estimate = (document_len + 1).saturating_mul(left);
+        self.payload
+            .reserve(estimate.min(MAX_RESULT_BUNDLE_BYTES) + 2);
     }
 
     fn finish(mut self, carrier: usize, subject: &str, span_events: &[ResultEvent]) -> Publication {
