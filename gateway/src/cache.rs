@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use orbit_contract::cache::{job_key, MARK_QUEUED_SCRIPT, SCRIPT_CHUNK, STATS_KEY};
+use orbit_contract::cache::{parse_pending_state, pending_state, result_key, state_key, STATS_KEY};
 use orbit_contract::{JobId, JobState, JobView};
 use redis::aio::ConnectionManager;
 
@@ -30,43 +30,39 @@ impl JobCache {
         })
     }
 
-    /// Marks accepted jobs `queued`, unless a worker or a sink got there first (HSETNX).
+    /// Marks accepted jobs `queued`, unless a worker or a sink got there first (`SET ... NX`):
+    /// one pipelined round trip for the whole batch.
     pub async fn mark_queued(&self, jobs: &[(JobId, &str)]) -> Result<(), redis::RedisError> {
-        let script = redis::Script::new(MARK_QUEUED_SCRIPT);
-        for chunk in jobs.chunks(SCRIPT_CHUNK) {
-            let mut invocation = script.prepare_invoke();
-            invocation.arg(self.ttl_secs);
-            for (job_id, model) in chunk {
-                invocation.key(job_key(job_id.as_str())).arg(*model);
-            }
-            invocation
-                .invoke_async::<u64>(&mut self.connection.clone())
-                .await?;
+        let mut pipe = redis::pipe();
+        for (job_id, model) in jobs {
+            pipe.cmd("SET")
+                .arg(state_key(job_id.as_str()))
+                .arg(pending_state(JobState::Queued, model))
+                .arg("EX")
+                .arg(self.ttl_secs)
+                .arg("NX")
+                .ignore();
         }
-        Ok(())
+        pipe.query_async::<()>(&mut self.connection.clone()).await
     }
 
-    /// The cached state of a job, if the cache knows it.
+    /// The cached state of a job, if the cache knows it: its final view, else its pending
+    /// state.
     pub async fn lookup(&self, job_id: &JobId) -> Result<Option<JobView>, redis::RedisError> {
-        let (status, model, view): (Option<String>, Option<String>, Option<String>) =
-            redis::cmd("HMGET")
-                .arg(job_key(job_id.as_str()))
-                .arg("status")
-                .arg("model_name")
-                .arg("view")
-                .query_async(&mut self.connection.clone())
-                .await?;
+        let (view, state): (Option<String>, Option<String>) = redis::cmd("MGET")
+            .arg(result_key(job_id.as_str()))
+            .arg(state_key(job_id.as_str()))
+            .query_async(&mut self.connection.clone())
+            .await?;
         if let Some(view) = view {
             if let Ok(view) = serde_json::from_str::<JobView>(&view) {
                 return Ok(Some(view));
             }
         }
-        let state = match status.as_deref() {
-            Some("queued") => JobState::Queued,
-            Some("running") => JobState::Running,
-            _ => return Ok(None),
-        };
-        Ok(Some(JobView::pending(job_id.clone(), state, model)))
+        Ok(state
+            .as_deref()
+            .and_then(parse_pending_state)
+            .map(|(state, model)| JobView::pending(job_id.clone(), state, Some(model.to_string()))))
     }
 
     /// The counters `sink-redis` moves once per finished job (`orbit_contract::cache::STATS_KEY`).

@@ -254,6 +254,32 @@ impl Clients {
         Ok((status, response.json().await.unwrap_or(Value::Null)))
     }
 
+    /// The final status `sink-redis` cached for each of `ids` (`None` where it has none yet),
+    /// read from Redis itself in one `MGET`.
+    pub async fn cached_final_statuses(
+        &self,
+        ids: &[String],
+    ) -> anyhow::Result<Vec<Option<String>>> {
+        let keys: Vec<String> = ids
+            .iter()
+            .map(|id| orbit_contract::cache::result_key(id))
+            .collect();
+        let views: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut self.redis.clone())
+            .await?;
+        views
+            .into_iter()
+            .map(|view| {
+                view.map(|view| {
+                    let view: orbit_contract::JobView = serde_json::from_str(&view)?;
+                    Ok(view.status.as_str().to_string())
+                })
+                .transpose()
+            })
+            .collect()
+    }
+
     /// Polls a job's status URL until it reads `state`; returns the job.
     pub async fn wait_for_state(&self, status_url: &str, state: &str) -> anyhow::Result<Value> {
         wait_until(&format!("job {state}"), Duration::from_secs(30), || async {

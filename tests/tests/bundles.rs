@@ -87,13 +87,7 @@ async fn a_batch_travels_as_a_few_messages_and_every_job_is_recorded_once() -> a
         "600 final states in Redis",
         Duration::from_secs(20),
         || async {
-            let mut pipe = redis::pipe();
-            for id in &ids {
-                pipe.cmd("HGET")
-                    .arg(format!("orbit:job:{id}"))
-                    .arg("status");
-            }
-            let states: Vec<Option<String>> = pipe.query_async(&mut clients.redis.clone()).await?;
+            let states = clients.cached_final_statuses(&ids).await?;
             let done = states
                 .iter()
                 .filter(|s| s.as_deref() == Some("succeeded"))

@@ -48,13 +48,8 @@ async fn a_submitted_job_is_computed_and_recorded_in_postgres_and_redis() -> any
     assert_eq!(metadata["pattern"], "seasonal");
     assert_eq!(source, "async");
 
-    let mut redis = clients.redis.clone();
-    let cached: Option<String> = redis::cmd("HGET")
-        .arg(format!("orbit:job:{job_id}"))
-        .arg("status")
-        .query_async(&mut redis)
-        .await?;
-    assert_eq!(cached.as_deref(), Some("succeeded"));
+    let cached = clients.cached_final_statuses(std::slice::from_ref(&job_id)).await?;
+    assert_eq!(cached, vec![Some("succeeded".to_string())]);
 
     let (_, results) = clients
         .get_json(&stack.url("/api/v1/inference/results?limit=1000&model_name=moving_average"))

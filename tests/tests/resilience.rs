@@ -133,26 +133,18 @@ async fn a_replica_killed_mid_work_loses_nothing_and_records_each_job_once() -> 
     .await?;
     assert_eq!((rows, distinct), (total as i64, total as i64));
 
-    let mut redis = clients.redis.clone();
-    wait_until("every job final in Redis", Duration::from_secs(30), || {
-        let ids = ids.clone();
-        let mut redis = redis.clone();
-        async move {
-            let mut pipe = redis::pipe();
-            for id in &ids {
-                pipe.cmd("HGET")
-                    .arg(format!("orbit:job:{id}"))
-                    .arg("status");
-            }
-            let statuses: Vec<Option<String>> = pipe.query_async(&mut redis).await?;
+    wait_until(
+        "every job final in Redis",
+        Duration::from_secs(30),
+        || async {
+            let statuses = clients.cached_final_statuses(&ids).await?;
             Ok(statuses
                 .iter()
                 .all(|s| s.as_deref() == Some("succeeded"))
                 .then_some(()))
-        }
-    })
+        },
+    )
     .await?;
-    let _: () = redis::cmd("PING").query_async(&mut redis).await?;
     Ok(())
 }
 

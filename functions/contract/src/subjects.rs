@@ -42,9 +42,36 @@ pub fn started_subject(function: &str) -> String {
     format!("orbit.events.started.{function}")
 }
 
+/// The function a [`started_subject`] names; `None` for any other subject.
+pub fn started_function(subject: &str) -> Option<&str> {
+    subject
+        .strip_prefix("orbit.events.started.")
+        .filter(|function| {
+            !function.is_empty()
+                && function
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
+}
+
 /// Wildcard matching every `started` event.
 pub const STARTED_WILDCARD: &str = "orbit.events.started.*";
 /// Wildcards captured by each stream.
 pub const JOBS_WILDCARD: &str = "orbit.jobs.*";
 pub const RESULTS_WILDCARD: &str = "orbit.results.*";
 pub const DEADLETTER_WILDCARD: &str = "orbit.deadletter.*";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn started_subjects_name_their_function() {
+        let subject = started_subject("moving_average");
+        assert_eq!(started_function(&subject), Some("moving_average"));
+        assert_eq!(started_function("orbit.events.started."), None);
+        assert_eq!(started_function("orbit.events.started.a.b"), None);
+        assert_eq!(started_function("orbit.events.started.a b"), None);
+        assert_eq!(started_function("orbit.results.moving_average"), None);
+    }
+}

@@ -8,8 +8,10 @@
 
 use std::time::Duration;
 
-use orbit_contract::cache::{job_key, FINISH_SCRIPT, MARK_RUNNING_SCRIPT, SCRIPT_CHUNK, STATS_KEY};
-use orbit_contract::StoredResult;
+use orbit_contract::cache::{
+    pending_state, result_key, state_key, FINISH_SCRIPT, SCRIPT_CHUNK, STATS_KEY,
+};
+use orbit_contract::{JobState, StoredResult};
 use orbit_runtime::{Sink, SinkError};
 use redis::aio::ConnectionManager;
 
@@ -47,7 +49,7 @@ impl Sink for RedisSink {
             invocation.arg(self.ttl_secs);
             for event in chunk {
                 invocation
-                    .key(job_key(event.job_id.as_str()))
+                    .key(result_key(event.job_id.as_str()))
                     .arg(event.status.as_str())
                     .arg(&event.function)
                     .arg(event.view_json().map_err(SinkError::new)?);
@@ -66,20 +68,24 @@ impl Sink for RedisSink {
     }
 }
 
-/// Marks the announced jobs `running` (best effort: see `orbit.events.started.*`).
+/// Marks the announced jobs of `function` `running` (best effort: see
+/// `orbit.events.started.*`), in one pipelined round trip. It writes only the pending state,
+/// so it cannot cover a final view, which readers prefer.
 pub async fn mark_running(
     connection: &mut ConnectionManager,
+    function: &str,
     job_ids: &[String],
     ttl: Duration,
 ) -> Result<(), redis::RedisError> {
-    let script = redis::Script::new(MARK_RUNNING_SCRIPT);
-    for chunk in job_ids.chunks(SCRIPT_CHUNK) {
-        let mut invocation = script.prepare_invoke();
-        invocation.arg(ttl.as_secs().max(1));
-        for job_id in chunk {
-            invocation.key(job_key(job_id));
-        }
-        invocation.invoke_async::<u64>(connection).await?;
+    let running = pending_state(JobState::Running, function);
+    let mut pipe = redis::pipe();
+    for job_id in job_ids {
+        pipe.cmd("SET")
+            .arg(state_key(job_id))
+            .arg(&running)
+            .arg("EX")
+            .arg(ttl.as_secs().max(1))
+            .ignore();
     }
-    Ok(())
+    pipe.query_async::<()>(connection).await
 }

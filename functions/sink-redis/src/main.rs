@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures::StreamExt;
-use orbit_contract::subjects::STARTED_WILDCARD;
+use orbit_contract::subjects::{started_function, STARTED_WILDCARD};
 use orbit_runtime::{env_or, nats, serve_sink, telemetry, RuntimeConfig, Shutdown};
 use sink_redis::{connect, mark_running, RedisSink};
 
@@ -55,11 +55,14 @@ async fn follow_started(
             },
             _ = shutdown.wait() => break,
         };
-        let Ok(job_ids) = serde_json::from_slice::<Vec<String>>(&notice.payload) else {
+        let (Some(function), Ok(job_ids)) = (
+            started_function(&notice.subject),
+            serde_json::from_slice::<Vec<String>>(&notice.payload),
+        ) else {
             tracing::debug!(subject = %notice.subject, "ignoring malformed started notice");
             continue;
         };
-        if let Err(err) = mark_running(&mut connection, &job_ids, ttl).await {
+        if let Err(err) = mark_running(&mut connection, function, &job_ids, ttl).await {
             tracing::debug!(error = %err, "running marks not written");
         }
     }
