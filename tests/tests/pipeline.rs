@@ -48,7 +48,9 @@ async fn a_submitted_job_is_computed_and_recorded_in_postgres_and_redis() -> any
     assert_eq!(metadata["pattern"], "seasonal");
     assert_eq!(source, "async");
 
-    let cached = clients.cached_final_statuses(std::slice::from_ref(&job_id)).await?;
+    let cached = clients
+        .cached_final_statuses(std::slice::from_ref(&job_id))
+        .await?;
     assert_eq!(cached, vec![Some("succeeded".to_string())]);
 
     let (_, results) = clients
