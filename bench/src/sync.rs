@@ -1,11 +1,13 @@
 //! Synchronous moving averages: NATS request/reply straight to the function, and the same call
-//! through the gateway (`/api/v1/inference/run`, KServe `/v2/.../infer`).
+//! through the gateway (`/api/v1/inference/run`, KServe `/v2/.../infer`); and, as the floor
+//! under them, the same request answered at once by an echo responder on the same NATS server.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 
@@ -24,6 +26,9 @@ pub struct SyncReport {
 
 #[derive(Clone, Copy, Debug)]
 pub enum Path {
+    /// The bus alone: [`EchoResponder`] answers with the request body. No parse, no compute, no
+    /// record; what any NATS request/reply of this size costs here.
+    NatsEcho,
     Nats,
     HttpRun,
     KServe,
@@ -32,6 +37,7 @@ pub enum Path {
 impl Path {
     fn name(self) -> &'static str {
         match self {
+            Path::NatsEcho => "nats echo (the bus alone)",
             Path::Nats => "nats orbit.fn.moving_average",
             Path::HttpRun => "http /api/v1/inference/run",
             Path::KServe => "http /v2/models/moving_average/infer",
@@ -74,6 +80,7 @@ pub async fn run(
             while next.fetch_add(1, Ordering::Relaxed) < calls {
                 let sent = Instant::now();
                 let ok = match path {
+                    Path::NatsEcho => nats.request(ECHO_SUBJECT, nats_body.clone()).await.is_ok(),
                     Path::Nats => match nats
                         .request("orbit.fn.moving_average", nats_body.clone())
                         .await
@@ -122,4 +129,35 @@ pub async fn run(
         latency: latency.summary(),
         errors,
     })
+}
+
+/// Subject of the [`EchoResponder`]; outside every subject Orbit serves.
+pub const ECHO_SUBJECT: &str = "orbit-bench.echo";
+
+/// A responder on its own NATS connection that answers every request on [`ECHO_SUBJECT`]
+/// with its body, as a replica would with no work to do. Stops when dropped.
+pub struct EchoResponder {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EchoResponder {
+    pub async fn start(nats_url: &str) -> anyhow::Result<Self> {
+        let client = async_nats::connect(nats_url).await?;
+        let mut requests = client.subscribe(ECHO_SUBJECT).await?;
+        client.flush().await?;
+        let task = tokio::spawn(async move {
+            while let Some(request) = requests.next().await {
+                if let Some(reply) = request.reply {
+                    let _ = client.publish(reply, request.payload).await;
+                }
+            }
+        });
+        Ok(Self { task })
+    }
+}
+
+impl Drop for EchoResponder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

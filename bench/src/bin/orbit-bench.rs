@@ -233,7 +233,9 @@ impl Bench {
                 // The last row freezes the sinks and the bridge: the same calls without the
                 // work each record causes downstream on the same two cores (the records wait
                 // in RESULTS and are stored once the sinks resume).
+                let _echo = sync::EchoResponder::start(self.stack.var("ORBIT_NATS_URL")?).await?;
                 let plan = [
+                    (sync::Path::NatsEcho, 1, n(5_000, 20_000), false),
                     (sync::Path::Nats, 1, n(5_000, 20_000), false),
                     (sync::Path::Nats, 16, n(30_000, 100_000), false),
                     (sync::Path::HttpRun, 1, n(3_000, 10_000), false),
