@@ -7,6 +7,7 @@ pub mod e2e;
 pub mod http1;
 pub mod jobs;
 pub mod latency;
+pub mod probe;
 pub mod publish;
 pub mod relay;
 pub mod resources;

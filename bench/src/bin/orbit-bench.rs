@@ -16,7 +16,7 @@ use anyhow::{bail, Context};
 use orbit_bench::e2e::{self, Load, Target};
 use orbit_bench::resources::{Sampler, Usage};
 use orbit_bench::stack::Stack;
-use orbit_bench::{bridge, relay, scaling, settle, sync};
+use orbit_bench::{bridge, probe, relay, scaling, settle, sync};
 use serde_json::{json, Value};
 
 const ALL: &[&str] = &[
@@ -452,8 +452,17 @@ async fn main() -> anyhow::Result<()> {
         if bench.options.long { "long" } else { "short" },
         bench.stack.http
     );
+    let mut reference = Vec::new();
     for scenario in &scenarios {
         settle::settle(&bench.js, Duration::from_secs(120)).await?;
+        let work_ms = probe::reference_time().as_secs_f64() * 1000.0;
+        let trip_us = probe::loopback_round_trip().map_or(f64::NAN, |t| t.as_secs_f64() * 1e6);
+        println!(
+            "\n-- machine: reference work {work_ms:.1} ms, loopback round trip {trip_us:.1} us (lower is faster; compare figures taken at similar values)"
+        );
+        reference.push(
+            json!({ "before": scenario, "work_ms": work_ms, "loopback_round_trip_us": trip_us }),
+        );
         bench
             .run(scenario)
             .await
@@ -462,7 +471,7 @@ async fn main() -> anyhow::Result<()> {
     let out = PathBuf::from("bench/results");
     std::fs::create_dir_all(&out)?;
     let file = out.join(format!("{}.json", started.format("%Y%m%dT%H%M%S")));
-    let document = json!({ "started": started, "long": bench.options.long, "machine": machine(), "results": bench.results });
+    let document = json!({ "started": started, "long": bench.options.long, "machine": machine(), "machine_probes": reference, "results": bench.results });
     std::fs::write(&file, serde_json::to_string_pretty(&document)?)?;
     println!("\nwrote {}", file.display());
     Ok(())
