@@ -3,8 +3,8 @@
 //!
 //! The benchmarks run on a shared VM whose own speed moves: on 2026-12-02 the same binaries on
 //! the same fresh stack spent 175 us of CPU per batched job in one suite and 239 us in the next.
-//! The round trip (two wakeups, four syscalls: what every hop of the pipeline pays) read 56-77
-//! us there and moved with the figures; the CPU work moved less. A figure is comparable with
+//! The round trip (two wakeups, four syscalls: what every hop of the pipeline pays) read 51-77
+//! us there and moved with the batch figures; the CPU work did not. A figure is comparable with
 //! another only when both were taken at similar probe values.
 
 use std::hint::black_box;
