@@ -39,7 +39,7 @@ load *ARGS:
 # The LSTM model's own speed on the CPU (lone-request latency, series/s by batch size).
 bench-lstm *ARGS:
     scripts/install.sh
-    source scripts/lib.sh && ORT_DYLIB_PATH="$(ort_lib)" cargo run --release --quiet -p lstm-timeseries --bin lstm-bench -- {{ARGS}}
+    source scripts/lib.sh && ORT_DYLIB_PATH="$(ort_lib)" cargo run --release --quiet -p onnx-host --bin lstm-bench -- {{ARGS}}
 
 # The same on a GPU machine (installs the CUDA runtime wheels; see bench/gpu.sh).
 bench-gpu:

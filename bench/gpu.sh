@@ -20,9 +20,10 @@ export ORT_DYLIB_PATH
 
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/lstm-bench"
 if command -v cargo >/dev/null; then
-  (cd "$ROOT" && cargo build --release --quiet -p lstm-timeseries --bin lstm-bench)
+  (cd "$ROOT" && cargo build --release --quiet -p onnx-host --bin lstm-bench)
 fi
 [[ -x "$BIN" ]] || die "$BIN missing: build it with cargo, or carry it here"
+cd "$ROOT"  # the model repository (models/) is read from here
 
 say "CPU provider on this machine, for comparison"
 "$BIN" --device cpu --seconds 1 --batches 1,1024

@@ -760,12 +760,74 @@
     }));
   }
 
-  function showModelParams() {
-    for (const fieldset of form.querySelectorAll('fieldset.params')) {
-      const on = fieldset.dataset.model === modelSelect.value;
-      fieldset.hidden = !on;
-      fieldset.disabled = !on;
+  // The functions the gateway's registry knows, by name (GET /api/v1/models): the form is
+  // built from each one's declaration, so a function that plugs in gets a form of its own.
+  const functions = new Map();
+
+  /** One input per declared parameter: a select for an enum, a number box for a number, a
+   * text box (comma-separated) for a list; the declared default shows as the placeholder. */
+  function paramField(name, schema) {
+    const id = `param-${name}`;
+    const hint = schema.description || '';
+    let input;
+    if (Array.isArray(schema.enum)) {
+      input = el('select', { id, name },
+        ...(schema.default === undefined ? [el('option', { value: '' }, '(default)')] : []),
+        ...schema.enum.map((v) => el('option', { value: String(v) }, String(v))));
+      if (schema.default !== undefined) input.value = String(schema.default);
+    } else if (schema.type === 'integer' || schema.type === 'number') {
+      input = el('input', { id, name, type: 'number', inputMode: schema.type === 'integer' ? 'numeric' : 'decimal',
+        step: schema.type === 'integer' ? '1' : 'any' });
+      if (schema.minimum !== undefined) input.min = String(schema.minimum);
+      if (schema.maximum !== undefined) input.max = String(schema.maximum);
+      if (schema.default !== undefined) input.placeholder = String(schema.default);
+    } else {
+      input = el('input', { id, name, type: 'text', placeholder: schema.type === 'array' ? 'comma-separated' : '' });
+      if (schema.default !== undefined && !(Array.isArray(schema.default) && !schema.default.length)) input.placeholder = JSON.stringify(schema.default);
     }
+    input.dataset.kind = schema.type === 'array' ? 'list' : (Array.isArray(schema.enum) ? 'enum' : 'value');
+    if (hint) input.title = hint;
+    return el('div', {}, el('label', { htmlFor: id }, name), input);
+  }
+
+  let renderedFor = null; // which declaration the form was last built from
+
+  function showModelParams() {
+    const declared = functions.get(modelSelect.value);
+    renderedFor = `${modelSelect.value} ${JSON.stringify(declared?.parameters ?? null)}`;
+    const properties = (declared && declared.parameters && declared.parameters.properties) || {};
+    const names = Object.keys(properties);
+    $('param-fields').replaceChildren(...names.map((name) => paramField(name, properties[name])));
+    $('params').hidden = names.length === 0;
+    $('model-description').textContent = declared
+      ? `${declared.description} · version ${declared.version}${declared.replicas !== undefined ? ` · ${declared.replicas} replica(s)` : ''}`
+      : '';
+    const tensors = declared && declared.input === 'tensors';
+    $('tensor-inputs').hidden = !tensors;
+    $('series-inputs').hidden = tensors;
+    if (tensors && declared.example && declared.example.inputs) {
+      $('inputs').value = JSON.stringify(declared.example.inputs);
+    }
+  }
+
+  /** The parameters typed into the form; empty fields are left out (the declared default). */
+  function formParameters() {
+    const parameters = {};
+    for (const input of $('param-fields').querySelectorAll('input, select')) {
+      const raw = input.value.trim();
+      if (raw === '') continue;
+      if (input.dataset.kind === 'list') {
+        parameters[input.name] = raw.split(/[\s,;]+/).filter(Boolean).map((tok) => {
+          const n = Number(tok);
+          return Number.isFinite(n) ? n : tok;
+        });
+      } else if (input.dataset.kind === 'enum') {
+        parameters[input.name] = raw;
+      } else {
+        parameters[input.name] = param(input);
+      }
+    }
+    return parameters;
   }
 
   function clearFormError() {
@@ -782,8 +844,9 @@
     box.hidden = false;
     const field = String(error.field || '');
     const target = field.startsWith('data') ? seriesBox
+      : field.startsWith('inputs') ? $('inputs')
       : field === 'model_name' ? modelSelect
-      : form.querySelector(`[name="${CSS.escape(field.replace(/^parameters\./, ''))}"]`);
+      : form.querySelector(`[name="${CSS.escape(field.replace(/^(parameters|metadata)\./, '').replace(/\[.*$/, ''))}"]`);
     target?.setAttribute('aria-invalid', 'true');
   }
 
@@ -799,10 +862,19 @@
     event.preventDefault();
     clearFormError();
     const model = modelSelect.value;
-    const parameters = model === 'lstm_timeseries'
-      ? { horizon: param($('horizon')) }
-      : { window: param($('window')), kind: $('kind').value };
-    const data = parseSeries(seriesBox.value);
+    const parameters = formParameters();
+    const declared = functions.get(model);
+    const tensors = declared && declared.input === 'tensors';
+    let inputs = null;
+    if (tensors) {
+      try {
+        inputs = JSON.parse($('inputs').value || '[]');
+      } catch (err) {
+        showFormError({ message: `The inputs are not JSON: ${err.message}`, field: 'inputs' });
+        return;
+      }
+    }
+    const data = tensors ? [] : parseSeries(seriesBox.value);
     const button = $('submit-button');
     button.disabled = true;
     button.textContent = 'Submitting…';
@@ -810,7 +882,7 @@
       const response = await fetch('/api/v1/inference/submit', {
         method: 'POST',
         headers: { 'content-type': 'application/json', accept: 'application/json' },
-        body: JSON.stringify({ model_name: model, data, parameters }),
+        body: JSON.stringify(tensors ? { model_name: model, inputs, parameters } : { model_name: model, data, parameters }),
       });
       const body = await response.json().catch(() => null);
       if (!response.ok || !body || !body.job_id) {
@@ -907,16 +979,22 @@
   async function loadModels() {
     try {
       const response = await fetch('/api/v1/models', { headers: { accept: 'application/json' } });
-      const models = response.ok ? (await response.json()).models : null;
+      const body = response.ok ? await response.json() : null;
+      const models = body && body.models;
       if (!Array.isArray(models) || !models.length) return;
-      const keep = modelSelect.value;
+      functions.clear();
+      for (const declared of body.functions || []) functions.set(declared.name, declared);
+      const keep = modelSelect.value || 'moving_average';
       modelSelect.replaceChildren(...models.map((m) => el('option', { value: m }, m)));
       if (models.includes(keep)) modelSelect.value = keep;
+
       const filterKeep = filterFn.value;
       filterFn.replaceChildren(el('option', { value: '' }, 'All'), ...models.map((m) => el('option', { value: m }, m)));
       filterFn.value = filterKeep;
-      showModelParams();
-    } catch { /* keep the built-in list */ }
+      // Rebuilt only when the declaration changed, so a refresh never wipes what was typed.
+      const current = `${modelSelect.value} ${JSON.stringify(functions.get(modelSelect.value)?.parameters ?? null)}`;
+      if (current !== renderedFor) showModelParams();
+    } catch { /* keep what the page has */ }
   }
 
   for (const canvas of document.querySelectorAll('canvas')) resizeObserver.observe(canvas);
@@ -925,5 +1003,7 @@
   refreshSeriesInfo();
   renderCharts();
   loadModels();
+  // Functions plug in while the page is open: the list and the forms follow the registry.
+  setInterval(loadModels, 15_000);
   connect();
 })();

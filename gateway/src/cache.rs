@@ -1,15 +1,15 @@
 //! The gateway's side of the Redis job cache: mark accepted jobs `queued`, read job states.
 //!
-//! The layout and the state rules are in `orbit_contract::cache`; `sink-redis` writes the
+//! The layout and the state rules are `sink-redis`'s (`sink_redis::layout`), which writes the
 //! final states. Redis being down never fails a submit (the job is safe in JetStream); it only
 //! means status reads fall back to Postgres.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use orbit_contract::cache::{parse_pending_state, pending_state, result_key, state_key, STATS_KEY};
 use orbit_contract::{JobId, JobState, JobView};
 use redis::aio::ConnectionManager;
+use sink_redis::layout::{parse_pending_state, pending_state, result_key, state_key, STATS_KEY};
 
 #[derive(Clone)]
 pub struct JobCache {
@@ -65,7 +65,7 @@ impl JobCache {
             .map(|(state, model)| JobView::pending(job_id.clone(), state, Some(model.to_string()))))
     }
 
-    /// The counters `sink-redis` moves once per finished job (`orbit_contract::cache::STATS_KEY`).
+    /// The counters `sink-redis` moves once per finished job (`sink_redis::layout::STATS_KEY`).
     pub async fn counters(&self) -> Result<HashMap<String, u64>, redis::RedisError> {
         redis::cmd("HGETALL")
             .arg(STATS_KEY)

@@ -31,6 +31,9 @@ pub struct GatewayConfig {
     /// `ORBIT_SUBMIT_INFLIGHT`, default 1: JOBS publishes of single submits in flight at once;
     /// submits arriving while all are busy leave together as one bundle.
     pub submit_inflight: usize,
+    /// `ORBIT_DISCOVERY_INTERVAL_MS`, default 2000: how often the function registry sweeps
+    /// `$SRV.PING` for replicas and changed declarations.
+    pub discovery_interval: Duration,
     /// `ORBIT_JOB_TTL_SECS`, default 86400: how long job states stay in the Redis cache.
     pub job_ttl: Duration,
     /// `ORBIT_DASHBOARD_DIR`, default `dashboard`: static files served at `/`.
@@ -57,6 +60,9 @@ impl GatewayConfig {
             sync_timeout: Duration::from_millis(env_or("ORBIT_SYNC_TIMEOUT_MS", 10_000u64)?),
             publish_retry: Duration::from_millis(env_or("ORBIT_PUBLISH_RETRY_MS", 3_000u64)?),
             submit_inflight: env_or("ORBIT_SUBMIT_INFLIGHT", 1usize)?.max(1),
+            discovery_interval: Duration::from_millis(
+                env_or("ORBIT_DISCOVERY_INTERVAL_MS", 2_000u64)?.max(100),
+            ),
             job_ttl: Duration::from_secs(env_or("ORBIT_JOB_TTL_SECS", 86_400u64)?),
             dashboard_dir: env_or("ORBIT_DASHBOARD_DIR", PathBuf::from("dashboard"))?,
             dashboard: DashboardConfig {

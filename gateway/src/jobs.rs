@@ -91,7 +91,7 @@ impl Publisher {
             .iter()
             .zip(&per_job)
             .filter(|(_, outcome)| matches!(outcome, Ok(Accepted { duplicate: false })))
-            .map(|(s, _)| (s.job_id.clone(), s.model.name()))
+            .map(|(s, _)| (s.job_id.clone(), s.function.as_str()))
             .collect();
         if !queued.is_empty() {
             metrics::counter!("orbit_gateway_jobs_accepted_total").increment(queued.len() as u64);

@@ -1,7 +1,8 @@
 //! Builds the gateway from its configuration and serves it until shutdown.
 
 use anyhow::Context;
-use orbit_runtime::{nats, streams, Shutdown};
+use orbit_runtime::registry::Registry;
+use orbit_runtime::{catalog, nats, streams, Shutdown};
 
 use crate::cache::JobCache;
 use crate::config::GatewayConfig;
@@ -17,7 +18,16 @@ pub async fn run(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<()
     let metrics = orbit_runtime::metrics::install(None)?;
     let client = nats::connect(&config.nats_url, "orbit-gateway").await?;
     let jetstream = nats::jetstream(client.clone());
-    streams::ensure(&jetstream, &streams::StreamSettings::from_env()?).await?;
+    let settings = streams::StreamSettings::from_env()?;
+    streams::ensure(&jetstream, &settings).await?;
+    catalog::ensure(&jetstream, settings.replicas).await?;
+    let registry = Registry::start(
+        client.clone(),
+        jetstream.clone(),
+        config.discovery_interval,
+        shutdown.clone(),
+    )
+    .await;
     let cache = JobCache::connect(&config.redis_url, config.job_ttl)
         .await
         .context("connecting to Redis (ORBIT_REDIS_URL)")?;
@@ -30,7 +40,7 @@ pub async fn run(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<()
     let relay = dashboard::start(
         &config.dashboard,
         dashboard::probe::Sources {
-            nats: client.clone(),
+            registry: registry.clone(),
             jetstream: jetstream.clone(),
             cache: cache.clone(),
             store: store.clone(),
@@ -46,6 +56,7 @@ pub async fn run(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<()
         config: std::sync::Arc::new(config),
         nats: client.clone(),
         jetstream,
+        registry,
         cache,
         store,
         metrics,

@@ -7,6 +7,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
+use orbit_runtime::registry::Registry;
 
 use crate::cache::JobCache;
 use crate::config::GatewayConfig;
@@ -35,6 +36,8 @@ pub struct Shared {
     pub config: Arc<GatewayConfig>,
     pub nats: async_nats::Client,
     pub jetstream: async_nats::jetstream::Context,
+    /// The functions that exist, learned from the catalog and discovery.
+    pub registry: Registry,
     pub cache: JobCache,
     pub store: Store,
     pub metrics: PrometheusHandle,

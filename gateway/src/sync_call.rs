@@ -10,13 +10,19 @@ use crate::state::AppState;
 
 /// Runs `job` on a replica of its function and returns the reply.
 pub async fn call(state: &AppState, job: ValidJob, job_id: JobId) -> Result<SyncReply, ApiError> {
-    let name = job.model.name();
-    let request = SyncRequest {
-        model_name: Some(name.to_string()),
-        parameters: Some(job.params.to_canonical()),
-        data: job.series.into_inner(),
-        metadata: Some(job.metadata),
-    };
+    call_within(state, job, job_id, state.config.sync_timeout).await
+}
+
+/// The same, waiting at most `timeout` for the answer.
+pub async fn call_within(
+    state: &AppState,
+    job: ValidJob,
+    job_id: JobId,
+    timeout: std::time::Duration,
+) -> Result<SyncReply, ApiError> {
+    let name = job.function.clone();
+    let name = name.as_str();
+    let request = SyncRequest::from_job(job);
     let payload =
         serde_json::to_vec(&request).map_err(|err| ApiError::Internal(err.to_string()))?;
     let mut headers = HeaderMap::new();
@@ -28,7 +34,7 @@ pub async fn call(state: &AppState, job: ValidJob, job_id: JobId) -> Result<Sync
             async_nats::Request::new()
                 .headers(headers)
                 .payload(payload.into())
-                .timeout(Some(state.config.sync_timeout)),
+                .timeout(Some(timeout)),
         )
         .await
         .map_err(|err| match err.kind() {
@@ -37,7 +43,7 @@ pub async fn call(state: &AppState, job: ValidJob, job_id: JobId) -> Result<Sync
             }
             RequestErrorKind::TimedOut => ApiError::Timeout(format!(
                 "{name} did not answer within {} ms",
-                state.config.sync_timeout.as_millis()
+                timeout.as_millis()
             )),
             RequestErrorKind::MaxPayloadExceeded => ApiError::Invalid(FieldError::new(
                 "data",
@@ -74,6 +80,7 @@ fn service_error(code: &str, text: String, job_id: JobId) -> ApiError {
             field.unwrap_or_else(|| "body".into()),
             message,
         )),
+        "404" => ApiError::NotFound(text),
         "422" => ApiError::JobFailed {
             job_id,
             failure: JobFailure {

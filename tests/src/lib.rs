@@ -4,6 +4,8 @@
 //! Tests wait on conditions with deadlines, never on sleeps that merely hope: see
 //! [`wait_until`].
 
+pub mod onnx;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -62,7 +64,8 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-fn binary(name: &str) -> PathBuf {
+/// The path of workspace binary `name` (the debug build the tests run).
+pub fn binary(name: &str) -> PathBuf {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| workspace_root().join("target"));
@@ -103,6 +106,7 @@ impl Proc {
         let mut command = Command::new(path);
         command
             .args(args)
+            .current_dir(workspace_root())
             .envs(&env.vars)
             .env("RUST_LOG", "info")
             .env("ORBIT_ACK_WAIT_MS", "2000")
@@ -262,7 +266,7 @@ impl Clients {
     ) -> anyhow::Result<Vec<Option<String>>> {
         let keys: Vec<String> = ids
             .iter()
-            .map(|id| orbit_contract::cache::result_key(id))
+            .map(|id| sink_redis::layout::result_key(id))
             .collect();
         let views: Vec<Option<String>> = redis::cmd("MGET")
             .arg(&keys)
@@ -363,6 +367,105 @@ impl Clients {
     }
 }
 
+/// One process of `stack.toml`, the one list of what the stack runs.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ProcessEntry {
+    pub name: String,
+    pub binary: String,
+    pub kind: String,
+    #[serde(default)]
+    pub env: HashMap<String, String>,
+}
+
+#[derive(serde::Deserialize)]
+struct Manifest {
+    process: Vec<ProcessEntry>,
+}
+
+/// The processes of `stack.toml`.
+pub fn manifest() -> anyhow::Result<Vec<ProcessEntry>> {
+    let path = workspace_root().join("stack.toml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let manifest: Manifest =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    Ok(manifest.process)
+}
+
+/// The manifest entry called `name`.
+pub fn process(name: &str) -> anyhow::Result<ProcessEntry> {
+    manifest()?
+        .into_iter()
+        .find(|p| p.name == name)
+        .with_context(|| format!("no process {name} in stack.toml"))
+}
+
+/// The functions `binary` serves, from `<binary> describe` (one descriptor, or a list of them
+/// for a host of many), run once per binary and test process.
+pub fn functions_of(entry: &ProcessEntry, env: &TestEnv) -> anyhow::Result<Vec<String>> {
+    static SEEN: std::sync::Mutex<Option<HashMap<String, Vec<String>>>> =
+        std::sync::Mutex::new(None);
+    let mut seen = SEEN.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+    if let Some(names) = seen.get_or_insert_with(HashMap::new).get(&entry.name) {
+        return Ok(names.clone());
+    }
+    let output = Command::new(binary(&entry.binary))
+        .arg("describe")
+        .current_dir(workspace_root())
+        .envs(&env.vars)
+        .envs(&entry.env)
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("{} describe", entry.binary))?;
+    if !output.status.success() {
+        bail!("{} describe failed", entry.binary);
+    }
+    let described: Value = serde_json::from_slice(&output.stdout)?;
+    let names: Vec<String> = match described {
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|d| d["name"].as_str().map(str::to_string))
+            .collect(),
+        single => single["name"]
+            .as_str()
+            .map(str::to_string)
+            .into_iter()
+            .collect(),
+    };
+    seen.get_or_insert_with(HashMap::new)
+        .insert(entry.name.clone(), names.clone());
+    Ok(names)
+}
+
+/// Deploys every function of `stack.toml` in the function catalog (`<binary> register`), once
+/// per test process: what a deployment does before any replica runs, so the gateway accepts
+/// jobs for a function none of whose replicas has started yet.
+pub fn register_functions(env: &TestEnv) -> anyhow::Result<()> {
+    static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        let run = || -> anyhow::Result<()> {
+            for entry in manifest()?.into_iter().filter(|p| p.kind == "function") {
+                let status = Command::new(binary(&entry.binary))
+                    .arg("register")
+                    .current_dir(workspace_root())
+                    .envs(&env.vars)
+                    .envs(&entry.env)
+                    .env("RUST_LOG", "warn")
+                    .status()
+                    .with_context(|| format!("{} register", entry.binary))?;
+                if !status.success() {
+                    bail!("{} register failed", entry.binary);
+                }
+            }
+            Ok(())
+        };
+        run().map_err(|err| format!("{err:#}"))
+    })
+    .clone()
+    .map_err(|err| anyhow::anyhow!(err))
+}
+
 /// The Orbit processes of one test: gateway, sinks and function replicas.
 pub struct Stack {
     pub http_base: String,
@@ -372,10 +475,8 @@ pub struct Stack {
 
 /// What to start.
 pub struct StackOptions {
-    /// `moving_average` replicas.
-    pub replicas: usize,
-    /// `lstm_timeseries` replicas.
-    pub lstm_replicas: usize,
+    /// Function processes of `stack.toml` and how many replicas of each.
+    pub functions: Vec<(&'static str, usize)>,
     pub gateway: bool,
     pub sinks: bool,
     /// Extra environment for the gateway.
@@ -386,16 +487,15 @@ impl StackOptions {
     /// Gateway and sinks, but no function yet (jobs wait in JOBS).
     pub fn without_functions() -> Self {
         Self {
-            replicas: 0,
+            functions: Vec::new(),
             ..Self::default()
         }
     }
 
-    /// Gateway, sinks and one lstm_timeseries replica.
-    pub fn lstm_only() -> Self {
+    /// Gateway, sinks and the model host (the LSTM forecaster, the cloud mask).
+    pub fn models_only() -> Self {
         Self {
-            replicas: 0,
-            lstm_replicas: 1,
+            functions: vec![("onnx-host", 1)],
             ..Self::default()
         }
     }
@@ -403,7 +503,7 @@ impl StackOptions {
     /// The default stack with `replicas` moving_average replicas.
     pub fn with_replicas(replicas: usize) -> Self {
         Self {
-            replicas,
+            functions: vec![("moving_average", replicas)],
             ..Self::default()
         }
     }
@@ -412,8 +512,7 @@ impl StackOptions {
 impl Default for StackOptions {
     fn default() -> Self {
         Self {
-            replicas: 1,
-            lstm_replicas: 0,
+            functions: vec![("moving_average", 1)],
             gateway: true,
             sinks: true,
             gateway_env: Vec::new(),
@@ -426,26 +525,24 @@ impl Stack {
         let env = &clients.env;
         let mut others = Vec::new();
         if options.sinks {
-            others.push(Proc::spawn("sink-postgres", "sink-postgres", env, &[])?);
-            others.push(Proc::spawn("sink-redis", "sink-redis", env, &[])?);
+            for entry in manifest()?.into_iter().filter(|p| p.kind == "sink") {
+                others.push(Proc::spawn(&entry.name, &entry.binary, env, &[])?);
+            }
         }
         let mut stack = Self {
             http_base: String::new(),
             functions: Vec::new(),
             others,
         };
-        for i in 0..options.replicas {
-            stack
-                .add_replica(clients, &format!("moving_average-{i}"))
-                .await?;
-        }
-        for i in 0..options.lstm_replicas {
-            let name = format!("lstm_timeseries-{i}");
-            stack
-                .add_function(clients, "lstm_timeseries", "lstm-timeseries", &name, &[])
-                .await?;
+        for (process, replicas) in &options.functions {
+            for i in 0..*replicas {
+                stack
+                    .add_process(clients, process, &format!("{process}-{i}"), &[])
+                    .await?;
+            }
         }
         if options.gateway {
+            register_functions(env)?;
             let port = free_port()?;
             let mut gateway_env = vec![
                 ("ORBIT_HTTP_ADDR", format!("127.0.0.1:{port}")),
@@ -456,9 +553,10 @@ impl Stack {
                 ),
             ];
             gateway_env.extend(options.gateway_env.iter().cloned());
+            let gateway = process("gateway")?;
             stack
                 .others
-                .push(Proc::spawn("gateway", "orbit-gateway", env, &gateway_env)?);
+                .push(Proc::spawn("gateway", &gateway.binary, env, &gateway_env)?);
             stack.http_base = format!("http://127.0.0.1:{port}");
             let health = format!("{}/readyz", stack.http_base);
             wait_until("gateway ready", Duration::from_secs(30), || async {
@@ -484,23 +582,57 @@ impl Stack {
         name: &str,
         extra: &[(&str, String)],
     ) -> anyhow::Result<()> {
-        self.add_function(clients, "moving_average", "moving-average", name, extra)
+        self.add_process(clients, "moving_average", name, extra)
             .await
     }
 
-    /// Starts binary `bin` as a replica of `function` named `name`, and waits until it answers
-    /// `$SRV.PING`.
-    pub async fn add_function(
+    /// Starts one more replica of the `stack.toml` process `process`, named `name`, and waits
+    /// until every function it serves has one more replica answering `$SRV.PING`.
+    pub async fn add_process(
+        &mut self,
+        clients: &Clients,
+        process: &str,
+        name: &str,
+        extra: &[(&str, String)],
+    ) -> anyhow::Result<()> {
+        let entry = self::process(process)?;
+        let functions = functions_of(&entry, &clients.env)?;
+        let mut before = Vec::new();
+        for function in &functions {
+            before.push(clients.replicas(function).await?);
+        }
+        let mut env: Vec<(&str, String)> = entry
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        env.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
+        self.functions
+            .push(Proc::spawn(name, &entry.binary, &clients.env, &env)?);
+        for (function, before) in functions.iter().zip(before) {
+            wait_until(
+                &format!("{name} serving {function}"),
+                Duration::from_secs(30),
+                || async { Ok((clients.replicas(function).await? > before).then_some(())) },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Starts any program as a function replica (a test-only function the stack has never
+    /// heard of) and waits until `function` has one more replica.
+    pub async fn add_program(
         &mut self,
         clients: &Clients,
         function: &str,
-        bin: &str,
+        path: &std::path::Path,
         name: &str,
         extra: &[(&str, String)],
     ) -> anyhow::Result<()> {
         let before = clients.replicas(function).await?;
         self.functions
-            .push(Proc::spawn(name, bin, &clients.env, extra)?);
+            .push(Proc::spawn_path(name, path, &[], &clients.env, extra)?);
         wait_until(
             &format!("{name} registered"),
             Duration::from_secs(30),

@@ -14,7 +14,7 @@ fn seasonal(n: usize) -> Vec<f64> {
 #[tokio::test]
 async fn an_lstm_job_runs_async_and_sync_and_is_recorded() -> anyhow::Result<()> {
     let clients = Clients::connect().await?;
-    let stack = Stack::start(&clients, StackOptions::lstm_only()).await?;
+    let stack = Stack::start(&clients, StackOptions::models_only()).await?;
 
     // The seed's headline request.
     let body = json!({"model_name": "lstm_timeseries", "data": seasonal(64), "metadata": {"pattern": "seasonal"}});
@@ -68,7 +68,7 @@ async fn an_lstm_job_runs_async_and_sync_and_is_recorded() -> anyhow::Result<()>
 #[tokio::test]
 async fn bad_lstm_input_is_rejected_and_nothing_is_recorded() -> anyhow::Result<()> {
     let clients = Clients::connect().await?;
-    let stack = Stack::start(&clients, StackOptions::lstm_only()).await?;
+    let stack = Stack::start(&clients, StackOptions::models_only()).await?;
     let before = clients.jobs_last_sequence().await?;
     let cases = [
         (

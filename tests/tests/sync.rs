@@ -12,7 +12,7 @@ async fn nats_request_reply_answers_and_is_recorded() -> anyhow::Result<()> {
     let _stack = Stack::start(
         &clients,
         StackOptions {
-            replicas: 2,
+            functions: vec![("moving_average", 2)],
             gateway: false,
             ..Default::default()
         },
@@ -74,7 +74,7 @@ async fn every_replica_is_discoverable_through_srv_subjects() -> anyhow::Result<
     let stack = Stack::start(
         &clients,
         StackOptions {
-            replicas: 2,
+            functions: vec![("moving_average", 2)],
             gateway: false,
             sinks: false,
             ..Default::default()
@@ -148,7 +148,11 @@ async fn http_run_and_kserve_v2_infer_answer_synchronously() -> anyhow::Result<(
     assert_eq!(body["id"], "kserve-1");
     assert_eq!(body["outputs"][0]["name"], "values");
     assert_eq!(body["outputs"][0]["data"], json!([2.0, 3.0, 4.0]));
-    assert_eq!(body["outputs"][0]["shape"], json!([3]));
+    assert_eq!(
+        body["outputs"][0]["shape"],
+        json!([1, 3]),
+        "a batch of one series"
+    );
 
     let (status, body) = clients
         .post_json(
@@ -156,7 +160,7 @@ async fn http_run_and_kserve_v2_infer_answer_synchronously() -> anyhow::Result<(
             &json!({"inputs": [{"name": "data", "shape": [3], "datatype": "BYTES", "data": ["a", "b", "c"]}]}),
         )
         .await?;
-    assert_eq!(status, 422);
+    assert_eq!(status, 400, "the protocol's status for a bad request");
     assert!(body["error"].as_str().unwrap().contains("datatype"));
     Ok(())
 }
@@ -189,7 +193,8 @@ async fn every_path_in_the_openapi_document_is_served() -> anyhow::Result<()> {
         let url = stack.url(
             &path
                 .replace("{job_id}", "no-such-job")
-                .replace("{model}", "moving_average"),
+                .replace("{model}", "moving_average")
+                .replace("{version}", env!("CARGO_PKG_VERSION")),
         );
         for method in operations.as_object().expect("operations").keys() {
             let response = match method.as_str() {

@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::descriptor::JobInput;
+use crate::tensor::Tensor;
 use crate::JobId;
 
 /// Version of the [`ResultEvent`] layout; bumped on an incompatible change.
@@ -98,6 +100,15 @@ impl JobFailure {
             field: Some("model_name".into()),
         }
     }
+
+    /// A job whose input or parameters do not fit the function (checked again on arrival).
+    pub fn invalid_input(error: crate::FieldError) -> Self {
+        Self {
+            code: "invalid_input".into(),
+            message: error.message,
+            field: Some(error.field),
+        }
+    }
 }
 
 /// When the job moved, and how long each part took.
@@ -112,6 +123,37 @@ pub struct Timings {
     pub compute_ms: f64,
 }
 
+/// A job's input as its result records it: the series as a JSON list (what the seed stored),
+/// or `{"tensors": [...]}` in the bus form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RecordedInput {
+    Series(Vec<f64>),
+    Tensors { tensors: Vec<Tensor> },
+}
+
+impl RecordedInput {
+    /// What a job envelope carried, for the record of its result.
+    pub fn of_envelope(envelope: &crate::JobEnvelope) -> Self {
+        if envelope.inputs.is_empty() {
+            Self::Series(envelope.data.clone())
+        } else {
+            Self::Tensors {
+                tensors: envelope.inputs.clone(),
+            }
+        }
+    }
+}
+
+impl From<JobInput> for RecordedInput {
+    fn from(input: JobInput) -> Self {
+        match input {
+            JobInput::Series(series) => Self::Series(series.into_inner()),
+            JobInput::Tensors(tensors) => Self::Tensors { tensors },
+        }
+    }
+}
+
 /// One finished job, published on `orbit.results.<function>` with `Nats-Msg-Id` = job id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultEvent {
@@ -124,8 +166,8 @@ pub struct ResultEvent {
     pub output: Option<Value>,
     #[serde(default)]
     pub error: Option<JobFailure>,
-    /// The input series, so a result can be shown beside what produced it.
-    pub input: Vec<f64>,
+    /// The input (series or tensors), so a result can be shown beside what produced it.
+    pub input: RecordedInput,
     #[serde(default)]
     pub metadata: Map<String, Value>,
     #[serde(default)]
@@ -250,7 +292,7 @@ mod stored_tests {
             status: JobState::Succeeded,
             output: Some(serde_json::json!({"values": [0.1, 1e308, 5e-324]})),
             error: None,
-            input: vec![0.1, 0.30000000000000004, 1e308],
+            input: RecordedInput::Series(vec![0.1, 0.30000000000000004, 1e308]),
             metadata: Map::new(),
             parameters: Map::new(),
             source: Source::Async,
@@ -272,10 +314,7 @@ mod stored_tests {
         let event = event();
         let published = serde_json::to_string(&event).expect("serialise");
         let stored: StoredResult = serde_json::from_str(&published).expect("parse");
-        assert_eq!(
-            stored.input.get(),
-            serde_json::to_string(&event.input).expect("input")
-        );
+        assert_eq!(stored.input.get(), "[0.1,0.30000000000000004,1e+308]");
         assert_eq!(StoredResult::object_text(&stored.metadata), "{}");
         let from_raw: JobView =
             serde_json::from_str(&stored.view_json().expect("view")).expect("view parses");

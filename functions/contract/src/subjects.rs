@@ -13,6 +13,10 @@ pub const DEADLETTER_STREAM: &str = "DEADLETTER";
 /// Header carrying the job id on a job or result message that holds one (a bundle carries
 /// [`crate::bundle::BUNDLE_SIZE_HEADER`] instead; its documents hold their ids).
 pub const JOB_ID_HEADER: &str = "Orbit-Job-Id";
+/// Key-value bucket of function descriptors, one key per function (its name): what the
+/// gateway knows of a function while none of its replicas runs.
+pub const FUNCTIONS_BUCKET: &str = "orbit_functions";
+
 /// Header on a dead-lettered message naming why it was dead-lettered.
 pub const DEADLETTER_REASON_HEADER: &str = "Orbit-Deadletter-Reason";
 
@@ -46,12 +50,7 @@ pub fn started_subject(function: &str) -> String {
 pub fn started_function(subject: &str) -> Option<&str> {
     subject
         .strip_prefix("orbit.events.started.")
-        .filter(|function| {
-            !function.is_empty()
-                && function
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        })
+        .filter(|function| crate::descriptor::check_name(function).is_ok())
 }
 
 /// Wildcard matching every `started` event.

@@ -6,44 +6,125 @@
 //! All arithmetic is `f64`; running sums are compensated and rebuilt periodically so a long
 //! series accumulates no visible drift.
 
-use orbit_contract::{AverageKind, JobFailure, Model, ModelParams, MovingAverageParams, ValidJob};
-use orbit_runtime::Function;
+use orbit_contract::{Datatype, FunctionDescriptor, InputKind, JobFailure, Limits, TensorSpec};
+use orbit_runtime::{Function, Job};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// Series up to this length run inline on the async threads (a few tens of microseconds).
 const INLINE_POINTS: usize = 20_000;
+
+/// Which average to compute. All three return `n - window + 1` values, one per full window,
+/// aligned to the window's last point (a trailing average).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AverageKind {
+    /// Arithmetic mean of the window.
+    #[default]
+    #[serde(alias = "sma")]
+    Simple,
+    /// Exponentially weighted, seeded with the simple mean of the first window, then
+    /// `ema = alpha * x + (1 - alpha) * ema`; `alpha` defaults to `2 / (window + 1)`.
+    #[serde(alias = "ema")]
+    Exponential,
+    /// Linearly weighted: the newest point weighs `window`, the oldest 1.
+    #[serde(alias = "wma")]
+    Weighted,
+}
+
+impl AverageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Simple => "simple",
+            Self::Exponential => "exponential",
+            Self::Weighted => "weighted",
+        }
+    }
+}
+
+/// The parameters, as the declared schema has checked them.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+pub struct Params {
+    /// Points per window, 1 to the series length.
+    pub window: usize,
+    pub kind: AverageKind,
+    /// Smoothing factor of `exponential`, in (0, 1].
+    #[serde(default)]
+    pub alpha: Option<f64>,
+}
+
+impl Params {
+    /// The smoothing factor the exponential kind uses.
+    pub fn effective_alpha(&self) -> f64 {
+        self.alpha.unwrap_or(2.0 / (self.window as f64 + 1.0))
+    }
+}
 
 /// The function served by the `moving_average` binary.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MovingAverage;
 
 impl Function for MovingAverage {
-    fn model(&self) -> Model {
-        Model::MovingAverage
+    type Params = Params;
+
+    fn descriptor(&self) -> FunctionDescriptor {
+        FunctionDescriptor {
+            name: "moving_average".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            versions: Vec::new(),
+            description: "Trailing simple, exponential or weighted moving average of a time series"
+                .into(),
+            platform: "orbit".into(),
+            input: InputKind::Series,
+            parameters: json!({
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "window": {
+                        "type": "integer", "minimum": 1, "default": 5,
+                        "x-orbit-maximum": "series_length",
+                        "description": "points per window, 1 to the series length"
+                    },
+                    "kind": {
+                        "enum": ["simple", "exponential", "weighted", "sma", "ema", "wma"],
+                        "default": "simple",
+                        "description": "simple (mean), exponential (seeded with the first window's mean), weighted (linear, newest = window)"
+                    },
+                    "alpha": {
+                        "type": "number", "exclusiveMinimum": 0, "maximum": 1,
+                        "description": "smoothing factor of exponential; default 2 / (window + 1)"
+                    }
+                },
+                "dependentSchemas": {
+                    "alpha": {"properties": {"kind": {"enum": ["exponential", "ema"]}}}
+                }
+            }),
+            inputs: vec![TensorSpec::new("data", Datatype::Fp64, vec![-1])],
+            outputs: vec![TensorSpec::new("values", Datatype::Fp64, vec![-1])],
+            limits: Limits::default(),
+            example: Some(json!({
+                "data": [1, 2, 3, 4, 5, 6, 7, 8],
+                "parameters": {"window": 3, "kind": "simple"}
+            })),
+        }
     }
 
-    fn version(&self) -> &'static str {
-        env!("CARGO_PKG_VERSION")
-    }
-
-    fn description(&self) -> &'static str {
-        "Trailing simple, exponential or weighted moving average of a time series"
-    }
-
-    fn call(&self, job: &ValidJob) -> Result<Value, JobFailure> {
-        let ModelParams::MovingAverage(params) = &job.params else {
-            return Err(JobFailure::wrong_function(
-                job.model.name(),
-                "moving_average",
-            ));
-        };
-        let values = compute(job.series.values(), params);
+    fn call(&self, job: &Job<Params>) -> Result<Value, JobFailure> {
+        let series = job.series()?.values();
+        let params = &job.params;
+        if params.window == 0 || params.window > series.len() {
+            return Err(JobFailure::invalid_input(orbit_contract::FieldError::new(
+                "parameters.window",
+                format!("must be 1 to the series length ({})", series.len()),
+            )));
+        }
+        let values = compute(series, params);
         if !values.iter().all(|v| v.is_finite()) {
             return Err(JobFailure::overflow());
         }
         let mut output = json!({
             "kind": params.kind.as_str(),
-            "window": params.window.get(),
+            "window": params.window,
             "values": values,
         });
         if params.kind == AverageKind::Exponential {
@@ -52,14 +133,14 @@ impl Function for MovingAverage {
         Ok(output)
     }
 
-    fn is_cheap(&self, job: &ValidJob) -> bool {
-        job.series.len() <= INLINE_POINTS
+    fn is_cheap(&self, job: &Job<Params>) -> bool {
+        job.input.series().is_some_and(|s| s.len() <= INLINE_POINTS)
     }
 }
 
-/// The average of `series` for `params`; `series.len() >= window` is guaranteed by the types.
-pub fn compute(series: &[f64], params: &MovingAverageParams) -> Vec<f64> {
-    let window = params.window.get();
+/// The average of `series` for `params`; `1 <= window <= series.len()`.
+pub fn compute(series: &[f64], params: &Params) -> Vec<f64> {
+    let window = params.window;
     match params.kind {
         AverageKind::Simple => simple(series, window),
         AverageKind::Weighted => weighted(series, window),
@@ -262,13 +343,13 @@ mod tests {
         }
     }
 
+    fn job(body: &str) -> Result<Job<Params>, orbit_contract::FieldError> {
+        Job::from_body(&MovingAverage, body.as_bytes())
+    }
+
     #[test]
     fn an_overflowing_average_fails_instead_of_returning_infinity() {
-        let request = orbit_contract::parse_json(
-            br#"{"model_name":"moving_average","data":[1.7e308,1.7e308,1.7e308],"parameters":{"window":2}}"#,
-        )
-        .unwrap();
-        let job = ValidJob::parse(request).unwrap();
+        let job = job(r#"{"data":[1.7e308,1.7e308,1.7e308],"parameters":{"window":2}}"#).unwrap();
         assert_eq!(
             MovingAverage.call(&job).unwrap_err().code,
             "numeric_overflow"
@@ -276,12 +357,57 @@ mod tests {
     }
 
     #[test]
+    fn the_declared_rules_are_the_old_rules() {
+        let field = |body: &str| job(body).unwrap_err().field;
+        assert_eq!(
+            field(r#"{"data":[1,2,3],"parameters":{"window":0}}"#),
+            "parameters.window"
+        );
+        assert_eq!(
+            field(r#"{"data":[1,2,3],"metadata":{"window":4}}"#),
+            "metadata.window"
+        );
+        assert_eq!(
+            field(r#"{"data":[1,2,3],"parameters":{"window":1.5}}"#),
+            "parameters.window"
+        );
+        assert_eq!(
+            field(r#"{"data":[1,2,3],"parameters":{"kind":"median","window":2}}"#),
+            "parameters.kind"
+        );
+        assert_eq!(
+            field(r#"{"data":[1,2,3],"parameters":{"windw":2}}"#),
+            "parameters.windw"
+        );
+        assert_eq!(
+            field(r#"{"data":[1,2,3,4,5],"parameters":{"alpha":0.5}}"#),
+            "parameters.alpha"
+        );
+        assert_eq!(
+            field(r#"{"data":[1,2,3,4,5],"parameters":{"kind":"ema","alpha":1.5}}"#),
+            "parameters.alpha"
+        );
+        assert_eq!(field(r#"{"data":[1,2,3]}"#), "parameters.window");
+        let seed =
+            job(r#"{"data":[1,2,3,4,5,6],"metadata":{"window":3,"pattern":"seasonal"}}"#).unwrap();
+        assert_eq!(seed.params.window, 3);
+        assert_eq!(seed.params.kind, AverageKind::Simple);
+        let ema = job(r#"{"data":[1,2,3,4,5],"parameters":{"kind":"ema","alpha":0.5}}"#).unwrap();
+        assert_eq!(ema.params.effective_alpha(), 0.5);
+    }
+
+    #[test]
+    fn the_example_runs() {
+        let example = MovingAverage.descriptor().example.unwrap();
+        let output = MovingAverage
+            .call(&job(&example.to_string()).unwrap())
+            .unwrap();
+        assert_eq!(output["values"], json!([2.0, 3.0, 4.0, 5.0, 6.0, 7.0]));
+    }
+
+    #[test]
     fn call_reports_kind_window_and_values() {
-        let request = orbit_contract::parse_json(
-            br#"{"model_name":"moving_average","data":[1,2,3,4],"parameters":{"window":2,"kind":"ema"}}"#,
-        )
-        .unwrap();
-        let job = ValidJob::parse(request).unwrap();
+        let job = job(r#"{"data":[1,2,3,4],"parameters":{"window":2,"kind":"ema"}}"#).unwrap();
         let output = MovingAverage.call(&job).unwrap();
         assert_eq!(output["kind"], "exponential");
         assert_eq!(output["window"], 2);

@@ -9,11 +9,11 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use orbit_contract::{JobFailure, ValidJob};
+use orbit_contract::JobFailure;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::function::{call_isolated, Function};
+use crate::function::{call_isolated, Function, Job};
 
 /// Dynamic batching settings of a function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,30 +30,31 @@ pub(crate) struct Outcome {
     pub batch_size: u32,
 }
 
-pub(crate) struct Item {
-    job: ValidJob,
+pub(crate) struct Item<P> {
+    job: Job<P>,
     reply: oneshot::Sender<Outcome>,
 }
 
 pub(crate) enum Executor<F: Function> {
     Direct(Arc<F>),
+    /// Jobs go to the batcher thread, which holds the function (and ends when this does).
     Batched {
-        queue: mpsc::Sender<Item>,
-        function: Arc<F>,
+        queue: mpsc::Sender<Item<F::Params>>,
     },
 }
 
 impl<F: Function> Executor<F> {
-    pub fn new(function: Arc<F>) -> Self {
+    /// `name` labels the batcher thread and its metrics.
+    pub fn new(function: Arc<F>, name: &str) -> Self {
         let Some(policy) = function.batching() else {
             return Self::Direct(function);
         };
-        let (queue, incoming) = mpsc::channel::<Item>();
+        let (queue, incoming) = mpsc::channel::<Item<F::Params>>();
         let worker = function.clone();
-        let name = format!("{}-batcher", function.model().name());
+        let label = name.to_string();
         let spawned = std::thread::Builder::new()
-            .name(name)
-            .spawn(move || batch_loop(&*worker, policy, incoming));
+            .name(format!("{name}-batcher"))
+            .spawn(move || batch_loop(&*worker, &label, policy, incoming));
         match spawned {
             Ok(_) => {
                 tracing::info!(
@@ -61,7 +62,7 @@ impl<F: Function> Executor<F> {
                     max_delay_us = policy.max_delay.as_micros() as u64,
                     "dynamic batching on"
                 );
-                Self::Batched { queue, function }
+                Self::Batched { queue }
             }
             Err(err) => {
                 tracing::error!(error = %err, "cannot start the batcher thread; running unbatched");
@@ -70,14 +71,8 @@ impl<F: Function> Executor<F> {
         }
     }
 
-    pub fn function(&self) -> &F {
-        match self {
-            Self::Direct(function) | Self::Batched { function, .. } => function,
-        }
-    }
-
     /// Runs `jobs`, one outcome per job in the same order.
-    pub async fn run(&self, jobs: Vec<ValidJob>) -> Vec<Outcome> {
+    pub async fn run(&self, jobs: Vec<Job<F::Params>>) -> Vec<Outcome> {
         let count = jobs.len();
         match self {
             Self::Direct(function) => {
@@ -135,8 +130,12 @@ fn pad(outcomes: impl Iterator<Item = Outcome>, count: usize) -> Vec<Outcome> {
     outcomes
 }
 
-fn batch_loop<F: Function>(function: &F, policy: BatchPolicy, incoming: mpsc::Receiver<Item>) {
-    let name = function.model().name();
+fn batch_loop<F: Function>(
+    function: &F,
+    name: &str,
+    policy: BatchPolicy,
+    incoming: mpsc::Receiver<Item<F::Params>>,
+) {
     while let Ok(first) = incoming.recv() {
         let mut items = vec![first];
         let deadline = Instant::now() + policy.max_delay;
@@ -150,10 +149,11 @@ fn batch_loop<F: Function>(function: &F, policy: BatchPolicy, incoming: mpsc::Re
                 Err(_) => break,
             }
         }
-        let (jobs, replies): (Vec<ValidJob>, Vec<oneshot::Sender<Outcome>>) =
+        let (jobs, replies): (Vec<Job<F::Params>>, Vec<oneshot::Sender<Outcome>>) =
             items.into_iter().map(|item| (item.job, item.reply)).unzip();
         let batch_size = jobs.len() as u32;
-        metrics::histogram!("orbit_batch_size", "function" => name).record(f64::from(batch_size));
+        metrics::histogram!("orbit_batch_size", "function" => name.to_string())
+            .record(f64::from(batch_size));
         let outputs = call_isolated(function, &jobs);
         for (reply, output) in replies.into_iter().zip(outputs) {
             // A caller that went away (shutdown, timeout) no longer needs its answer.

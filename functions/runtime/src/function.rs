@@ -1,37 +1,50 @@
-//! What a function author implements, and [`serve`], which runs it.
+//! What a function author implements, and how the runtime checks what reaches it.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
-use orbit_contract::{JobFailure, Model, ValidJob};
-use serde_json::Value;
+use orbit_contract::{
+    FieldError, FunctionDescriptor, FunctionSpec, JobFailure, JobInput, RequestParts, Series,
+};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
 
-use crate::executor::{BatchPolicy, Executor};
-use crate::{config::RuntimeConfig, nats, service, streams, worker, Shutdown};
+use crate::executor::BatchPolicy;
 
-/// One serverless function: pure computation on checked input. Everything about NATS, retries,
-/// batching and shutdown is the runtime's business.
+/// One serverless function: pure computation on checked input. Everything about NATS,
+/// discovery, retries, batching and shutdown is the runtime's business.
+///
+/// The function declares itself in [`Function::descriptor`]: its name, version, a JSON Schema
+/// of its parameters, its input and output tensors and limits. The runtime publishes that in
+/// `$SRV.INFO` and the function catalog, the gateway checks requests against it, and the
+/// runtime checks every job again before [`Function::call`] sees it, so `call` gets a job that
+/// fits the declaration and parameters already deserialized into [`Function::Params`].
 pub trait Function: Send + Sync + 'static {
-    /// The model this function serves; its name is the service name and subject token.
-    fn model(&self) -> Model;
+    /// The parameters, deserialized from the checked parameter object (every declared property
+    /// present, defaults filled in). `Map<String, Value>` keeps them as JSON.
+    type Params: DeserializeOwned + Send + Sync + 'static;
 
-    /// Reported in results and in `$SRV.INFO` (semantic version).
-    fn version(&self) -> &'static str;
+    /// What the function declares about itself. Called at start, and again whenever
+    /// [`Function::descriptor_updates`] ticks.
+    fn descriptor(&self) -> FunctionDescriptor;
 
-    /// One line for `nats micro info`.
-    fn description(&self) -> &'static str;
+    /// Ticks when the descriptor changed (a model repository reloaded a version); the runtime
+    /// then publishes the new one. `None`: it never changes.
+    fn descriptor_updates(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 
     /// Runs one job.
-    fn call(&self, job: &ValidJob) -> Result<Value, JobFailure>;
+    fn call(&self, job: &Job<Self::Params>) -> Result<Value, JobFailure>;
 
     /// Runs many jobs in one go, one output per job in the same order. Override it when a batch
     /// is cheaper than its parts (one model call for many series).
-    fn call_batch(&self, jobs: &[ValidJob]) -> Vec<Result<Value, JobFailure>> {
+    fn call_batch(&self, jobs: &[Job<Self::Params>]) -> Vec<Result<Value, JobFailure>> {
         jobs.iter().map(|job| self.call(job)).collect()
     }
 
     /// Whether `job` is cheap enough to run on an async thread (microseconds). Anything else
     /// runs on the blocking pool so it never stalls NATS traffic.
-    fn is_cheap(&self, _job: &ValidJob) -> bool {
+    fn is_cheap(&self, _job: &Job<Self::Params>) -> bool {
         false
     }
 
@@ -43,69 +56,130 @@ pub trait Function: Send + Sync + 'static {
     }
 }
 
-/// Errors that stop a function process.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    #[error(transparent)]
-    Connect(#[from] nats::ConnectError),
-    #[error(transparent)]
-    Streams(#[from] streams::StreamError),
-    #[error("metrics: {0}")]
-    Metrics(#[from] metrics_exporter_prometheus::BuildError),
-    #[error("job loop: {0}")]
-    Worker(async_nats::Error),
-    #[error("service: {0}")]
-    Service(async_nats::Error),
+/// A job as a function sees it: checked against its declaration.
+#[derive(Debug, Clone)]
+pub struct Job<P> {
+    /// The version that runs it: the one the request named, or the default.
+    pub version: String,
+    pub input: JobInput,
+    pub params: P,
 }
 
-/// Runs `function` until `shutdown`: the async job loop on its durable consumer and the
-/// synchronous micro service, side by side, on one NATS connection.
-pub async fn serve<F: Function>(
-    function: F,
-    config: RuntimeConfig,
-    shutdown: Shutdown,
-) -> Result<(), ServeError> {
-    let name = function.model().name();
-    crate::metrics::install(config.metrics_addr)?;
-    let client = nats::connect(&config.nats_url, &config.worker_id).await?;
-    let js = nats::jetstream(client.clone());
-    streams::ensure(&js, &streams::StreamSettings::from_env()?).await?;
-    tracing::info!(
-        function = name,
-        version = function.version(),
-        worker_id = %config.worker_id,
-        "function starting"
-    );
-
-    let executor = Arc::new(Executor::new(Arc::new(function)));
-    let jobs = worker::run(
-        executor.clone(),
-        js.clone(),
-        client.clone(),
-        config.clone(),
-        shutdown.clone(),
-    );
-    let calls = service::run(executor, js, client.clone(), config, shutdown.clone());
-    let (jobs, calls) = tokio::join!(jobs, calls);
-    // Whatever stopped first, stop the other too before reporting.
-    shutdown.trigger();
-    let flushed = client.flush().await;
-    jobs.map_err(ServeError::Worker)?;
-    calls.map_err(ServeError::Service)?;
-    if let Err(err) = flushed {
-        tracing::warn!(error = %err, "final flush failed");
+impl<P: DeserializeOwned> Job<P> {
+    /// Checks a request body (the `orbit.fn.<function>` form: `{"data": [...],
+    /// "parameters": {...}}`) against `function`'s declaration and turns it into its job,
+    /// exactly as the runtime does before [`Function::call`]: for a function's own tests.
+    pub fn from_body<F: Function<Params = P>>(
+        function: &F,
+        body: &[u8],
+    ) -> Result<Self, FieldError> {
+        let descriptor = function.descriptor();
+        let name = descriptor.name.clone();
+        let spec = FunctionSpec::new(descriptor)
+            .map_err(|err| FieldError::new("descriptor", err.to_string()))?;
+        let call: orbit_contract::SyncRequest = orbit_contract::parse_json(body)?;
+        prepare_with(&spec, call.into_parts(&name)?)
     }
-    tracing::info!(function = name, "function stopped");
-    Ok(())
+}
+
+impl<P> Job<P> {
+    /// The series of a series function's job (every such job has one).
+    pub fn series(&self) -> Result<&Series, JobFailure> {
+        self.input
+            .series()
+            .ok_or_else(|| JobFailure::function_error("this job carries tensors, not a series"))
+    }
+}
+
+/// A function with its declaration, checked once and kept current.
+pub(crate) struct Declared<F: Function> {
+    pub function: Arc<F>,
+    spec: RwLock<Arc<FunctionSpec>>,
+}
+
+/// A declaration the runtime refuses to serve.
+#[derive(Debug, thiserror::Error)]
+#[error("function {name}: {source}")]
+pub struct DeclarationError {
+    pub name: String,
+    #[source]
+    pub source: orbit_contract::descriptor::DescriptorError,
+}
+
+impl<F: Function> Declared<F> {
+    pub fn new(function: Arc<F>) -> Result<Self, DeclarationError> {
+        let spec = Self::spec_of(&*function)?;
+        Ok(Self {
+            function,
+            spec: RwLock::new(Arc::new(spec)),
+        })
+    }
+
+    fn spec_of(function: &F) -> Result<FunctionSpec, DeclarationError> {
+        let descriptor = function.descriptor();
+        let name = descriptor.name.clone();
+        FunctionSpec::new(descriptor).map_err(|source| DeclarationError { name, source })
+    }
+
+    /// Reads the descriptor again; the new one applies to the jobs checked from now on.
+    pub fn refresh(&self) -> Result<Arc<FunctionSpec>, DeclarationError> {
+        let spec = Arc::new(Self::spec_of(&self.function)?);
+        if let Ok(mut current) = self.spec.write() {
+            *current = spec.clone();
+        }
+        Ok(spec)
+    }
+
+    pub fn spec(&self) -> Arc<FunctionSpec> {
+        match self.spec.read() {
+            Ok(spec) => spec.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn name(&self) -> String {
+        self.spec().name().to_string()
+    }
+
+    /// Checks a request's parts and turns them into the function's job; the error is the
+    /// `invalid_input` failure the job ends with.
+    pub fn prepare(&self, parts: RequestParts) -> Result<Job<F::Params>, FieldError> {
+        prepare_with(&self.spec(), parts)
+    }
+}
+
+fn prepare_with<P: DeserializeOwned>(
+    spec: &FunctionSpec,
+    parts: RequestParts,
+) -> Result<Job<P>, FieldError> {
+    let version = spec.descriptor().resolve(parts.version.as_deref())?.version;
+    let checked = spec.check(parts)?;
+    let params = params_from(checked.parameters)?;
+    Ok(Job {
+        version,
+        input: checked.input,
+        params,
+    })
+}
+
+/// Deserializes checked parameters into a function's own type. The schema has already
+/// accepted them, so a failure here means the schema and the type disagree.
+fn params_from<P: DeserializeOwned>(parameters: Map<String, Value>) -> Result<P, FieldError> {
+    orbit_contract::parse_value(Value::Object(parameters)).map_err(|err| {
+        let field = if err.field.is_empty() {
+            "parameters".to_string()
+        } else {
+            format!("parameters.{}", err.field)
+        };
+        FieldError::new(field, err.message)
+    })
 }
 
 /// Runs `call_batch`, isolating a panic to the job that caused it: a panicking batch is re-run
 /// one job at a time, and only the jobs that panic alone fail.
 pub(crate) fn call_isolated<F: Function>(
     function: &F,
-    jobs: &[ValidJob],
+    jobs: &[Job<F::Params>],
 ) -> Vec<Result<Value, JobFailure>> {
     use std::panic::{catch_unwind, AssertUnwindSafe};
     if let Ok(outputs) = catch_unwind(AssertUnwindSafe(|| function.call_batch(jobs))) {

@@ -10,27 +10,37 @@ use bytes::Bytes;
 use chrono::Utc;
 use orbit_contract::bundle::{self, BUNDLE_SIZE_HEADER};
 use orbit_contract::subjects::{job_subject, JOB_ID_HEADER};
-use orbit_contract::{FieldError, JobId, JobRequest, Model, ValidJob};
+use orbit_contract::{FieldError, FunctionSpec, JobId, JobRequest, ValidJob};
 
 /// A checked job, encoded and ready to publish.
 #[derive(Debug, Clone)]
 pub struct Submission {
     pub job_id: JobId,
-    pub model: Model,
+    /// The function it is for.
+    pub function: String,
     pub payload: Bytes,
 }
 
 impl Submission {
-    /// Validates `request` and wraps it in the JOBS envelope under `job_id`.
-    pub fn prepare(request: JobRequest, job_id: JobId) -> Result<Self, FieldError> {
-        let job = ValidJob::parse(request)?;
-        let model = job.model;
+    /// Checks `request` against `spec` (its function's declaration) and wraps it in the JOBS
+    /// envelope under `job_id`.
+    pub fn prepare(
+        request: JobRequest,
+        spec: &FunctionSpec,
+        job_id: JobId,
+    ) -> Result<Self, FieldError> {
+        Self::of_job(ValidJob::parse(request, spec)?, job_id)
+    }
+
+    /// Wraps a checked job in the JOBS envelope under `job_id`.
+    pub fn of_job(job: ValidJob, job_id: JobId) -> Result<Self, FieldError> {
+        let function = job.function.clone();
         let envelope = job.into_envelope(job_id.clone(), Utc::now());
         let payload = serde_json::to_vec(&envelope)
             .map_err(|err| FieldError::new("body", format!("cannot encode job: {err}")))?;
         Ok(Self {
             job_id,
-            model,
+            function,
             payload: payload.into(),
         })
     }
@@ -40,12 +50,8 @@ impl Submission {
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, self.job_id.as_str());
         headers.insert(JOB_ID_HEADER, self.job_id.as_str());
-        js.publish_with_headers(
-            job_subject(self.model.name()),
-            headers,
-            self.payload.clone(),
-        )
-        .await
+        js.publish_with_headers(job_subject(&self.function), headers, self.payload.clone())
+            .await
     }
 }
 
@@ -62,14 +68,14 @@ pub fn parcels(submissions: &[Submission], bundled: bool) -> Vec<Vec<usize>> {
     if !bundled {
         return (0..submissions.len()).map(|index| vec![index]).collect();
     }
-    let mut by_model: Vec<(Model, Vec<usize>)> = Vec::new();
+    let mut by_model: Vec<(&str, Vec<usize>)> = Vec::new();
     for (index, submission) in submissions.iter().enumerate() {
         match by_model
             .iter_mut()
-            .find(|(model, _)| *model == submission.model)
+            .find(|(function, _)| *function == submission.function)
         {
             Some((_, members)) => members.push(index),
-            None => by_model.push((submission.model, vec![index])),
+            None => by_model.push((&submission.function, vec![index])),
         }
     }
     let mut parcels = Vec::new();
@@ -109,14 +115,31 @@ pub async fn publish_parcel(
     let id = bundle::bundle_id(lead.job_id.as_str(), members.len());
     headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
     headers.insert(BUNDLE_SIZE_HEADER, members.len().to_string().as_str());
-    js.publish_with_headers(job_subject(lead.model.name()), headers, payload.into())
+    js.publish_with_headers(job_subject(&lead.function), headers, payload.into())
         .await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use orbit_contract::JobRequest;
+    use orbit_contract::{Datatype, FunctionDescriptor, InputKind, JobRequest, Limits, TensorSpec};
+
+    fn spec(name: &str) -> FunctionSpec {
+        FunctionSpec::new(FunctionDescriptor {
+            name: name.into(),
+            version: "1".into(),
+            versions: Vec::new(),
+            description: "d".into(),
+            platform: "orbit".into(),
+            input: InputKind::Series,
+            parameters: serde_json::json!({"type": "object"}),
+            inputs: vec![TensorSpec::new("data", Datatype::Fp64, vec![-1])],
+            outputs: vec![],
+            limits: Limits::default(),
+            example: None,
+        })
+        .expect("spec")
+    }
 
     fn submission(model: &str, index: usize) -> Submission {
         let request: JobRequest = serde_json::from_value(serde_json::json!({
@@ -126,6 +149,7 @@ mod tests {
         .expect("request");
         Submission::prepare(
             request,
+            &spec(model),
             JobId::parse(&format!("job-{index}"), "id").expect("id"),
         )
         .expect("valid")
@@ -151,8 +175,8 @@ mod tests {
         assert_eq!(seen, (0..600).collect::<Vec<_>>(), "every job exactly once");
         for parcel in &parcels {
             assert!(parcel.len() <= MAX_JOB_BUNDLE);
-            let model = submissions[parcel[0]].model;
-            assert!(parcel.iter().all(|&i| submissions[i].model == model));
+            let function = &submissions[parcel[0]].function;
+            assert!(parcel.iter().all(|&i| &submissions[i].function == function));
         }
         assert!(
             parcels.len() < 10,

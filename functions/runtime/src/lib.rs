@@ -1,12 +1,16 @@
 //! The function runtime: everything a function needs besides its maths.
 //!
-//! A function author writes one [`Function`] (a name, a version and `call`); [`serve`] connects
-//! to NATS, makes sure the streams exist, pulls jobs from the function's durable consumer,
-//! runs them off the async threads, publishes results and acks, registers the NATS micro
-//! service for synchronous calls, exports metrics, and drains on shutdown. Sinks get the same
-//! treatment through [`Sink`] and [`run_sink`]. The gateway reuses the connection, stream,
+//! A function author writes one [`Function`] (a descriptor that declares it, and `call`) and a
+//! `main` that calls [`cli::main`]. [`serve`] connects to NATS, makes sure the streams and the
+//! function catalog exist, registers the function there and as a NATS micro service (its
+//! descriptor in `$SRV.INFO`), pulls jobs from the function's durable consumer, checks each
+//! against the declaration, runs them off the async threads, publishes results and acks,
+//! exports metrics, and drains on shutdown. Sinks get the same treatment through [`Sink`] and
+//! [`run_sink`]. The gateway and the Kafka bridge reuse the connection, stream, registry,
 //! telemetry and shutdown pieces.
 
+pub mod catalog;
+pub mod cli;
 pub mod config;
 pub mod executor;
 pub mod function;
@@ -14,10 +18,13 @@ pub mod jobs;
 pub mod metrics;
 pub mod nats;
 pub mod pull;
+pub mod registry;
 mod results;
+pub mod serve;
 pub mod service;
 pub mod shutdown;
 pub mod sink;
+pub mod stats;
 pub mod streams;
 pub mod telemetry;
 pub mod worker;
@@ -30,7 +37,8 @@ pub use mimalloc::MiMalloc as Allocator;
 
 pub use config::{env_or, RuntimeConfig};
 pub use executor::BatchPolicy;
-pub use function::{serve, Function};
+pub use function::{Function, Job};
+pub use serve::{serve, serve_on, Bus, ServeError};
 pub use shutdown::Shutdown;
 pub use sink::{run_sink, serve_sink, Received, Sink, SinkError};
 

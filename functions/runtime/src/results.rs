@@ -9,14 +9,16 @@ use chrono::{DateTime, Utc};
 use orbit_contract::bundle::{self, BUNDLE_SIZE_HEADER};
 use orbit_contract::result::RESULT_SCHEMA_VERSION;
 use orbit_contract::subjects::{result_subject, JOB_ID_HEADER};
-use orbit_contract::{JobFailure, JobId, JobState, ResultEvent, Source, Timings};
+use orbit_contract::{JobFailure, JobId, JobState, RecordedInput, ResultEvent, Source, Timings};
 use serde_json::{Map, Value};
 use std::ops::Range;
 
 /// Everything known about one finished job.
 pub(crate) struct Finished {
     pub job_id: JobId,
-    pub input: Vec<f64>,
+    /// The version that ran (or would have run) it.
+    pub version: String,
+    pub input: RecordedInput,
     pub metadata: Map<String, Value>,
     pub parameters: Map<String, Value>,
     pub output: Result<Value, JobFailure>,
@@ -31,7 +33,6 @@ pub(crate) struct Finished {
 /// Who produced a result.
 pub(crate) struct Producer<'a> {
     pub function: &'a str,
-    pub version: &'a str,
     pub worker_id: &'a str,
 }
 
@@ -47,7 +48,7 @@ impl Finished {
             schema_version: RESULT_SCHEMA_VERSION,
             job_id: self.job_id,
             function: producer.function.to_string(),
-            function_version: producer.version.to_string(),
+            function_version: self.version,
             status,
             output,
             error,
@@ -153,6 +154,16 @@ pub(crate) fn publications<'a>(
     Ok(publications)
 }
 
+/// About how many bytes an input encodes to.
+fn input_size(input: &RecordedInput) -> usize {
+    match input {
+        RecordedInput::Series(values) => 48 * values.len(),
+        RecordedInput::Tensors { tensors } => {
+            tensors.iter().map(|t| 64 + t.bytes().len() * 4 / 3).sum()
+        }
+    }
+}
+
 /// A result bundle being written: `[doc,doc,...` so far.
 struct OpenBundle {
     payload: Vec<u8>,
@@ -232,7 +243,7 @@ impl Publication {
             documents: None,
             payload: {
                 // About what a result of this size encodes to, so the buffer rarely grows.
-                let mut payload = Vec::with_capacity(1024 + 48 * event.input.len());
+                let mut payload = Vec::with_capacity(1024 + input_size(&event.input));
                 serde_json::to_writer(&mut payload, event)?;
                 payload.into()
             },
@@ -270,7 +281,7 @@ mod tests {
             status: JobState::Succeeded,
             output: Some(serde_json::json!({"values": [index as f64 / 3.0]})),
             error: None,
-            input: (0..points).map(|i| i as f64 / 7.0).collect(),
+            input: RecordedInput::Series((0..points).map(|i| i as f64 / 7.0).collect()),
             metadata: Map::new(),
             parameters: Map::new(),
             source: Source::Async,

@@ -28,6 +28,14 @@ impl Shutdown {
         shutdown
     }
 
+    /// A handle of its own that is also triggered when this one is (one function of a host
+    /// that serves many can stop alone).
+    pub fn child(&self) -> Self {
+        Self {
+            token: self.token.child_token(),
+        }
+    }
+
     pub fn trigger(&self) {
         self.token.cancel();
     }

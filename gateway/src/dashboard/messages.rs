@@ -135,7 +135,7 @@ impl Totals {
 /// One function's line in an `update`.
 #[derive(Debug, Clone, Serialize)]
 pub struct FunctionLine {
-    pub function: &'static str,
+    pub function: String,
     /// Results per second over the last interval.
     pub throughput: f64,
     pub succeeded: u64,

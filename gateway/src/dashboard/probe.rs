@@ -1,45 +1,46 @@
 //! What the result stream cannot tell the dashboard, read from where it is kept: totals (the
 //! Redis counters `sink-redis` moves once per job, or Postgres when Redis cannot answer), queue
-//! depth (each function's JOBS consumer), replicas online (`$SRV.PING`) and the dead-letter
-//! count (the DEADLETTER stream). Every source is durable, so totals survive a gateway restart.
+//! depth (each function's JOBS consumer), replicas online (the function registry's last
+//! `$SRV.PING` sweep) and the dead-letter count (the DEADLETTER stream). Every source is
+//! durable, so totals survive a gateway restart. The functions shown are those the registry
+//! knows, so a function that plugs in appears without a change here.
 //!
 //! It runs in its own task once per interval, so a slow store delays only these figures,
 //! never the live results.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull};
-use futures::StreamExt;
 use orbit_contract::subjects::{DEADLETTER_STREAM, JOBS_STREAM};
-use orbit_contract::Model;
+use orbit_runtime::registry::Registry;
 use orbit_runtime::worker::consumer_name;
-use serde_json::Value;
 use tokio::sync::watch;
-use tokio::time::{timeout, timeout_at, Instant};
+use tokio::time::timeout;
 
 use super::messages::Totals;
 use crate::cache::JobCache;
 use crate::store::Store;
 
-/// How long a probe waits for any one source, and for `$SRV.PING` replies.
+/// How long a probe waits for any one source.
 const SOURCE_TIMEOUT: Duration = Duration::from_millis(500);
-const PING_WINDOW: Duration = Duration::from_millis(250);
 
 /// The latest reading; a `None` is a source that did not answer this time.
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     pub totals: Option<Totals>,
+    /// The functions known, by name.
+    pub functions: Vec<String>,
     /// (succeeded, failed) per function.
-    pub per_function: HashMap<&'static str, (u64, u64)>,
+    pub per_function: HashMap<String, (u64, u64)>,
     /// (not yet delivered, delivered and not yet acknowledged) per function.
-    pub queue: HashMap<&'static str, (u64, u64)>,
-    pub workers: HashMap<&'static str, usize>,
+    pub queue: HashMap<String, (u64, u64)>,
+    pub workers: HashMap<String, usize>,
     pub dead_letters: Option<u64>,
 }
 
 pub struct Sources {
-    pub nats: async_nats::Client,
+    pub registry: Registry,
     pub jetstream: jetstream::Context,
     pub cache: JobCache,
     pub store: Store,
@@ -64,15 +65,20 @@ pub fn spawn(sources: Sources, interval: Duration) -> watch::Receiver<Observed> 
 
 impl Sources {
     async fn read(&self) -> Observed {
-        let (counts, queue, workers, dead_letters) = tokio::join!(
-            self.counts(),
-            self.queue_depths(),
-            self.replicas(),
+        let functions = self.registry.names();
+        let (counts, queue, dead_letters) = tokio::join!(
+            self.counts(&functions),
+            self.queue_depths(&functions),
             self.dead_letter_count()
         );
         let (totals, per_function) = counts.unzip();
+        let workers = functions
+            .iter()
+            .map(|name| (name.clone(), self.registry.replicas(name)))
+            .collect();
         Observed {
             totals,
+            functions,
             per_function: per_function.unwrap_or_default(),
             queue,
             workers,
@@ -81,18 +87,17 @@ impl Sources {
     }
 
     /// Totals and per-function counts: Redis counters first (O(1)), Postgres if Redis fails.
-    async fn counts(&self) -> Option<(Totals, HashMap<&'static str, (u64, u64)>)> {
+    async fn counts(&self, functions: &[String]) -> Option<(Totals, HashMap<String, (u64, u64)>)> {
         let counters = match timeout(SOURCE_TIMEOUT, self.cache.counters()).await {
             Ok(Ok(counters)) => counters,
-            _ => return self.counts_from_postgres().await,
+            _ => return self.counts_from_postgres(functions).await,
         };
         let get = |key: &str| counters.get(key).copied().unwrap_or(0);
-        let per_function = Model::ALL
+        let per_function = functions
             .iter()
-            .map(|model| {
-                let name = model.name();
+            .map(|name| {
                 (
-                    name,
+                    name.clone(),
                     (
                         get(&format!("{name}:succeeded")),
                         get(&format!("{name}:failed")),
@@ -103,21 +108,24 @@ impl Sources {
         Some((Totals::new(get("succeeded"), get("failed")), per_function))
     }
 
-    async fn counts_from_postgres(&self) -> Option<(Totals, HashMap<&'static str, (u64, u64)>)> {
+    async fn counts_from_postgres(
+        &self,
+        functions: &[String],
+    ) -> Option<(Totals, HashMap<String, (u64, u64)>)> {
         let statistics = timeout(SOURCE_TIMEOUT * 4, self.store.statistics())
             .await
             .ok()?
             .ok()?;
-        let per_function = Model::ALL
+        let per_function = functions
             .iter()
-            .map(|model| {
+            .map(|name| {
                 let line = statistics
                     .by_model
                     .iter()
-                    .find(|line| line.model_name == model.name());
+                    .find(|line| &line.model_name == name);
                 let count = |n: Option<i64>| n.unwrap_or(0).max(0) as u64;
                 (
-                    model.name(),
+                    name.clone(),
                     (
                         count(line.map(|l| l.completed)),
                         count(line.map(|l| l.failed)),
@@ -132,13 +140,13 @@ impl Sources {
         Some((totals, per_function))
     }
 
-    async fn queue_depths(&self) -> HashMap<&'static str, (u64, u64)> {
-        let reads = Model::ALL.iter().map(|model| async move {
+    async fn queue_depths(&self, functions: &[String]) -> HashMap<String, (u64, u64)> {
+        let reads = functions.iter().map(|name| async move {
             let consumer = timeout(
                 SOURCE_TIMEOUT,
                 self.jetstream
                     .get_consumer_from_stream::<pull::Config, _, _>(
-                        consumer_name(model.name()),
+                        consumer_name(name),
                         JOBS_STREAM,
                     ),
             )
@@ -147,38 +155,11 @@ impl Sources {
             .ok()?;
             let info = consumer.cached_info();
             Some((
-                model.name(),
+                name.clone(),
                 (info.num_pending, info.num_ack_pending as u64),
             ))
         });
         futures::future::join_all(reads)
-            .await
-            .into_iter()
-            .flatten()
-            .collect()
-    }
-
-    /// Distinct replicas answering `$SRV.PING.<function>` within a short window.
-    async fn replicas(&self) -> HashMap<&'static str, usize> {
-        let pings = Model::ALL.iter().map(|model| async move {
-            let inbox = self.nats.new_inbox();
-            let mut replies = self.nats.subscribe(inbox.clone()).await.ok()?;
-            self.nats
-                .publish_with_reply(format!("$SRV.PING.{}", model.name()), inbox, "".into())
-                .await
-                .ok()?;
-            let deadline = Instant::now() + PING_WINDOW;
-            let mut ids = HashSet::new();
-            while let Ok(Some(reply)) = timeout_at(deadline, replies.next()).await {
-                if let Ok(info) = serde_json::from_slice::<Value>(&reply.payload) {
-                    if let Some(id) = info.get("id").and_then(Value::as_str) {
-                        ids.insert(id.to_string());
-                    }
-                }
-            }
-            Some((model.name(), ids.len()))
-        });
-        futures::future::join_all(pings)
             .await
             .into_iter()
             .flatten()

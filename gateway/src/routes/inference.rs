@@ -3,7 +3,10 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use orbit_contract::{parse_json, FieldError, JobId, JobRequest, JobState, ValidJob};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use orbit_contract::{parse_json, FieldError, FunctionSpec, JobId, JobRequest, JobState, ValidJob};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -48,7 +51,8 @@ pub async fn submit(
         }
         None => JobId::generate(),
     };
-    let submission = Submission::prepare(request, job_id).map_err(ApiError::Invalid)?;
+    let spec = checked_spec(&state, &request).await?;
+    let submission = Submission::prepare(request, &spec, job_id).map_err(ApiError::Invalid)?;
     let job_id = submission.job_id.clone();
     let outcome = if keyed {
         // Alone, under its own id: JetStream recognises a retry of this key.
@@ -71,6 +75,20 @@ pub async fn submit(
     ))
 }
 
+/// The declaration of the function `request` names, once the request's shape is right: a
+/// body without `data` or `inputs` is malformed (400), an unknown model a 422 on `model_name`.
+async fn checked_spec(
+    state: &AppState,
+    request: &JobRequest,
+) -> Result<Arc<FunctionSpec>, ApiError> {
+    request.check_shape().map_err(ApiError::Malformed)?;
+    state
+        .registry
+        .spec(&request.model_name, "model_name")
+        .await
+        .map_err(ApiError::Invalid)
+}
+
 /// `POST /api/v1/inference/batch`: `{"jobs": [...]}`, each entry a submit body.
 ///
 /// Every job is validated before any is published: one bad job rejects the request (422
@@ -89,8 +107,8 @@ pub async fn batch(
     struct TypedBatch {
         jobs: Vec<JobRequest>,
     }
-    let submissions = match serde_json::from_slice::<TypedBatch>(&body) {
-        Ok(TypedBatch { jobs }) => prepare_batch(jobs, key.as_deref(), limit, |job, _| Ok(job))?,
+    let requests = match serde_json::from_slice::<TypedBatch>(&body) {
+        Ok(TypedBatch { jobs }) => read_batch(jobs, limit, |job, _| Ok(job))?,
         Err(_) => {
             // Broken JSON is reported as such (where, and what), as for every other body.
             parse_json::<serde::de::IgnoredAny>(&body).map_err(ApiError::Malformed)?;
@@ -107,12 +125,13 @@ pub async fn batch(
                 .ok_or_else(|| ApiError::Malformed(FieldError::new("jobs", "is required")))?;
             let items: Vec<&RawValue> = serde_json::from_str(jobs.get())
                 .map_err(|_| ApiError::Malformed(FieldError::new("jobs", "must be an array")))?;
-            prepare_batch(items, key.as_deref(), limit, |item, prefix| {
+            read_batch(items, limit, |item, prefix| {
                 parse_json(item.get().as_bytes())
                     .map_err(|err| ApiError::Malformed(err.within(prefix)))
             })?
         }
     };
+    let submissions = prepare_batch(&state, requests, key.as_deref()).await?;
     let outcomes = state.publisher.publish(&submissions, true).await;
     let mut accepted = 0usize;
     let mut first_error = None;
@@ -151,31 +170,59 @@ pub async fn batch(
     }
 }
 
-/// Checks the batch size, reads each job with `read` (given its `jobs[i]` prefix) and
-/// validates it, stopping at the first bad job; job `i` of a keyed batch is `<key>-<i>`.
-fn prepare_batch<T>(
+/// Checks the batch size and reads each job with `read` (given its `jobs[i]` prefix).
+fn read_batch<T>(
     items: Vec<T>,
-    key: Option<&str>,
     limit: usize,
     read: impl Fn(T, &str) -> Result<JobRequest, ApiError>,
-) -> Result<Vec<Submission>, ApiError> {
+) -> Result<Vec<JobRequest>, ApiError> {
     if items.is_empty() || items.len() > limit {
         return Err(ApiError::Invalid(FieldError::new(
             "jobs",
             format!("must hold 1 to {limit} jobs, got {}", items.len()),
         )));
     }
-    let mut submissions = Vec::with_capacity(items.len());
-    for (index, item) in items.into_iter().enumerate() {
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| read(item, &format!("jobs[{index}]")))
+        .collect()
+}
+
+/// Validates every job of a batch, stopping at the first bad one (its error names
+/// `jobs[i].field`); job `i` of a keyed batch is `<key>-<i>`.
+async fn prepare_batch(
+    state: &AppState,
+    requests: Vec<JobRequest>,
+    key: Option<&str>,
+) -> Result<Vec<Submission>, ApiError> {
+    let mut specs: HashMap<String, Arc<FunctionSpec>> = HashMap::new();
+    let mut submissions = Vec::with_capacity(requests.len());
+    for (index, request) in requests.into_iter().enumerate() {
         let prefix = format!("jobs[{index}]");
-        let request = read(item, &prefix)?;
+        let within = |err: ApiError| match err {
+            ApiError::Malformed(e) => ApiError::Malformed(e.within(&prefix)),
+            ApiError::Invalid(e) => ApiError::Invalid(e.within(&prefix)),
+            other => other,
+        };
+        let spec = match specs.get(&request.model_name) {
+            Some(spec) => spec.clone(),
+            None => {
+                let spec = checked_spec(state, &request).await.map_err(within)?;
+                specs.insert(request.model_name.clone(), spec.clone());
+                spec
+            }
+        };
+        request
+            .check_shape()
+            .map_err(|e| within(ApiError::Malformed(e)))?;
         let job_id = match key {
             Some(key) => JobId::parse(&format!("{key}-{index}"), "Idempotency-Key")
                 .map_err(ApiError::Invalid)?,
             None => JobId::generate(),
         };
         submissions.push(
-            Submission::prepare(request, job_id)
+            Submission::prepare(request, &spec, job_id)
                 .map_err(|err| ApiError::Invalid(err.within(&prefix)))?,
         );
     }
@@ -244,7 +291,8 @@ pub async fn run(
         Some(key) => JobId::parse(&key, "Idempotency-Key").map_err(ApiError::Invalid)?,
         None => JobId::generate(),
     };
-    let job = ValidJob::parse(request).map_err(ApiError::Invalid)?;
+    let spec = checked_spec(&state, &request).await?;
+    let job = ValidJob::parse(request, &spec).map_err(ApiError::Invalid)?;
     let reply = sync_call::call(&state, job, job_id).await?;
     Ok(Json(json!(reply)))
 }

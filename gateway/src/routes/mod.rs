@@ -2,6 +2,7 @@
 
 pub mod health;
 pub mod inference;
+pub mod openapi;
 pub mod statistics;
 pub mod v2;
 
@@ -31,25 +32,37 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .route("/metrics", get(health::metrics))
-        .route("/openapi.json", get(openapi))
+        .route("/openapi.json", get(openapi::document))
         .route("/v2", get(v2::server_metadata))
         .route("/v2/health/live", get(v2::live))
         .route("/v2/health/ready", get(v2::ready))
+        .route("/v2/models/stats", get(v2::stats::all))
         .route("/v2/models/{model}", get(v2::model_metadata))
         .route("/v2/models/{model}/ready", get(v2::model_ready))
+        .route("/v2/models/{model}/config", get(v2::model_config))
+        .route("/v2/models/{model}/stats", get(v2::stats::model))
         .route("/v2/models/{model}/infer", post(v2::infer))
+        .route(
+            "/v2/models/{model}/versions/{version}",
+            get(v2::version_metadata),
+        )
+        .route(
+            "/v2/models/{model}/versions/{version}/ready",
+            get(v2::version_ready),
+        )
+        .route(
+            "/v2/models/{model}/versions/{version}/stats",
+            get(v2::stats::version),
+        )
+        .route(
+            "/v2/models/{model}/versions/{version}/infer",
+            post(v2::infer_version),
+        )
+        .route("/v2/repository/index", post(v2::repository_index))
         .fallback_service(dashboard)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
-}
-
-/// The OpenAPI 3 description of this API (`gateway/openapi.json`).
-async fn openapi() -> impl axum::response::IntoResponse {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        include_str!("../../openapi.json"),
-    )
 }
 
 async fn unknown_route() -> ApiError {

@@ -2,7 +2,6 @@
 
 use axum::extract::State;
 use axum::Json;
-use orbit_contract::Model;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
@@ -19,8 +18,24 @@ pub async fn statistics(State(state): State<AppState>) -> Result<Json<Value>, Ap
     Ok(Json(json!(stats)))
 }
 
-/// `GET /api/v1/models`: the models this gateway accepts.
-pub async fn models() -> Json<Value> {
-    let models: Vec<&str> = Model::ALL.iter().map(|m| m.name()).collect();
-    Json(json!({ "models": models }))
+/// `GET /api/v1/models`: the functions this gateway accepts, as the registry knows them:
+/// `models` (the names, as the seed listed them) and `functions` (each one's declaration with
+/// its live replicas).
+pub async fn models(State(state): State<AppState>) -> Json<Value> {
+    let entries = state.registry.list();
+    let names: Vec<&str> = entries
+        .iter()
+        .map(|e| e.descriptor().name.as_str())
+        .collect();
+    let functions: Vec<Value> = entries
+        .iter()
+        .map(|entry| {
+            let mut declared = json!(entry.descriptor());
+            declared["replicas"] = json!(entry.replicas);
+            declared["ready"] =
+                json!(entry.replicas > 0 && entry.descriptor().served().iter().any(|v| v.ready));
+            declared
+        })
+        .collect();
+    Json(json!({ "models": names, "functions": functions }))
 }

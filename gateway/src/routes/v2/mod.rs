@@ -1,0 +1,533 @@
+//! The Open Inference Protocol (KServe v2) with Triton's binary tensor, model repository,
+//! statistics and model configuration extensions, so stock clients (tritonclient, the KServe
+//! SDKs, perf_analyzer) work unchanged. Everything a model is, versions included, comes from
+//! the function registry.
+//!
+//! How functions map onto the protocol:
+//! - a series function (`moving_average`, `lstm_timeseries`) takes one input tensor of shape
+//!   `[n]` (one series), `[1, n]` or `[k, n]` (k series answered together, each its own job);
+//!   any numeric datatype, converted to FP64. Its declared outputs come back as FP64 tensors of
+//!   shape `[m]`, or `[k, m]` for a batch;
+//! - a tensor function (an ONNX image model) takes its declared inputs, datatypes and shapes
+//!   exactly, and answers with its outputs as the model produced them;
+//! - request `parameters` other than the protocol's own (`binary_data_output`, `timeout`,
+//!   ...) are the function's (`window`, `horizon`), checked against its declared schema.
+//!
+//! Errors are the protocol's `{"error": "<message>"}`, the field named in the message: 400 for
+//! a bad request (or a job that failed), 404 for an unknown model or version, 503 when no
+//! replica can answer, 504 when none answered in time.
+
+pub mod codec;
+pub mod stats;
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use futures::future::join_all;
+use orbit_contract::{
+    FieldError, FunctionSpec, InputKind, JobId, RawInput, RequestParts, Tensor, TensorSpec,
+    ValidJob, VersionDescriptor,
+};
+use serde_json::{json, Map, Value};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::sync_call;
+use codec::{InferRequest, ResponseHead};
+
+/// An [`ApiError`] in the protocol's error shape and status codes.
+pub struct V2Error(ApiError);
+
+impl From<ApiError> for V2Error {
+    fn from(err: ApiError) -> Self {
+        Self(err)
+    }
+}
+
+impl From<FieldError> for V2Error {
+    fn from(err: FieldError) -> Self {
+        Self(ApiError::Malformed(err))
+    }
+}
+
+impl IntoResponse for V2Error {
+    fn into_response(self) -> Response {
+        let status = match &self.0 {
+            ApiError::Malformed(_) | ApiError::Invalid(_) | ApiError::JobFailed { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            other => other.status_and_code().0,
+        };
+        if status.is_server_error() {
+            tracing::warn!(%status, error = %self.0, "v2 request failed");
+        }
+        (status, Json(json!({ "error": message(&self.0) }))).into_response()
+    }
+}
+
+fn message(err: &ApiError) -> String {
+    match err.field() {
+        Some(field) if !err.to_string().starts_with(field) => format!("{field}: {err}"),
+        _ => err.to_string(),
+    }
+}
+
+/// `GET /v2`
+pub async fn server_metadata() -> Json<Value> {
+    Json(json!({
+        "name": "orbit",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": ["binary_tensor_data", "model_repository", "statistics", "model_configuration"],
+    }))
+}
+
+/// `GET /v2/health/live`
+pub async fn live() -> StatusCode {
+    StatusCode::OK
+}
+
+/// `GET /v2/health/ready`: ready when jobs can be accepted.
+pub async fn ready(State(state): State<AppState>) -> StatusCode {
+    if state.nats.connection_state() == async_nats::connection::State::Connected {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+/// The function `model`, or a 404.
+async fn known(state: &AppState, model: &str) -> Result<std::sync::Arc<FunctionSpec>, V2Error> {
+    state
+        .registry
+        .spec(model, "model")
+        .await
+        .map_err(|err| V2Error(ApiError::NotFound(err.message)))
+}
+
+/// Version `version` of `spec` (or its default), or a 404.
+fn version_of(spec: &FunctionSpec, version: Option<&str>) -> Result<VersionDescriptor, V2Error> {
+    spec.descriptor()
+        .resolve(version)
+        .map_err(|err| V2Error(ApiError::NotFound(err.message)))
+}
+
+fn tensor_metadata(specs: &[TensorSpec]) -> Vec<Value> {
+    specs
+        .iter()
+        .map(|s| json!({"name": s.name, "datatype": s.datatype.as_str(), "shape": s.shape}))
+        .collect()
+}
+
+fn metadata(spec: &FunctionSpec, version: Option<&str>) -> Result<Json<Value>, V2Error> {
+    let descriptor = spec.descriptor();
+    let chosen = version_of(spec, version)?;
+    let versions: Vec<String> = match version {
+        Some(_) => vec![chosen.version.clone()],
+        None => descriptor.served().into_iter().map(|v| v.version).collect(),
+    };
+    Ok(Json(json!({
+        "name": descriptor.name,
+        "versions": versions,
+        "platform": descriptor.platform,
+        "inputs": tensor_metadata(&chosen.inputs),
+        "outputs": tensor_metadata(&chosen.outputs),
+        "parameters": {
+            "description": descriptor.description,
+            "parameter_schema": descriptor.parameters.to_string(),
+        },
+    })))
+}
+
+/// `GET /v2/models/{model}`
+pub async fn model_metadata(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Json<Value>, V2Error> {
+    metadata(&*known(&state, &model).await?, None)
+}
+
+/// `GET /v2/models/{model}/versions/{version}`
+pub async fn version_metadata(
+    State(state): State<AppState>,
+    Path((model, version)): Path<(String, String)>,
+) -> Result<Json<Value>, V2Error> {
+    metadata(&*known(&state, &model).await?, Some(&version))
+}
+
+/// Whether a replica of `name` answers `$SRV.PING` now.
+async fn has_replica(state: &AppState, name: &str) -> bool {
+    let ping = state.nats.send_request(
+        format!("$SRV.PING.{name}"),
+        async_nats::Request::new().timeout(Some(Duration::from_millis(500))),
+    );
+    ping.await.is_ok()
+}
+
+async fn readiness(
+    state: &AppState,
+    model: &str,
+    version: Option<&str>,
+) -> Result<StatusCode, V2Error> {
+    let spec = known(state, model).await?;
+    let ready = version_of(&spec, version)?.ready && has_replica(state, model).await;
+    Ok(if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    })
+}
+
+/// `GET /v2/models/{model}/ready`: 200 when its default version loaded and a replica answers.
+pub async fn model_ready(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<StatusCode, V2Error> {
+    readiness(&state, &model, None).await
+}
+
+/// `GET /v2/models/{model}/versions/{version}/ready`
+pub async fn version_ready(
+    State(state): State<AppState>,
+    Path((model, version)): Path<(String, String)>,
+) -> Result<StatusCode, V2Error> {
+    readiness(&state, &model, Some(&version)).await
+}
+
+/// `GET /v2/models/{model}/config` (Triton's model configuration extension, read-only): what
+/// perf_analyzer and tritonclient's `get_model_config` read. Shapes are explicit, so
+/// `max_batch_size` is 0 (no implicit batch dimension).
+pub async fn model_config(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Json<Value>, V2Error> {
+    let spec = known(&state, &model).await?;
+    let descriptor = spec.descriptor();
+    let config = |specs: &[TensorSpec]| -> Vec<Value> {
+        specs
+            .iter()
+            .map(|s| json!({"name": s.name, "data_type": format!("TYPE_{}", s.datatype), "dims": s.shape}))
+            .collect()
+    };
+    Ok(Json(json!({
+        "name": descriptor.name,
+        "platform": descriptor.platform,
+        "max_batch_size": 0,
+        "input": config(&descriptor.inputs),
+        "output": config(&descriptor.outputs),
+        "version_policy": {"specific": {"versions": descriptor.served().iter().map(|v| v.version.clone()).collect::<Vec<_>>()}},
+    })))
+}
+
+/// `POST /v2/repository/index`: every model and version with its state; `{"ready": true}`
+/// lists only those that can run.
+pub async fn repository_index(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<Value>, V2Error> {
+    let only_ready = if body.iter().all(u8::is_ascii_whitespace) {
+        false
+    } else {
+        let request: Value = orbit_contract::parse_json(&body)?;
+        request
+            .get("ready")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
+    let mut index = Vec::new();
+    for entry in state.registry.list() {
+        let descriptor = entry.descriptor();
+        for version in descriptor.served() {
+            let (state, reason) = match (version.ready, entry.replicas) {
+                (true, 0) => ("UNAVAILABLE", "no replica is running".to_string()),
+                (true, _) => ("READY", String::new()),
+                (false, _) => ("UNAVAILABLE", version.reason.clone().unwrap_or_default()),
+            };
+            if only_ready && state != "READY" {
+                continue;
+            }
+            index.push(json!({"name": descriptor.name, "version": version.version, "state": state, "reason": reason}));
+        }
+    }
+    Ok(Json(Value::Array(index)))
+}
+
+/// `POST /v2/models/{model}/infer`
+pub async fn infer(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, V2Error> {
+    infer_on(&state, &model, None, &headers, &body).await
+}
+
+/// `POST /v2/models/{model}/versions/{version}/infer`
+pub async fn infer_version(
+    State(state): State<AppState>,
+    Path((model, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, V2Error> {
+    infer_on(&state, &model, Some(version), &headers, &body).await
+}
+
+async fn infer_on(
+    state: &AppState,
+    model: &str,
+    version: Option<String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, V2Error> {
+    let spec = known(state, model).await?;
+    let chosen = version_of(&spec, version.as_deref())?;
+    if !chosen.ready {
+        return Err(V2Error(ApiError::Unavailable(format!(
+            "version {} of {model} cannot run: {}",
+            chosen.version,
+            chosen.reason.unwrap_or_default()
+        ))));
+    }
+    let request = codec::decode(headers, body)?;
+    let timeout = request
+        .timeout
+        .map_or(state.config.sync_timeout, |t| {
+            t.min(state.config.sync_timeout)
+        })
+        .max(Duration::from_millis(1));
+    let key = match headers.get("idempotency-key") {
+        Some(value) => Some(
+            value
+                .to_str()
+                .map(str::to_string)
+                .map_err(|_| FieldError::new("Idempotency-Key", "must be visible ASCII"))?,
+        ),
+        None => None,
+    };
+    if let Some(outputs) = &request.outputs {
+        for (i, output) in outputs.iter().enumerate() {
+            if !chosen.outputs.iter().any(|s| s.name == output.name) {
+                let known: Vec<&str> = chosen.outputs.iter().map(|s| s.name.as_str()).collect();
+                return Err(FieldError::new(
+                    format!("outputs[{i}].name"),
+                    format!(
+                        "{model} has no output '{}'; its outputs are {}",
+                        output.name,
+                        known.join(", ")
+                    ),
+                )
+                .into());
+            }
+        }
+    }
+    let (outputs, job_ids, ran_version) = match spec.descriptor().input {
+        InputKind::Series => {
+            run_series(state, &spec, version, &request, key.as_deref(), timeout).await?
+        }
+        InputKind::Tensors => {
+            run_tensors(state, &spec, version, &request, key.as_deref(), timeout).await?
+        }
+    };
+    let outputs: Vec<Tensor> = match &request.outputs {
+        None => outputs,
+        Some(wanted) => outputs
+            .into_iter()
+            .filter(|t| wanted.iter().any(|w| w.name == t.name()))
+            .collect(),
+    };
+    let mut parameters = Map::new();
+    parameters.insert(
+        if job_ids.len() == 1 {
+            "job_id"
+        } else {
+            "job_ids"
+        }
+        .to_string(),
+        json!(job_ids.join(",")),
+    );
+    let head = ResponseHead {
+        model_name: model.to_string(),
+        model_version: ran_version,
+        id: request.id.clone(),
+        parameters,
+    };
+    Ok(codec::encode(head, &outputs, &request))
+}
+
+fn job_id(key: Option<&str>, index: Option<usize>) -> Result<JobId, V2Error> {
+    match (key, index) {
+        (Some(key), None) => Ok(JobId::parse(key, "Idempotency-Key")?),
+        (Some(key), Some(i)) => Ok(JobId::parse(&format!("{key}-{i}"), "Idempotency-Key")?),
+        (None, _) => Ok(JobId::generate()),
+    }
+}
+
+/// A series function: one series per row of the one input tensor, each its own job, all
+/// running at once; their declared outputs stacked back into tensors.
+async fn run_series(
+    state: &AppState,
+    spec: &FunctionSpec,
+    version: Option<String>,
+    request: &InferRequest,
+    key: Option<&str>,
+    timeout: Duration,
+) -> Result<(Vec<Tensor>, Vec<String>, String), V2Error> {
+    let name = spec.name();
+    let [input] = request.inputs.as_slice() else {
+        return Err(FieldError::new(
+            "inputs",
+            format!(
+                "{name} takes one input tensor (a series, or a batch of series), got {}",
+                request.inputs.len()
+            ),
+        )
+        .into());
+    };
+    let (rows, length, batched) = match input.shape() {
+        [n] => (1, *n, false),
+        [k, n] => (*k, *n, true),
+        other => {
+            return Err(FieldError::new(
+                "inputs[0].shape",
+                format!("{other:?} is neither one series [n] nor a batch of series [k, n]"),
+            )
+            .into())
+        }
+    };
+    if rows == 0 {
+        return Err(FieldError::new("inputs[0].shape", "holds no series").into());
+    }
+    let values = input.to_f64();
+    let mut jobs = Vec::with_capacity(rows);
+    for row in 0..rows {
+        let series = values[row * length..(row + 1) * length].to_vec();
+        let parts = RequestParts {
+            version: version.clone(),
+            input: RawInput::Series(series),
+            parameters: request.parameters.clone(),
+            metadata: Map::new(),
+        };
+        let job =
+            ValidJob::from_parts(spec, parts).map_err(|err| rename_data(err, row, batched))?;
+        jobs.push((job, job_id(key, (rows > 1).then_some(row))?));
+    }
+    let replies = join_all(
+        jobs.into_iter()
+            .map(|(job, id)| sync_call::call_within(state, job, id, timeout)),
+    )
+    .await;
+    let replies: Vec<_> = replies.into_iter().collect::<Result<_, _>>()?;
+    let ran_version = replies
+        .first()
+        .map(|r| r.function_version.clone())
+        .unwrap_or_default();
+    let declared = version_of(spec, version.as_deref())?.outputs;
+    let mut outputs = Vec::with_capacity(declared.len());
+    for output in &declared {
+        let mut stacked = Vec::new();
+        let mut width = None;
+        for reply in &replies {
+            let values = numbers(reply.output.as_ref().and_then(|o| o.get(&output.name)))
+                .ok_or_else(|| {
+                    V2Error(ApiError::Internal(format!(
+                        "{name} answered without a numeric '{}'",
+                        output.name
+                    )))
+                })?;
+            if *width.get_or_insert(values.len()) != values.len() {
+                return Err(V2Error(ApiError::Internal(format!(
+                    "{name}'s '{}' differs in length between rows",
+                    output.name
+                ))));
+            }
+            stacked.extend(values);
+        }
+        let width = width.unwrap_or(0);
+        let shape = if batched {
+            vec![rows, width]
+        } else {
+            vec![width]
+        };
+        outputs.push(Tensor::from_f64(&output.name, shape, &stacked)?);
+    }
+    let job_ids = replies.iter().map(|r| r.job_id.to_string()).collect();
+    Ok((outputs, job_ids, ran_version))
+}
+
+/// `data` errors of row `row` are errors of `inputs[0]` to a protocol client.
+fn rename_data(err: FieldError, row: usize, batched: bool) -> V2Error {
+    let field = match err.field.strip_prefix("data") {
+        Some(rest) if batched => format!("inputs[0][{row}]{rest}"),
+        Some(rest) => format!("inputs[0]{rest}"),
+        None => err.field,
+    };
+    V2Error(ApiError::Malformed(FieldError::new(field, err.message)))
+}
+
+/// A JSON number or list of numbers as `f64`s.
+fn numbers(value: Option<&Value>) -> Option<Vec<f64>> {
+    match value? {
+        Value::Number(n) => Some(vec![n.as_f64()?]),
+        Value::Array(items) => items.iter().map(Value::as_f64).collect(),
+        _ => None,
+    }
+}
+
+/// A tensor function: one job with the request's tensors; its answer's tensors come back.
+async fn run_tensors(
+    state: &AppState,
+    spec: &FunctionSpec,
+    version: Option<String>,
+    request: &InferRequest,
+    key: Option<&str>,
+    timeout: Duration,
+) -> Result<(Vec<Tensor>, Vec<String>, String), V2Error> {
+    let parts = RequestParts {
+        version,
+        input: RawInput::Tensors(request.inputs.clone()),
+        parameters: request.parameters.clone(),
+        metadata: Map::new(),
+    };
+    let job = ValidJob::from_parts(spec, parts).map_err(|err| {
+        if err.field == "model_version" {
+            V2Error(ApiError::NotFound(err.message))
+        } else {
+            V2Error(ApiError::Malformed(err))
+        }
+    })?;
+    let reply = sync_call::call_within(state, job, job_id(key, None)?, timeout).await?;
+    let items = reply
+        .output
+        .as_ref()
+        .and_then(|o| o.get("outputs"))
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            V2Error(ApiError::Internal(format!(
+                "{} answered without outputs",
+                spec.name()
+            )))
+        })?;
+    let outputs = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let item: orbit_contract::JsonTensor = serde_json::from_value(item.clone())
+                .map_err(|err| FieldError::new(format!("outputs[{i}]"), err.to_string()))?;
+            orbit_contract::descriptor::json_tensor(item, &format!("outputs[{i}]"))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| {
+            V2Error(ApiError::Internal(format!(
+                "{} answered an unreadable tensor: {err}",
+                spec.name()
+            )))
+        })?;
+    Ok((
+        outputs,
+        vec![reply.job_id.to_string()],
+        reply.function_version,
+    ))
+}
