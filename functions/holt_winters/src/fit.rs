@@ -1,0 +1,132 @@
+//! Choosing the smoothing parameters a request leaves open: the ones that minimise the sum of
+//! squared one-step errors, found by Nelder-Mead over an unbounded transform of each parameter
+//! (a logistic map into its range), as `statsmodels` and `forecast::ets` do.
+
+use crate::model::{smooth, Parameters, Spec};
+
+/// A parameter's range, and its value when the request fixed it.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub low: f64,
+    pub high: f64,
+    pub fixed: Option<f64>,
+    pub start: f64,
+}
+
+impl Bound {
+    fn to_value(self, x: f64) -> f64 {
+        self.low + (self.high - self.low) / (1.0 + (-x).exp())
+    }
+
+    fn to_free(self, value: f64) -> f64 {
+        let u = ((value - self.low) / (self.high - self.low)).clamp(1e-6, 1.0 - 1e-6);
+        (u / (1.0 - u)).ln()
+    }
+}
+
+/// The parameters with the least one-step squared error; `bounds` are alpha, beta, gamma, phi.
+pub fn fit(series: &[f64], spec: &Spec, bounds: [Bound; 4]) -> Option<Parameters> {
+    let free: Vec<usize> = (0..4).filter(|&i| bounds[i].fixed.is_none()).collect();
+    let assemble = |x: &[f64]| -> Parameters {
+        let mut values = [0.0; 4];
+        for i in 0..4 {
+            values[i] = match bounds[i].fixed {
+                Some(value) => value,
+                None => bounds[i].to_value(x[free.iter().position(|&f| f == i).unwrap_or(0)]),
+            };
+        }
+        Parameters {
+            alpha: values[0],
+            beta: values[1],
+            // The season may not take more of an error than the level leaves it.
+            gamma: values[2].min((1.0 - values[0]).max(1e-4)),
+            phi: values[3],
+        }
+    };
+    let cost = |x: &[f64]| -> f64 {
+        smooth(series, spec, &assemble(x)).map_or(f64::INFINITY, |fitted| fitted.sse)
+    };
+    let start: Vec<f64> = free
+        .iter()
+        .map(|&i| bounds[i].to_free(bounds[i].start))
+        .collect();
+    let best = if start.is_empty() {
+        start
+    } else {
+        nelder_mead(&cost, start, 200 * free.len())
+    };
+    let parameters = assemble(&best);
+    cost(&best).is_finite().then_some(parameters)
+}
+
+/// Minimises `f` from `start` (the standard reflect / expand / contract / shrink steps).
+fn nelder_mead(f: &dyn Fn(&[f64]) -> f64, start: Vec<f64>, iterations: usize) -> Vec<f64> {
+    let n = start.len();
+    let mut simplex: Vec<(Vec<f64>, f64)> = Vec::with_capacity(n + 1);
+    simplex.push((start.clone(), f(&start)));
+    for i in 0..n {
+        let mut point = start.clone();
+        point[i] += 1.0;
+        let value = f(&point);
+        simplex.push((point, value));
+    }
+    for _ in 0..iterations {
+        simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let (best, worst) = (simplex[0].1, simplex[n].1);
+        if (worst - best).abs() <= 1e-10 * best.abs().max(1e-12) {
+            break;
+        }
+        let centroid: Vec<f64> = (0..n)
+            .map(|d| simplex[..n].iter().map(|(p, _)| p[d]).sum::<f64>() / n as f64)
+            .collect();
+        let along = |t: f64| -> Vec<f64> {
+            (0..n)
+                .map(|d| centroid[d] + t * (simplex[n].0[d] - centroid[d]))
+                .collect()
+        };
+        let reflected = along(-1.0);
+        let reflected_value = f(&reflected);
+        if reflected_value < simplex[0].1 {
+            let expanded = along(-2.0);
+            let expanded_value = f(&expanded);
+            simplex[n] = if expanded_value < reflected_value {
+                (expanded, expanded_value)
+            } else {
+                (reflected, reflected_value)
+            };
+        } else if reflected_value < simplex[n - 1].1 {
+            simplex[n] = (reflected, reflected_value);
+        } else {
+            let contracted = along(0.5);
+            let contracted_value = f(&contracted);
+            if contracted_value < simplex[n].1 {
+                simplex[n] = (contracted, contracted_value);
+            } else {
+                let best = simplex[0].0.clone();
+                for (point, value) in simplex.iter_mut().skip(1) {
+                    for d in 0..n {
+                        point[d] = best[d] + 0.5 * (point[d] - best[d]);
+                    }
+                    *value = f(point);
+                }
+            }
+        }
+    }
+    simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
+    simplex.swap_remove(0).0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nelder_mead_finds_a_quadratic_minimum() {
+        let f = |x: &[f64]| (x[0] - 3.0).powi(2) + (x[1] + 1.0).powi(2) * 10.0;
+        let best = nelder_mead(&f, vec![0.0, 0.0], 500);
+        assert!(
+            (best[0] - 3.0).abs() < 1e-3 && (best[1] + 1.0).abs() < 1e-3,
+            "{best:?}"
+        );
+    }
+}
