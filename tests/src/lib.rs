@@ -476,7 +476,7 @@ pub struct Stack {
 /// What to start.
 pub struct StackOptions {
     /// Function processes of `stack.toml` and how many replicas of each.
-    pub functions: Vec<(&'static str, usize)>,
+    pub functions: Vec<(String, usize)>,
     pub gateway: bool,
     pub sinks: bool,
     /// Extra environment for the gateway.
@@ -495,7 +495,7 @@ impl StackOptions {
     /// Gateway, sinks and the model host (the LSTM forecaster, the cloud mask).
     pub fn models_only() -> Self {
         Self {
-            functions: vec![("onnx-host", 1)],
+            functions: vec![("onnx-host".into(), 1)],
             ..Self::default()
         }
     }
@@ -503,7 +503,7 @@ impl StackOptions {
     /// The default stack with `replicas` moving_average replicas.
     pub fn with_replicas(replicas: usize) -> Self {
         Self {
-            functions: vec![("moving_average", replicas)],
+            functions: vec![("moving_average".into(), replicas)],
             ..Self::default()
         }
     }
@@ -512,7 +512,7 @@ impl StackOptions {
 impl Default for StackOptions {
     fn default() -> Self {
         Self {
-            functions: vec![("moving_average", 1)],
+            functions: vec![("moving_average".into(), 1)],
             gateway: true,
             sinks: true,
             gateway_env: Vec::new(),

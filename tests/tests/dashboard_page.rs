@@ -11,7 +11,7 @@ async fn the_page_submits_a_job_and_shows_it_completed() -> anyhow::Result<()> {
     let stack = Stack::start(
         &clients,
         StackOptions {
-            functions: vec![("moving_average", 1), ("onnx-host", 1)],
+            functions: vec![("moving_average".into(), 1), ("onnx-host".into(), 1)],
             ..StackOptions::default()
         },
     )

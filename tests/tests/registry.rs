@@ -217,3 +217,91 @@ async fn the_dashboard_filters_by_any_known_function() -> anyhow::Result<()> {
     assert_eq!(error["error"]["field"], "upgrade");
     Ok(())
 }
+
+/// Every function `stack.toml` deploys answers the example it declares, through `/api/v1`
+/// (sync and async) and NATS, and a series function through `/v2` too: a function that plugs
+/// in is tested here without a line of its own.
+#[tokio::test]
+async fn every_deployed_function_answers_its_declared_example() -> anyhow::Result<()> {
+    let clients = Clients::connect().await?;
+    let functions: Vec<(String, usize)> = orbit_e2e::manifest()?
+        .into_iter()
+        .filter(|p| p.kind == "function")
+        .map(|p| (p.name, 1))
+        .collect();
+    let stack = Stack::start(
+        &clients,
+        StackOptions {
+            functions,
+            ..StackOptions::default()
+        },
+    )
+    .await?;
+    let (_, models) = clients.get_json(&stack.url("/api/v1/models")).await?;
+    let declared = models["functions"].as_array().expect("functions").clone();
+    let mut checked = Vec::new();
+    for function in &declared {
+        let name = function["name"].as_str().expect("name").to_string();
+        let Some(example) = function.get("example").filter(|e| e.is_object()) else {
+            continue;
+        };
+        if clients.replicas(&name).await? == 0 {
+            continue; // deployed by an earlier run, not running now
+        }
+        let mut body = example.clone();
+        body["model_name"] = json!(name);
+        let (status, reply) = clients
+            .post_json(&stack.url("/api/v1/inference/run"), &body)
+            .await?;
+        assert_eq!(status, 200, "{name}: {reply}");
+        assert_eq!(reply["status"], "succeeded", "{name}: {reply}");
+        let job_id = stack.submit(&clients, &body).await?;
+        let view = clients
+            .wait_for_state(&stack.job_url(&job_id), "succeeded")
+            .await?;
+        assert_eq!(
+            view["result"], reply["output"],
+            "{name}: async and sync agree"
+        );
+        let answer = clients
+            .nats
+            .request(format!("orbit.fn.{name}"), example.to_string().into())
+            .await?;
+        let answer: Value = serde_json::from_slice(&answer.payload)?;
+        assert_eq!(
+            answer["output"], reply["output"],
+            "{name}: NATS and HTTP agree"
+        );
+        if function["input"] == "series" {
+            let data = example["data"]
+                .as_array()
+                .expect("a series example has data")
+                .clone();
+            let mut infer = json!({"inputs": [{"name": "data", "datatype": "FP64", "shape": [data.len()], "data": data}]});
+            if let Some(parameters) = example.get("parameters") {
+                infer["parameters"] = parameters.clone();
+            }
+            let (status, reply) = clients
+                .post_json(&stack.url(&format!("/v2/models/{name}/infer")), &infer)
+                .await?;
+            assert_eq!(status, 200, "{name} /v2: {reply}");
+            assert_eq!(
+                reply["outputs"][0]["name"], function["outputs"][0]["name"],
+                "{name}: {reply}"
+            );
+        }
+        checked.push(name);
+    }
+    for expected in [
+        "moving_average",
+        "holt_winters",
+        "lstm_timeseries",
+        "cloud_mask",
+    ] {
+        assert!(
+            checked.iter().any(|c| c == expected),
+            "{expected} was not checked: {checked:?}"
+        );
+    }
+    Ok(())
+}

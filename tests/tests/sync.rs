@@ -12,7 +12,7 @@ async fn nats_request_reply_answers_and_is_recorded() -> anyhow::Result<()> {
     let _stack = Stack::start(
         &clients,
         StackOptions {
-            functions: vec![("moving_average", 2)],
+            functions: vec![("moving_average".into(), 2)],
             gateway: false,
             ..Default::default()
         },
@@ -74,7 +74,7 @@ async fn every_replica_is_discoverable_through_srv_subjects() -> anyhow::Result<
     let stack = Stack::start(
         &clients,
         StackOptions {
-            functions: vec![("moving_average", 2)],
+            functions: vec![("moving_average".into(), 2)],
             gateway: false,
             sinks: false,
             ..Default::default()
