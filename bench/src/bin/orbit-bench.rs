@@ -20,7 +20,7 @@ use orbit_bench::{bridge, probe, relay, scaling, settle, sync};
 use serde_json::{json, Value};
 
 const ALL: &[&str] = &[
-    "single", "batch", "open", "sync", "lstm", "bridge", "relay", "scaling",
+    "single", "batch", "open", "sync", "v2", "lstm", "bridge", "relay", "scaling",
 ];
 
 struct Options {
@@ -105,6 +105,43 @@ impl Bench {
         self.results.push(
             json!({ "scenario": scenario, "label": label, "report": report, "usage": usage }),
         );
+    }
+
+    /// Runs sync rows: (path, callers, calls, with the sinks and the bridge paused).
+    async fn sync_rows(
+        &mut self,
+        clients: &sync::Clients,
+        plan: Vec<(sync::Path, usize, usize, bool)>,
+    ) -> anyhow::Result<()> {
+        for (path, concurrency, calls, sinks_paused) in plan {
+            let paused = if sinks_paused {
+                self.stack.pause_sinks()?
+            } else {
+                Vec::new()
+            };
+            let sampler = Sampler::start(&self.stack, self_process());
+            let report = sync::run(clients, path, calls, concurrency).await;
+            let usage = sampler.finish();
+            self.stack.resume(&paused);
+            let report = report?;
+            let label = if sinks_paused { ", sinks paused" } else { "" };
+            println!("\n== sync: {} x{}{label}", report.path, concurrency);
+            println!(
+                "  {:>9.0} calls/s   p50 {:>7.3} ms  p99 {:>7.3} ms  p99.9 {:>7.3} ms   errors {}",
+                report.calls_per_second,
+                report.latency.p50_ms,
+                report.latency.p99_ms,
+                report.latency.p999_ms,
+                report.errors
+            );
+            self.record(
+                "sync",
+                format!("{} x{concurrency}{label}", report.path),
+                serde_json::to_value(&report)?,
+                usage,
+            );
+        }
+        Ok(())
     }
 
     async fn e2e_closed(
@@ -234,7 +271,7 @@ impl Bench {
                 // work each record causes downstream on the same two cores (the records wait
                 // in RESULTS and are stored once the sinks resume).
                 let _echo = sync::EchoResponder::start(self.stack.var("ORBIT_NATS_URL")?).await?;
-                let plan = [
+                let plan = vec![
                     (sync::Path::NatsEcho, 1, n(5_000, 20_000), false),
                     (sync::Path::Nats, 1, n(5_000, 20_000), false),
                     (sync::Path::Nats, 16, n(30_000, 100_000), false),
@@ -243,28 +280,30 @@ impl Bench {
                     (sync::Path::KServe, 1, n(3_000, 10_000), false),
                     (sync::Path::Nats, 1, n(5_000, 20_000), true),
                 ];
-                for (path, concurrency, calls, sinks_paused) in plan {
-                    let paused = if sinks_paused {
-                        self.stack.pause_sinks()?
-                    } else {
-                        Vec::new()
-                    };
-                    let sampler = Sampler::start(&self.stack, self_process());
-                    let report = sync::run(&clients, path, calls, concurrency).await;
-                    let usage = sampler.finish();
-                    self.stack.resume(&paused);
-                    let report = report?;
-                    let label = if sinks_paused { ", sinks paused" } else { "" };
-                    println!("\n== sync: {} x{}{label}", report.path, concurrency);
-                    println!("  {:>9.0} calls/s   p50 {:>7.3} ms  p99 {:>7.3} ms  p99.9 {:>7.3} ms   errors {}", report.calls_per_second, report.latency.p50_ms, report.latency.p99_ms, report.latency.p999_ms, report.errors);
-                    self.record(
-                        "sync",
-                        format!("{} x{concurrency}{label}", report.path),
-                        serde_json::to_value(&report)?,
-                        usage,
-                    );
+                self.sync_rows(&clients, plan).await
+            }
+            "v2" => {
+                // The Open Inference Protocol against /run and against the bus alone, at 1, 16
+                // and 64 callers: what /v2 adds over the /run path that also goes over NATS.
+                let clients = sync::Clients {
+                    nats: self.nats.clone(),
+                    http: self.target.http.clone(),
+                    base: self.stack.http.clone(),
+                };
+                let _echo = sync::EchoResponder::start(self.stack.var("ORBIT_NATS_URL")?).await?;
+                let mut plan = Vec::new();
+                for concurrency in [1usize, 16, 64] {
+                    let calls = self.size(2_000, 8_000) * concurrency.clamp(1, 8);
+                    for path in [
+                        sync::Path::NatsEcho,
+                        sync::Path::HttpRun,
+                        sync::Path::KServe,
+                        sync::Path::KServeBinary,
+                    ] {
+                        plan.push((path, concurrency, calls, false));
+                    }
                 }
-                Ok(())
+                self.sync_rows(&clients, plan).await
             }
             "bridge" => {
                 let backlog = self.size(30_000, 100_000);
