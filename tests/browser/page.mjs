@@ -134,7 +134,22 @@ async function run({ url, out }, browser, errors) {
   await page.waitForTimeout(500);
   await page.evaluate(() => window.scrollTo(0, 0));
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  if (overflow > 1) fail(`on a phone the page is ${overflow}px wider than the screen`);
+  if (overflow > 1) {
+    // Name the widest elements, so the failure says what to fix.
+    const widest = await page.evaluate(() => [...document.querySelectorAll('body *')]
+      .map((el) => ({ el, right: el.getBoundingClientRect().right }))
+      .filter(({ el, right }) => {
+        if (right <= window.innerWidth + 1) return false;
+        for (let up = el.parentElement; up && up !== document.body; up = up.parentElement) {
+          if (['auto', 'scroll', 'hidden'].includes(getComputedStyle(up).overflowX)) return false;
+        }
+        return true;
+      })
+      .sort((a, b) => b.right - a.right)
+      .slice(0, 5)
+      .map(({ el, right }) => `${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''}${el.className ? '.' + String(el.className).split(' ').join('.') : ''} right=${Math.round(right)} "${(el.textContent || '').slice(0, 40)}"`));
+    fail(`on a phone the page is ${overflow}px wider than the screen; widest: ${widest.join('; ')}`);
+  }
   await page.screenshot({ path: path.join(out, 'dashboard-phone.png'), fullPage: true });
   await page.setViewportSize({ width: 1366, height: 900 });
   await page.emulateMedia({ colorScheme: 'dark' });
