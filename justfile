@@ -41,6 +41,11 @@ bench-lstm *ARGS:
     scripts/install.sh
     source scripts/lib.sh && ORT_DYLIB_PATH="$(ort_lib)" cargo run --release --quiet -p onnx-host --bin lstm-bench -- {{ARGS}}
 
+# Held-out forecast accuracy of the running stack's forecasters against statsforecast
+# (`just up` first): `just eval-forecast 200` (points of context), bench/forecast/evaluate.py.
+eval-forecast *ARGS:
+    scripts/eval-forecast.sh {{ARGS}}
+
 # The same on a GPU machine (installs the CUDA runtime wheels; see bench/gpu.sh).
 bench-gpu:
     bench/gpu.sh

@@ -1,5 +1,5 @@
 //! The jobs and results the benchmarks send: moving averages of 64 points (the issue's
-//! reference job) and LSTM windows.
+//! reference job) and forecaster windows (the LSTM, `forecast`, `holt_winters`).
 
 use orbit_contract::{JobId, JobState, ResultEvent, Source, Timings};
 use serde_json::{json, Map, Value};
@@ -8,7 +8,7 @@ pub fn job(model: &str, points: usize, seed: usize) -> Value {
     let data: Vec<f64> = (0..points)
         .map(|i| 100.0 + ((i + seed) as f64 * 0.2).sin() * 10.0)
         .collect();
-    let parameters = if model == "lstm_timeseries" {
+    let parameters = if matches!(model, "lstm_timeseries" | "forecast" | "holt_winters") {
         json!({"horizon": 12})
     } else {
         json!({"window": 5})

@@ -65,6 +65,23 @@ pub struct Params {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct HoltWinters;
 
+/// The parameters every forecaster built on this crate shares (`horizon`, `season_length`,
+/// `level`), declared once so that they read and check the same in each of them.
+pub fn forecast_parameter_schemas() -> serde_json::Map<String, Value> {
+    json!({
+        "horizon": {"type": "integer", "minimum": 1, "maximum": MAX_HORIZON, "default": 12,
+            "description": "steps to forecast"},
+        "season_length": {"type": "integer", "minimum": 2, "x-orbit-maximum": "series_length/2",
+            "description": "points per season (12 for monthly data with a yearly cycle); detected from the data when absent"},
+        "level": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 100},
+            "maxItems": 5, "uniqueItems": true, "default": [],
+            "description": "prediction interval levels in percent, e.g. [80, 95]"}
+    })
+    .as_object()
+    .cloned()
+    .unwrap_or_default()
+}
+
 fn smoothing(description: &str) -> Value {
     json!({"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "description": description})
 }
@@ -73,6 +90,22 @@ impl Function for HoltWinters {
     type Params = Params;
 
     fn descriptor(&self) -> FunctionDescriptor {
+        let mut properties = forecast_parameter_schemas();
+        properties.extend(
+            json!({
+                    "trend": {"enum": ["additive", "damped", "none"], "default": "additive"},
+                    "seasonal": {"enum": ["auto", "additive", "multiplicative", "none"], "default": "auto",
+                        "description": "auto: additive when the series has a season (given or detected), none otherwise"},
+                    "alpha": smoothing("level smoothing; fitted when absent"),
+                    "beta": smoothing("trend smoothing; fitted when absent"),
+                    "gamma": smoothing("season smoothing; fitted when absent"),
+                    "phi": {"type": "number", "minimum": 0.5, "maximum": 1,
+                        "description": "trend damping of trend = damped; fitted (0.8 to 0.98) when absent"}
+            })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        );
         FunctionDescriptor {
             name: "holt_winters".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -83,25 +116,8 @@ impl Function for HoltWinters {
             parameters: json!({
                 "type": "object",
                 "additionalProperties": false,
-                "properties": {
-                    "horizon": {"type": "integer", "minimum": 1, "maximum": MAX_HORIZON, "default": 12,
-                        "description": "steps to forecast"},
-                    "season_length": {"type": "integer", "minimum": 2, "x-orbit-maximum": "series_length/2",
-                        "description": "points per season (12 for monthly data with a yearly cycle); detected from the data when absent"},
-                    "trend": {"enum": ["additive", "damped", "none"], "default": "additive"},
-                    "seasonal": {"enum": ["auto", "additive", "multiplicative", "none"], "default": "auto",
-                        "description": "auto: additive when the series has a season (given or detected), none otherwise"},
-                    "alpha": smoothing("level smoothing; fitted when absent"),
-                    "beta": smoothing("trend smoothing; fitted when absent"),
-                    "gamma": smoothing("season smoothing; fitted when absent"),
-                    "phi": {"type": "number", "minimum": 0.5, "maximum": 1,
-                        "description": "trend damping of trend = damped; fitted (0.8 to 0.98) when absent"},
-                    "level": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 100},
-                        "maxItems": 5, "uniqueItems": true, "default": [],
-                        "description": "prediction interval levels in percent, e.g. [80, 95]"}
-                }
-            }),
-            inputs: vec![TensorSpec::new("data", Datatype::Fp64, vec![-1])],
+                "properties": properties,
+            }),            inputs: vec![TensorSpec::new("data", Datatype::Fp64, vec![-1])],
             outputs: vec![TensorSpec::new("forecast", Datatype::Fp64, vec![-1])],
             limits: Limits {
                 min_series_length: 4,

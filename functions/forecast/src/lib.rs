@@ -1,0 +1,378 @@
+//! The `forecast` function: Orbit's default forecaster. It combines a fitted exponential
+//! smoothing model (the `holt_winters` crate's, with the season given or detected) with the
+//! LSTM of the model repository (`models/lstm_timeseries`, run in this process).
+//!
+//! Why a combination, and this one: on real held-out series (`bench/forecast/evaluate.py`),
+//! exponential smoothing is the better of the two wherever there is a season, and the LSTM,
+//! which is never told a season length, is worse than repeating the last season there. On
+//! series without a season the LSTM is the better one, and the mean of the two beats both. So
+//! a series with a season gets exponential smoothing alone; one without gets the mean of both
+//! for the LSTM's 24 steps and exponential smoothing after that. Prediction intervals are the
+//! exponential smoothing model's, centred on the combined forecast.
+
+use holt_winters::{SeasonKind, TrendKind};
+use onnx_host::config::Provider;
+use onnx_host::repository;
+use onnx_host::session::RuntimeSettings;
+use onnx_host::{HostSettings, OnnxModel};
+use orbit_contract::{Datatype, FunctionDescriptor, InputKind, JobFailure, Limits, TensorSpec};
+use orbit_runtime::{Function, Job};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// The most steps one request may forecast.
+pub const MAX_HORIZON: usize = holt_winters::MAX_HORIZON;
+
+/// The LSTM model of the repository that takes part, unless `ORBIT_FORECAST_LSTM` names another.
+pub const DEFAULT_LSTM: &str = "lstm_timeseries";
+
+/// The parameters, as the declared schema has checked them.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Params {
+    pub horizon: usize,
+    #[serde(default)]
+    pub season_length: Option<usize>,
+    #[serde(default)]
+    pub level: Vec<f64>,
+}
+
+/// Why the function cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ForecastError {
+    #[error("{0}")]
+    Settings(String),
+    #[error("model repository {path}: {source}")]
+    Repository {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("model {name} is not in the repository {root}")]
+    MissingModel { name: String, root: String },
+    #[error("model {0} did not load (its log line says why)")]
+    NotLoaded(String),
+}
+
+/// The function served by the `forecast` binary.
+pub struct Forecast {
+    lstm: Option<OnnxModel>,
+}
+
+impl Forecast {
+    /// Exponential smoothing combined with `lstm` where it has no season; `None`: exponential
+    /// smoothing alone.
+    pub fn new(lstm: Option<OnnxModel>) -> Self {
+        Self { lstm }
+    }
+
+    /// Loads the LSTM from the model repository (`ORBIT_MODEL_REPOSITORY`, default `models`;
+    /// `ORBIT_FORECAST_LSTM` names the model, `none` leaves it out). A model that is named but
+    /// does not load stops the start: a forecaster that silently lost half of itself would
+    /// answer worse without anyone knowing.
+    pub fn from_env() -> Result<Self, ForecastError> {
+        let name = std::env::var("ORBIT_FORECAST_LSTM").unwrap_or_else(|_| DEFAULT_LSTM.into());
+        if name == "none" {
+            tracing::info!("ORBIT_FORECAST_LSTM=none: exponential smoothing alone");
+            return Ok(Self::new(None));
+        }
+        let settings =
+            HostSettings::from_env().map_err(|err| ForecastError::Settings(err.to_string()))?;
+        let folder = repository::scan(&settings.root, Some(std::slice::from_ref(&name)))
+            .map_err(|source| ForecastError::Repository {
+                path: settings.root.display().to_string(),
+                source,
+            })?
+            .pop()
+            .ok_or_else(|| ForecastError::MissingModel {
+                name: name.clone(),
+                root: settings.root.display().to_string(),
+            })?;
+        let model = OnnxModel::load(
+            &folder,
+            RuntimeSettings {
+                dylib: settings.dylib.clone(),
+                provider: onnx_host::host::device_override().unwrap_or(Provider::Cpu),
+                threads: onnx_host::host::threads_override().unwrap_or(1),
+            },
+        );
+        if !model.is_ready() {
+            return Err(ForecastError::NotLoaded(name));
+        }
+        tracing::info!(model = %name, provider = model.provider().as_str(), "LSTM loaded");
+        Ok(Self::new(Some(model)))
+    }
+
+    /// The LSTM's forecast of `series` (at most its own horizon), or `None` where it cannot
+    /// take part (no model, a series shorter than it reads).
+    fn lstm_forecast(&self, series: &[f64], horizon: usize) -> Option<Vec<f64>> {
+        let model = self.lstm.as_ref()?;
+        let descriptor = model.descriptor();
+        if series.len() < descriptor.limits.min_series_length {
+            return None;
+        }
+        let body = json!({"data": series, "parameters": {"horizon": horizon.min(24)}});
+        let job = Job::from_body(model, body.to_string().as_bytes()).ok()?;
+        match model.call(&job) {
+            Ok(output) => serde_json::from_value(output["forecast"].clone()).ok(),
+            Err(failure) => {
+                tracing::warn!(error = %failure.message, "the LSTM failed; exponential smoothing alone");
+                None
+            }
+        }
+    }
+}
+
+/// The exponential smoothing model of `series` with the lowest AICc among its forms: trend
+/// none, additive or damped; with a season (given or detected), additive or multiplicative
+/// (positive series only). AICc of an additive-error fit: `n ln(SSE/n) + 2k + 2k(k+1)/(n-k-1)`,
+/// `k` the smoothing parameters plus the initial states. When no form fits, the first
+/// failure is the answer (it names the field at fault).
+fn select_smoothing(series: &[f64], params: &Params) -> Result<Value, JobFailure> {
+    let season_length = match params.season_length {
+        Some(m) => Some(m),
+        None => holt_winters::season::detect(series),
+    }
+    .filter(|&m| series.len() >= 2 * m);
+    let seasonal_forms: &[SeasonKind] = match season_length {
+        Some(_) if series.iter().all(|&y| y > 0.0) => {
+            &[SeasonKind::Additive, SeasonKind::Multiplicative]
+        }
+        Some(_) => &[SeasonKind::Additive],
+        None => &[SeasonKind::None],
+    };
+    let n = series.len() as f64;
+    let mut best: Option<(f64, Value)> = None;
+    let mut first_failure = None;
+    for &seasonal in seasonal_forms {
+        for trend in [TrendKind::None, TrendKind::Additive, TrendKind::Damped] {
+            let attempt = holt_winters::forecast(
+                series,
+                &holt_winters::Params {
+                    horizon: params.horizon,
+                    season_length,
+                    trend,
+                    seasonal,
+                    alpha: None,
+                    beta: None,
+                    gamma: None,
+                    phi: None,
+                    level: params.level.clone(),
+                },
+            );
+            let output = match attempt {
+                Ok(output) => output,
+                Err(failure) => {
+                    first_failure.get_or_insert(failure);
+                    continue;
+                }
+            };
+            let Some(rmse) = output["rmse"].as_f64() else {
+                continue;
+            };
+            let states = 1.0
+                + f64::from(trend != TrendKind::None)
+                + season_length
+                    .filter(|_| seasonal != SeasonKind::None)
+                    .unwrap_or(0) as f64;
+            let smoothing = 1.0
+                + f64::from(trend != TrendKind::None)
+                + f64::from(seasonal != SeasonKind::None)
+                + f64::from(trend == TrendKind::Damped);
+            let k = states + smoothing;
+            let sse = (rmse * rmse * n).max(f64::MIN_POSITIVE);
+            let aicc = if n - k - 1.0 > 0.0 {
+                n * (sse / n).ln() + 2.0 * k + 2.0 * k * (k + 1.0) / (n - k - 1.0)
+            } else {
+                f64::INFINITY
+            };
+            // A form with too many states for the series (infinite AICc) answers only when
+            // nothing else fits.
+            if best.as_ref().is_none_or(|(b, _)| aicc < *b) {
+                best = Some((aicc, output));
+            }
+        }
+    }
+    match (best, first_failure) {
+        (Some((_, output)), _) => Ok(output),
+        (None, Some(failure)) => Err(failure),
+        (None, None) => Err(JobFailure::function_error(
+            "no exponential smoothing model fits this series",
+        )),
+    }
+}
+
+impl Function for Forecast {
+    type Params = Params;
+
+    fn descriptor(&self) -> FunctionDescriptor {
+        FunctionDescriptor {
+            name: "forecast".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            versions: Vec::new(),
+            description: "Orbit's default forecaster: exponential smoothing and the LSTM combined, with prediction intervals".into(),
+            platform: "orbit".into(),
+            input: InputKind::Series,
+            parameters: json!({
+                "type": "object",
+                "additionalProperties": false,
+                "properties": holt_winters::forecast_parameter_schemas(),
+            }),
+            inputs: vec![TensorSpec::new("data", Datatype::Fp64, vec![-1])],
+            outputs: vec![TensorSpec::new("forecast", Datatype::Fp64, vec![-1])],
+            limits: Limits {
+                min_series_length: 4,
+                ..Limits::default()
+            },
+            example: Some(json!({
+                "data": [112, 118, 132, 129, 121, 135, 148, 148, 136, 119, 104, 118,
+                         115, 126, 141, 135, 125, 149, 170, 170, 158, 133, 114, 140,
+                         145, 150, 178, 163, 172, 178, 199, 199, 184, 162, 146, 166],
+                "parameters": {"season_length": 12, "horizon": 12, "level": [80, 95]}
+            })),
+        }
+    }
+
+    fn call(&self, job: &Job<Params>) -> Result<Value, JobFailure> {
+        let series = job.series()?.values();
+        let params = &job.params;
+        let smoothing = select_smoothing(series, params)?;
+        let numbers = |value: &Value| -> Vec<f64> {
+            serde_json::from_value(value.clone()).unwrap_or_default()
+        };
+        let base = numbers(&smoothing["forecast"]);
+        let season_length = smoothing["season_length"].as_u64();
+        let lstm = match season_length {
+            None => self.lstm_forecast(series, params.horizon),
+            Some(_) => None,
+        };
+        let combined: Vec<f64> = base
+            .iter()
+            .enumerate()
+            .map(|(h, &b)| match lstm.as_ref().and_then(|l| l.get(h)) {
+                Some(&l) => (b + l) / 2.0,
+                None => b,
+            })
+            .collect();
+        if !combined.iter().all(|v| v.is_finite()) {
+            return Err(JobFailure::overflow());
+        }
+        let shift: Vec<f64> = combined.iter().zip(&base).map(|(c, b)| c - b).collect();
+        let intervals: Vec<Value> = smoothing["intervals"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|interval| {
+                let moved = |bound: &str| -> Vec<f64> {
+                    numbers(&interval[bound])
+                        .iter()
+                        .zip(&shift)
+                        .map(|(v, s)| v + s)
+                        .collect()
+                };
+                json!({"level": interval["level"], "lower": moved("lower"), "upper": moved("upper")})
+            })
+            .collect();
+        let mut members = vec![json!({
+            "name": "exponential_smoothing",
+            "trend": smoothing["trend"],
+            "seasonal": smoothing["seasonal"],
+            "steps": base.len(),
+        })];
+        if let Some(lstm) = &lstm {
+            members.push(json!({"name": "lstm_timeseries", "steps": lstm.len()}));
+        }
+        Ok(json!({
+            "forecast": combined,
+            "horizon": params.horizon,
+            "season_length": smoothing["season_length"],
+            "season_detected": params.season_length.is_none() && season_length.is_some(),
+            "members": members,
+            "intervals": intervals,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(body: Value) -> Job<Params> {
+        Job::from_body(&Forecast::new(None), body.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_seasonal_series_is_forecast_by_exponential_smoothing_with_intervals() {
+        let function = Forecast::new(None);
+        let example = function.descriptor().example.unwrap();
+        let output = function.call(&job(example)).unwrap();
+        assert_eq!(output["season_length"], 12);
+        let forecast: Vec<f64> = serde_json::from_value(output["forecast"].clone()).unwrap();
+        assert_eq!(forecast.len(), 12);
+        assert!(forecast[6] > forecast[10], "{forecast:?}");
+        let intervals = output["intervals"].as_array().unwrap();
+        assert_eq!(intervals.len(), 2);
+        for interval in intervals {
+            let lower: Vec<f64> = serde_json::from_value(interval["lower"].clone()).unwrap();
+            let upper: Vec<f64> = serde_json::from_value(interval["upper"].clone()).unwrap();
+            for h in 0..12 {
+                assert!(lower[h] < forecast[h] && forecast[h] < upper[h]);
+            }
+        }
+        assert_eq!(output["members"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_season_that_grows_with_the_level_is_modelled_multiplicatively() {
+        let series: Vec<f64> = (0..96)
+            .map(|t| {
+                let level = 100.0 * 1.02f64.powi(t);
+                level * (1.0 + 0.3 * (2.0 * std::f64::consts::PI * t as f64 / 12.0).sin())
+            })
+            .collect();
+        let function = Forecast::new(None);
+        let output = function
+            .call(&job(
+                json!({"data": series, "parameters": {"season_length": 12, "horizon": 12}}),
+            ))
+            .unwrap();
+        assert_eq!(
+            output["members"][0]["seasonal"], "multiplicative",
+            "{output}"
+        );
+        assert_eq!(output["season_detected"], false);
+        let forecast: Vec<f64> = serde_json::from_value(output["forecast"].clone()).unwrap();
+        for (h, value) in forecast.iter().enumerate() {
+            let t = (96 + h) as i32;
+            let truth = 100.0
+                * 1.02f64.powi(t)
+                * (1.0 + 0.3 * (2.0 * std::f64::consts::PI * t as f64 / 12.0).sin());
+            assert!(
+                (value - truth).abs() / truth < 0.05,
+                "step {h}: {value} vs {truth}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_parameters_name_their_field() {
+        let function = Forecast::new(None);
+        let field = |body: Value| {
+            Job::<Params>::from_body(&function, body.to_string().as_bytes())
+                .unwrap_err()
+                .field
+        };
+        assert_eq!(field(json!({"data": [1, 2, 3]})), "data");
+        assert_eq!(
+            field(json!({"data": [1, 2, 3, 4], "parameters": {"horizon": 0}})),
+            "parameters.horizon"
+        );
+        assert_eq!(
+            field(json!({"data": [1, 2, 3, 4, 5, 6], "parameters": {"season_length": 4}})),
+            "parameters.season_length"
+        );
+        assert_eq!(
+            field(json!({"data": [1, 2, 3, 4], "parameters": {"trend": "damped"}})),
+            "parameters.trend"
+        );
+    }
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Held-out forecast accuracy of the running stack's forecasters against statsforecast's
+# AutoETS, AutoTheta, SeasonalNaive and Naive (bench/forecast/evaluate.py). Installs the
+# evaluation's pinned Python packages into .orbit/tools/forecast-eval on first use.
+# Usage: scripts/eval-forecast.sh [context points, default 200] [more evaluate.py flags]
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+venv="$TOOLS/forecast-eval"
+requirements="$ROOT/bench/forecast/requirements.txt"
+stamp="$venv/.requirements.sha256"
+wanted="$(sha256sum "$requirements" | cut -d' ' -f1)"
+if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]]; then
+  say "installing the forecast evaluation's Python packages (bench/forecast/requirements.txt)"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  echo "$wanted" >"$stamp"
+fi
+
+context="${1:-200}"
+shift || true
+url="http://127.0.0.1:$HTTP_PORT"
+exec "$venv/bin/python" "$ROOT/bench/forecast/evaluate.py" --url "$url" --context "$context" "$@"
