@@ -68,8 +68,28 @@ SERIES = [
 ]
 
 
+# A second collection, looked at only after the `forecast` function's rules were fixed on the
+# first: the real series that ship inside the sktime 1.2.0 wheel and overlap with nothing above
+# or in training (its airline, lynx and seatbelts are R's series again; PBS is intermittent
+# counts, solar and yahoo are not forecasting series). Short, so a shorter horizon.
+SECOND = [
+    ("ShampooSales", "sktime:ShampooSales/ShampooSales.csv:Sales", 12, 6),
+    ("us_consumption", "sktime:Uschange/Uschange.csv:Consumption", 4, 8),
+    ("us_income", "sktime:Uschange/Uschange.csv:Income", 4, 8),
+    ("us_production", "sktime:Uschange/Uschange.csv:Production", 4, 8),
+    ("us_savings", "sktime:Uschange/Uschange.csv:Savings", 4, 8),
+    ("us_unemployment", "sktime:Uschange/Uschange.csv:Unemployment", 4, 8),
+]
+
+
 def load_series(source: str) -> np.ndarray:
     kind, name = source.split(":", 1)
+    if kind == "sktime":
+        spec = importlib.util.find_spec("sktime")
+        path, column = name.rsplit(":", 1)
+        with open(Path(spec.origin).parent / "datasets" / "data" / path, encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        return np.asarray([float(r[column]) for r in rows], dtype=float)
     if kind == "pmdarima":
         import pmdarima.datasets as datasets
 
@@ -164,8 +184,14 @@ def main() -> int:
     parser.add_argument("--context", type=int, default=200, help="points before each origin")
     parser.add_argument(
         "--models",
-        default="forecast,lstm_timeseries,holt_winters",
+        default="forecast,lstm_net,holt_winters",
         help="Orbit functions to evaluate, comma-separated; the first is the one counted as best",
+    )
+    parser.add_argument(
+        "--collection",
+        choices=["first", "second"],
+        default="first",
+        help="first: the 20 series of the model card; second: 6 more, kept apart (sktime's)",
     )
     parser.add_argument("--json", help="write every case's figures here")
     args = parser.parse_args()
@@ -177,10 +203,14 @@ def main() -> int:
             print(f"{model} is not served at {args.url}", file=sys.stderr)
             return 2
 
+    collection = (
+        [(n, src, m, HORIZON[m]) for n, src, m in SERIES]
+        if args.collection == "first"
+        else SECOND
+    )
     cases = []
-    for name, source, m in SERIES:
+    for name, source, m, h in collection:
         y = load_series(source)
-        h = HORIZON[m]
         for k in (2, 1, 0):
             origin = len(y) - h - k * (h // 2)
             context = y[max(0, origin - args.context) : origin]
@@ -215,8 +245,8 @@ def main() -> int:
     # strong baselines, the comparison a user makes.
     contenders = ["AutoETS", "AutoTheta", f"orbit:{orbit_models[0]}"]
     print(
-        f"{len(SERIES)} series, {len(cases)} cases, context {args.context}, "
-        f"horizons {sorted(set(HORIZON.values()))}"
+        f"{args.collection} collection: {len(collection)} series, {len(cases)} cases, "
+        f"context {args.context}, horizons {sorted(set(c[3] for c in collection))}"
     )
     print(f"| method | mean MASE | median MASE | mean sMAPE % | best of {', '.join(contenders)} | "
           + " | ".join(f"{lv}% coverage" for lv in LEVELS) + " |")

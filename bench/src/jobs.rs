@@ -8,7 +8,10 @@ pub fn job(model: &str, points: usize, seed: usize) -> Value {
     let data: Vec<f64> = (0..points)
         .map(|i| 100.0 + ((i + seed) as f64 * 0.2).sin() * 10.0)
         .collect();
-    let parameters = if matches!(model, "lstm_timeseries" | "forecast" | "holt_winters") {
+    let parameters = if matches!(
+        model,
+        "lstm_net" | "lstm_timeseries" | "forecast" | "holt_winters"
+    ) {
         json!({"horizon": 12})
     } else {
         json!({"window": 5})

@@ -1,4 +1,5 @@
-//! `lstm_timeseries` through the whole system: async and sync, and its input checks.
+//! The bare LSTM (`lstm_net`, the model repository's) through the whole system: async and sync,
+//! and its input checks; and the seed's name `lstm_timeseries`, answered by the default forecaster.
 
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ async fn an_lstm_job_runs_async_and_sync_and_is_recorded() -> anyhow::Result<()>
     let stack = Stack::start(&clients, StackOptions::models_only()).await?;
 
     // The seed's headline request.
-    let body = json!({"model_name": "lstm_timeseries", "data": seasonal(64), "metadata": {"pattern": "seasonal"}});
+    let body = json!({"model_name": "lstm_net", "data": seasonal(64), "metadata": {"pattern": "seasonal"}});
     let job_id = stack.submit(&clients, &body).await?;
     let view = clients
         .wait_for_state(&stack.job_url(&job_id), "succeeded")
@@ -41,7 +42,7 @@ async fn an_lstm_job_runs_async_and_sync_and_is_recorded() -> anyhow::Result<()>
     let (status, reply) = clients
         .post_json(
             &stack.url("/api/v1/inference/run"),
-            &json!({"model_name": "lstm_timeseries", "data": seasonal(48), "parameters": {"horizon": 24}}),
+            &json!({"model_name": "lstm_net", "data": seasonal(48), "parameters": {"horizon": 24}}),
         )
         .await?;
     assert_eq!(status, 200, "{reply}");
@@ -50,7 +51,7 @@ async fn an_lstm_job_runs_async_and_sync_and_is_recorded() -> anyhow::Result<()>
     let answer = clients
         .nats
         .request(
-            "orbit.fn.lstm_timeseries",
+            "orbit.fn.lstm_net",
             json!({"data": seasonal(32), "parameters": {"horizon": 3}})
                 .to_string()
                 .into(),
@@ -72,19 +73,19 @@ async fn bad_lstm_input_is_rejected_and_nothing_is_recorded() -> anyhow::Result<
     let before = clients.jobs_last_sequence().await?;
     let cases = [
         (
-            json!({"model_name": "lstm_timeseries", "data": seasonal(10)}),
+            json!({"model_name": "lstm_net", "data": seasonal(10)}),
             "data",
         ),
         (
-            json!({"model_name": "lstm_timeseries", "data": seasonal(64), "parameters": {"horizon": 25}}),
+            json!({"model_name": "lstm_net", "data": seasonal(64), "parameters": {"horizon": 25}}),
             "parameters.horizon",
         ),
         (
-            json!({"model_name": "lstm_timeseries", "data": seasonal(64), "parameters": {"horizon": 0}}),
+            json!({"model_name": "lstm_net", "data": seasonal(64), "parameters": {"horizon": 0}}),
             "parameters.horizon",
         ),
         (
-            json!({"model_name": "lstm_timeseries", "data": seasonal(64), "parameters": {"window": 5}}),
+            json!({"model_name": "lstm_net", "data": seasonal(64), "parameters": {"window": 5}}),
             "parameters.window",
         ),
     ];
@@ -98,7 +99,7 @@ async fn bad_lstm_input_is_rejected_and_nothing_is_recorded() -> anyhow::Result<
     let reply = clients
         .nats
         .request(
-            "orbit.fn.lstm_timeseries",
+            "orbit.fn.lstm_net",
             json!({"data": seasonal(8)}).to_string().into(),
         )
         .await?;
@@ -108,5 +109,66 @@ async fn bad_lstm_input_is_rejected_and_nothing_is_recorded() -> anyhow::Result<
         "400"
     );
     assert_eq!(clients.jobs_last_sequence().await?, before);
+    Ok(())
+}
+
+/// The seed's clients call `lstm_timeseries` and read `next` and `forecast`: the name is served
+/// by the default forecaster now (the `forecast` binary under `ORBIT_FUNCTION_NAME`), which
+/// keeps those fields, and a series without a season gets the LSTM's part in it.
+#[tokio::test]
+async fn the_seeds_name_is_answered_by_the_default_forecaster() -> anyhow::Result<()> {
+    let clients = Clients::connect().await?;
+    let stack = Stack::start(
+        &clients,
+        StackOptions {
+            functions: vec![("lstm_timeseries".into(), 1)],
+            ..StackOptions::default()
+        },
+    )
+    .await?;
+    let (_, models) = clients.get_json(&stack.url("/api/v1/models")).await?;
+    let declared = models["functions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["name"] == "lstm_timeseries")
+        .cloned()
+        .expect("lstm_timeseries is declared");
+    assert!(
+        declared["description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("`forecast` function"),
+        "{declared}"
+    );
+    // A seed request: `metadata` for parameters, a trend and noise but no season.
+    let series: Vec<f64> = (0..60)
+        .map(|t| 100.0 + 0.8 * t as f64 + 3.0 * ((t * 37 % 11) as f64 / 11.0 - 0.5))
+        .collect();
+    let (status, reply) = clients
+        .post_json(
+            &stack.url("/api/v1/inference/run"),
+            &json!({"model_name": "lstm_timeseries", "data": series, "metadata": {"horizon": 6}}),
+        )
+        .await?;
+    assert_eq!(status, 200, "{reply}");
+    let output = &reply["output"];
+    assert_eq!(
+        output["forecast"].as_array().map(Vec::len),
+        Some(6),
+        "{output}"
+    );
+    assert_eq!(output["next"], output["forecast"][0]);
+    assert_eq!(output["context_length"], 60);
+    assert!(output["members"].is_array(), "{output}");
+    let first = output["next"].as_f64().unwrap_or_default();
+    assert!(
+        (140.0..=160.0).contains(&first),
+        "continues the trend: {output}"
+    );
+    let job_id = reply["job_id"].as_str().unwrap_or_default().to_string();
+    clients
+        .wait_recorded(std::slice::from_ref(&job_id), Duration::from_secs(20))
+        .await?;
     Ok(())
 }

@@ -74,10 +74,20 @@ async fn a_model_dropped_into_the_repository_is_served_versioned_and_removed_liv
     // A new model, version 1 (y = 2x): served through /api/v1, /v2 and NATS, no restart.
     std::fs::write(root.join(format!("{model}.toml")), b"")?; // stray files are ignored
     add_version(&root, &model, 1, &scale_model(4, 2.0))?;
+    // Listed (from the catalog) and ready (a replica answers): the catalog can be ahead of
+    // the gateway's view of the replicas by one discovery sweep.
     wait_until("the new model served", Duration::from_secs(20), || async {
-        Ok(served_versions(&clients, &stack, &model)
+        let listed = served_versions(&clients, &stack, &model)
             .await?
-            .filter(|v| v == &json!(["1"])))
+            .filter(|v| v == &json!(["1"]));
+        let ready = clients
+            .http
+            .get(stack.url(&format!("/v2/models/{model}/ready")))
+            .send()
+            .await?
+            .status()
+            == 200;
+        Ok(listed.filter(|_| ready))
     })
     .await?;
     let (status, reply) = run(&clients, &stack, &model).await?;

@@ -295,7 +295,9 @@ async fn every_deployed_function_answers_its_declared_example() -> anyhow::Resul
     for expected in [
         "moving_average",
         "holt_winters",
+        "forecast",
         "lstm_timeseries",
+        "lstm_net",
         "cloud_mask",
     ] {
         assert!(

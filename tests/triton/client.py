@@ -4,7 +4,7 @@
     python3 tests/triton/client.py --url 127.0.0.1:8000
 
 Run by tests/tests/triton.rs against a gateway with moving_average, holt_winters and the model
-host (lstm_timeseries, cloud_mask) running. Every check raises on a mismatch; the script
+host (lstm_net, cloud_mask) running. Every check raises on a mismatch; the script
 prints one JSON line of what it checked and exits 0, or prints the failure and exits 1.
 """
 
@@ -36,7 +36,7 @@ def main() -> int:
     check(client.is_server_live() and client.is_server_ready(), "server live and ready")
     metadata = client.get_server_metadata()
     check("binary_tensor_data" in metadata["extensions"], f"extensions: {metadata}")
-    for model in ["moving_average", "holt_winters", "lstm_timeseries", "cloud_mask"]:
+    for model in ["moving_average", "holt_winters", "lstm_net", "cloud_mask"]:
         check(client.is_model_ready(model), f"{model} ready")
         check(client.get_model_metadata(model)["name"] == model, f"{model} metadata")
         check(client.get_model_config(model)["name"] == model, f"{model} config")
@@ -68,7 +68,7 @@ def main() -> int:
     seasonal = np.array([[100 + 10 * np.sin(t * 2 * np.pi / 12) + 0.2 * t for t in range(48)]] * 2, dtype=np.float32)
     data = httpclient.InferInput("data", list(seasonal.shape), "FP32")
     data.set_data_from_numpy(seasonal)
-    result = client.infer("lstm_timeseries", [data], model_version="1", parameters={"horizon": 6})
+    result = client.infer("lstm_net", [data], model_version="1", parameters={"horizon": 6})
     check(result.as_numpy("forecast").shape == (2, 6), "lstm forecast shape")
     check(result.get_response()["model_version"] == "1", "lstm version")
     data = httpclient.InferInput("data", [48], "FP32")
@@ -77,7 +77,7 @@ def main() -> int:
     forecast = result.as_numpy("forecast")
     check(forecast.shape == (12,), f"holt_winters shape {forecast.shape}")
     check(abs(forecast[0] - (100 + 10 * np.sin(48 * 2 * np.pi / 12) + 0.2 * 48)) < 2, f"holt_winters value {forecast[0]}")
-    done.append("lstm_timeseries [2, 48] with model_version, holt_winters [48]")
+    done.append("lstm_net [2, 48] with model_version, holt_winters [48]")
 
     # The image model: a tile in binary, both outputs back in binary.
     tile = np.full((1, 3, 16, 16), 0.9, dtype=np.float32)
@@ -93,7 +93,7 @@ def main() -> int:
         (lambda: client.infer("no_such_model", [data]), "404", "no_such_model"),
         (lambda: client.infer("moving_average", [_series([1, 2, 3])], parameters={"window": 0}), "400", "parameters.window"),
         (lambda: client.infer("cloud_mask", [_series([1, 2, 3])]), "400", "inputs[0].name"),
-        (lambda: client.infer("lstm_timeseries", [_series([1] * 20)], model_version="9"), "404", "no version"),
+        (lambda: client.infer("lstm_net", [_series([1] * 20)], model_version="9"), "404", "no version"),
     ]:
         try:
             call()

@@ -218,7 +218,7 @@ impl Bench {
             }
             "lstm" => {
                 let load = Load {
-                    model: "lstm_timeseries".into(),
+                    model: "lstm_net".into(),
                     points: 64,
                     batch_size: self.options.batch_size,
                 };

@@ -1,6 +1,7 @@
 //! The `forecast` function: Orbit's default forecaster. It combines a fitted exponential
 //! smoothing model (the `holt_winters` crate's, with the season given or detected) with the
-//! LSTM of the model repository (`models/lstm_timeseries`, run in this process).
+//! LSTM of the model repository (`models/lstm_net`, run in this process). It also answers as
+//! `lstm_timeseries`, the name the seed's clients call (`ORBIT_FUNCTION_NAME`, `stack.toml`).
 //!
 //! Why a combination, and this one: on real held-out series (`bench/forecast/evaluate.py`),
 //! exponential smoothing is the better of the two wherever there is a season, and the LSTM,
@@ -24,7 +25,7 @@ use serde_json::{json, Value};
 pub const MAX_HORIZON: usize = holt_winters::MAX_HORIZON;
 
 /// The LSTM model of the repository that takes part, unless `ORBIT_FORECAST_LSTM` names another.
-pub const DEFAULT_LSTM: &str = "lstm_timeseries";
+pub const DEFAULT_LSTM: &str = "lstm_net";
 
 /// The parameters, as the declared schema has checked them.
 #[derive(Debug, Clone, Deserialize)]
@@ -100,6 +101,10 @@ impl Forecast {
         }
         tracing::info!(model = %name, provider = model.provider().as_str(), "LSTM loaded");
         Ok(Self::new(Some(model)))
+    }
+
+    fn lstm_name(&self) -> &str {
+        self.lstm.as_ref().map_or("", |model| model.name())
     }
 
     /// The LSTM's forecast of `series` (at most its own horizon), or `None` where it cannot
@@ -279,11 +284,15 @@ impl Function for Forecast {
             "steps": base.len(),
         })];
         if let Some(lstm) = &lstm {
-            members.push(json!({"name": "lstm_timeseries", "steps": lstm.len()}));
+            members.push(json!({"name": self.lstm_name(), "steps": lstm.len()}));
         }
         Ok(json!({
+            // `next` and `context_length` as the seed's `lstm_timeseries` answered them, so its
+            // clients read this answer unchanged.
+            "next": combined.first(),
             "forecast": combined,
             "horizon": params.horizon,
+            "context_length": series.len(),
             "season_length": smoothing["season_length"],
             "season_detected": params.season_length.is_none() && season_length.is_some(),
             "members": members,

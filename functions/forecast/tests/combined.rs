@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 fn lstm() -> OnnxModel {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models");
-    let folder = repository::scan(&root, Some(&["lstm_timeseries".to_string()]))
+    let folder = repository::scan(&root, Some(&["lstm_net".to_string()]))
         .unwrap()
         .pop()
         .unwrap();

@@ -15,7 +15,7 @@ pub struct Prepared {
 /// Per-series standardisation: population standard deviation, floored at
 /// `1e-6 * max(1, |mean|)` so a constant series maps to zeros instead of dividing by zero.
 /// Both sums are plain left-to-right loops, which is what the LSTM was trained with
-/// (`models/lstm_timeseries/normalisation.py`), bit for bit.
+/// (`models/lstm_net/normalisation.py`), bit for bit.
 pub fn standardise(window: &[f64]) -> Prepared {
     let n = window.len() as f64;
     let mean = window.iter().sum::<f64>() / n;

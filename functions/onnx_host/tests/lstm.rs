@@ -1,4 +1,4 @@
-//! The LSTM forecaster of `models/lstm_timeseries`, served through the generic host code,
+//! The LSTM forecaster of `models/lstm_net`, served through the generic host code,
 //! against Python's onnxruntime (`reference.json`), batched against single calls, and the
 //! repository's rules (checksums, failed versions, version policy).
 //! Needs ONNX Runtime: `just test` sets ORT_DYLIB_PATH (it installs the library if missing).
@@ -41,8 +41,8 @@ fn folder(root: &Path, name: &str) -> ModelFolder {
 fn forecaster() -> &'static OnnxModel {
     static MODEL: OnceLock<OnnxModel> = OnceLock::new();
     MODEL.get_or_init(|| {
-        let model = OnnxModel::load(&folder(&repository_root(), "lstm_timeseries"), settings());
-        assert!(model.is_ready(), "lstm_timeseries loads");
+        let model = OnnxModel::load(&folder(&repository_root(), "lstm_net"), settings());
+        assert!(model.is_ready(), "lstm_net loads");
         model
     })
 }
@@ -63,7 +63,7 @@ fn job(window: &[f64], horizon: usize) -> Job<Map<String, Value>> {
 
 #[test]
 fn rust_matches_python_onnxruntime_on_the_reference_inputs() {
-    let text = std::fs::read_to_string(repository_root().join("lstm_timeseries/reference.json"))
+    let text = std::fs::read_to_string(repository_root().join("lstm_net/reference.json"))
         .expect("reference.json");
     let cases: Vec<Value> = serde_json::from_str(&text).expect("reference.json parses");
     assert!(
@@ -72,7 +72,7 @@ fn rust_matches_python_onnxruntime_on_the_reference_inputs() {
         cases.len()
     );
     let session = OnnxSession::load(
-        &repository_root().join("lstm_timeseries/1/model.onnx"),
+        &repository_root().join("lstm_net/1/model.onnx"),
         &settings(),
     )
     .expect("model loads");
@@ -191,7 +191,7 @@ fn the_scale_of_a_series_does_not_change_its_shape() {
 #[test]
 fn the_declaration_comes_from_the_config_and_the_graph() {
     let descriptor = forecaster().descriptor();
-    assert_eq!(descriptor.name, "lstm_timeseries");
+    assert_eq!(descriptor.name, "lstm_net");
     assert_eq!(descriptor.version, "1");
     assert_eq!(descriptor.limits.min_series_length, 16);
     assert_eq!(
@@ -216,7 +216,7 @@ fn the_declaration_comes_from_the_config_and_the_graph() {
 fn scratch(name: &str, versions: &[u64], config: &str) -> PathBuf {
     let root = std::env::temp_dir().join(format!("orbit-repo-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
-    let source = repository_root().join("lstm_timeseries");
+    let source = repository_root().join("lstm_net");
     for version in versions {
         let dir = root.join(name).join(version.to_string());
         std::fs::create_dir_all(&dir).unwrap();
@@ -318,11 +318,8 @@ fn version_policies_pick_what_is_served_and_reload_follows_the_folder() {
 fn asking_for_cuda_without_a_gpu_falls_back_to_the_cpu() {
     let mut settings = settings();
     settings.provider = Provider::Cuda;
-    let session = OnnxSession::load(
-        &repository_root().join("lstm_timeseries/1/model.onnx"),
-        &settings,
-    )
-    .expect("loads on the CPU instead of failing");
+    let session = OnnxSession::load(&repository_root().join("lstm_net/1/model.onnx"), &settings)
+        .expect("loads on the CPU instead of failing");
     if !Path::new("/dev/nvidia0").exists() {
         assert_eq!(session.provider, Provider::Cpu);
     }

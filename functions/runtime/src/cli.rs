@@ -10,10 +10,13 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use crate::renamed::Renamed;
 use crate::{serve, telemetry, Bus, Function, RuntimeConfig, Shutdown};
 
 /// Runs a function binary: builds the function with `make` (after logging is set up, so a
 /// model that fails to load says why), then does what the command line asks.
+///
+/// `ORBIT_FUNCTION_NAME` serves the function under another name ([`Renamed`]).
 pub fn main<F, E, M>(make: M) -> ExitCode
 where
     F: Function,
@@ -34,6 +37,19 @@ where
             return ExitCode::FAILURE;
         }
     };
+    match std::env::var("ORBIT_FUNCTION_NAME") {
+        Ok(name) if !name.trim().is_empty() => match Renamed::new(function, name.trim()) {
+            Ok(renamed) => run(renamed, &command),
+            Err(err) => {
+                tracing::error!(error = %err, "ORBIT_FUNCTION_NAME is not a valid function name");
+                ExitCode::FAILURE
+            }
+        },
+        _ => run(function, &command),
+    }
+}
+
+fn run<F: Function>(function: F, command: &str) -> ExitCode {
     let descriptor = function.descriptor();
     if command == "describe" {
         let text = serde_json::to_string_pretty(&descriptor).unwrap_or_default();

@@ -3,7 +3,7 @@
 //! with. `just bench-lstm` runs it on the CPU; `bench/gpu.sh` runs it with `--device cuda`.
 //!
 //! ```text
-//! lstm-bench [--model lstm_timeseries] [--device cpu|cuda] [--length 64] [--seconds 2]
+//! lstm-bench [--model lstm_net] [--device cpu|cuda] [--length 64] [--seconds 2]
 //!            [--batches 1,8,64,256,1024]
 //! ```
 //! The model comes from the repository `ORBIT_MODEL_REPOSITORY` (default `models`).
@@ -25,7 +25,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 type Fail = Box<dyn std::error::Error>;
 
 fn main() -> Result<(), Fail> {
-    let mut model_name = "lstm_timeseries".to_string();
+    let mut model_name = "lstm_net".to_string();
     let mut device = Provider::Cpu;
     let mut length = 64usize;
     let mut seconds = 2.0f64;

@@ -1,5 +1,5 @@
 """The caller-side normalisation contract of the LSTM model, shared by train.py and verify.py
-(and implemented identically in Rust by `lstm_timeseries::normalise`)."""
+(and implemented identically in Rust by the ONNX host's `processing::standardise`)."""
 
 from __future__ import annotations
 

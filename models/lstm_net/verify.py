@@ -7,7 +7,7 @@
     "mean" and "std", and onnxruntime reproduces the stored forecasts.
 
 Run from the repository root:
-  python3 models/lstm_timeseries/verify.py
+  python3 models/lstm_net/verify.py
 """
 
 from __future__ import annotations

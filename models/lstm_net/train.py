@@ -11,7 +11,7 @@ One run does everything, deterministically:
      seasonal-naive and moving-average baselines -> evaluation.json.
 
 Run from the repository root:
-  python3 models/lstm_timeseries/train.py
+  python3 models/lstm_net/train.py
 See README.md in this folder for the contract and the measured numbers.
 """
 
