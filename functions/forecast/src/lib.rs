@@ -128,8 +128,8 @@ impl Forecast {
 }
 
 /// The exponential smoothing model of `series` with the lowest AICc among its forms: trend
-/// none, additive or damped; with a season (given or detected), additive or multiplicative
-/// (positive series only). AICc of an additive-error fit: `n ln(SSE/n) + 2k + 2k(k+1)/(n-k-1)`,
+/// none, additive or damped; when a season length is given or detected, also with an additive
+/// or multiplicative (positive series only) season. AICc of an additive-error fit: `n ln(SSE/n) + 2k + 2k(k+1)/(n-k-1)`,
 /// `k` the smoothing parameters plus the initial states. When no form fits, the first
 /// failure is the answer (it names the field at fault).
 fn select_smoothing(series: &[f64], params: &Params) -> Result<Value, JobFailure> {
@@ -138,11 +138,15 @@ fn select_smoothing(series: &[f64], params: &Params) -> Result<Value, JobFailure
         None => holt_winters::season::detect(series),
     }
     .filter(|&m| series.len() >= 2 * m);
+    // A season length (given or detected) allows a season; whether the series has one is
+    // the fit's to say, as in AutoETS: the forms without a season compete too.
     let seasonal_forms: &[SeasonKind] = match season_length {
-        Some(_) if series.iter().all(|&y| y > 0.0) => {
-            &[SeasonKind::Additive, SeasonKind::Multiplicative]
-        }
-        Some(_) => &[SeasonKind::Additive],
+        Some(_) if series.iter().all(|&y| y > 0.0) => &[
+            SeasonKind::None,
+            SeasonKind::Additive,
+            SeasonKind::Multiplicative,
+        ],
+        Some(_) => &[SeasonKind::None, SeasonKind::Additive],
         None => &[SeasonKind::None],
     };
     let n = series.len() as f64;
