@@ -233,9 +233,7 @@ impl Function for Forecast {
                 ..Limits::default()
             },
             example: Some(json!({
-                "data": [112, 118, 132, 129, 121, 135, 148, 148, 136, 119, 104, 118,
-                         115, 126, 141, 135, 125, 149, 170, 170, 158, 133, 114, 140,
-                         145, 150, 178, 163, 172, 178, 199, 199, 184, 162, 146, 166],
+                "data": &holt_winters::EXAMPLE_SERIES[..],
                 "parameters": {"season_length": 12, "horizon": 12, "level": [80, 95]}
             })),
         }

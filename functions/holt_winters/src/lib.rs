@@ -65,6 +65,14 @@ pub struct Params {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct HoltWinters;
 
+/// The first three years of the airline passengers series (monthly, thousands): the example
+/// request of the forecasters built on this crate.
+pub const EXAMPLE_SERIES: [f64; 36] = [
+    112.0, 118.0, 132.0, 129.0, 121.0, 135.0, 148.0, 148.0, 136.0, 119.0, 104.0, 118.0, 115.0,
+    126.0, 141.0, 135.0, 125.0, 149.0, 170.0, 170.0, 158.0, 133.0, 114.0, 140.0, 145.0, 150.0,
+    178.0, 163.0, 172.0, 178.0, 199.0, 199.0, 184.0, 162.0, 146.0, 166.0,
+];
+
 /// The parameters every forecaster built on this crate shares (`horizon`, `season_length`,
 /// `level`), declared once so that they read and check the same in each of them.
 pub fn forecast_parameter_schemas() -> serde_json::Map<String, Value> {
@@ -117,16 +125,15 @@ impl Function for HoltWinters {
                 "type": "object",
                 "additionalProperties": false,
                 "properties": properties,
-            }),            inputs: vec![TensorSpec::new("data", Datatype::Fp64, vec![-1])],
+            }),
+            inputs: vec![TensorSpec::new("data", Datatype::Fp64, vec![-1])],
             outputs: vec![TensorSpec::new("forecast", Datatype::Fp64, vec![-1])],
             limits: Limits {
                 min_series_length: 4,
                 ..Limits::default()
             },
             example: Some(json!({
-                "data": [112, 118, 132, 129, 121, 135, 148, 148, 136, 119, 104, 118,
-                         115, 126, 141, 135, 125, 149, 170, 170, 158, 133, 114, 140,
-                         145, 150, 178, 163, 172, 178, 199, 199, 184, 162, 146, 166],
+                "data": &EXAMPLE_SERIES[..],
                 "parameters": {"season_length": 12, "horizon": 12, "seasonal": "multiplicative", "level": [80, 95]}
             })),
         }
