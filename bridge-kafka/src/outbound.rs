@@ -6,6 +6,7 @@
 //! ack the results in JetStream. Records that fail are produced again until they land; those
 //! that already landed are not, so a partial failure never doubles a record.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,7 +90,8 @@ impl KafkaSink {
         }
     }
 
-    /// Which of `batch` to produce: not those already in the topic. A redelivered result not
+    /// Which of `batch` to produce, claimed for this batch (marked in flight): not those
+    /// already in the topic or being produced by another batch. A redelivered result not
     /// known yet makes the bridge read what was appended to the topic since it last looked.
     async fn to_produce(&self, batch: &[StoredResult], received: &[Received]) -> Vec<usize> {
         // A result redelivered while this process is still producing its first delivery (a
@@ -114,10 +116,39 @@ impl KafkaSink {
                 tracing::warn!("could not read the topic's tail; a redelivered result may repeat");
             }
         }
-        let tail = self.delivered.lock().await;
-        (0..batch.len())
-            .filter(|&i| !tail.keys.contains(batch[i].job_id.as_str()))
-            .collect()
+        // Choose and claim in one step, under both locks: a result that is neither in the
+        // topic nor being produced is this batch's to produce. Checking first and claiming
+        // later let two deliveries of one message (the first stalled on a frozen broker past
+        // the ack wait, the second its redelivery) both find it unclaimed after the broker
+        // came back, and both produce it: whole blocks of duplicates in the chaos test.
+        let (chosen, theirs) = {
+            let tail = self.delivered.lock().await;
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            let mut mine = HashSet::new();
+            let (mut chosen, mut theirs) = (Vec::new(), Vec::new());
+            for (i, event) in batch.iter().enumerate() {
+                let job_id = event.job_id.as_str();
+                if tail.keys.contains(job_id) || mine.contains(job_id) {
+                    continue;
+                }
+                if in_flight.contains(job_id) {
+                    theirs.push(i);
+                } else {
+                    in_flight.insert(job_id.to_string());
+                    mine.insert(job_id);
+                    chosen.push(i);
+                }
+            }
+            (chosen, theirs)
+        };
+        // Another batch is producing these now: this copy is acknowledged only once Kafka has
+        // the record (that batch marks it delivered before it stops counting as in flight).
+        for i in theirs {
+            while self.producing(batch[i].job_id.as_str()) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        chosen
     }
 
     /// Produces `payload` for `event`; resolves when Kafka has it (or refused it).
@@ -225,7 +256,6 @@ impl Sink for KafkaSink {
         let produced = chosen.len() as u64;
         let chosen_ids = || chosen.iter().map(|&i| batch[i].job_id.as_str());
         let delivery_seconds = metrics::histogram!("orbit_bridge_delivery_seconds");
-        self.set_producing(chosen_ids(), true);
         join_all(
             chosen
                 .iter()
