@@ -70,16 +70,12 @@ impl KafkaSink {
             .contains(job_id)
     }
 
-    /// Marks a batch's records as being produced, or no longer: one lock per batch, not two
-    /// per record.
-    fn set_producing<'a>(&self, job_ids: impl Iterator<Item = &'a str>, producing: bool) {
+    /// Releases a batch's claim on its records (claimed in [`Self::to_produce`]): one lock
+    /// per batch, not one per record.
+    fn stop_producing<'a>(&self, job_ids: impl Iterator<Item = &'a str>) {
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         for job_id in job_ids {
-            if producing {
-                in_flight.insert(job_id.to_string());
-            } else {
-                in_flight.remove(job_id);
-            }
+            in_flight.remove(job_id);
         }
     }
 
@@ -265,7 +261,7 @@ impl Sink for KafkaSink {
         // Every record landed (delivery retries until it does): known as delivered before it
         // stops counting as in flight, so a redelivery never finds it in neither.
         self.mark_delivered(chosen_ids()).await;
-        self.set_producing(chosen_ids(), false);
+        self.stop_producing(chosen_ids());
         if skipped > 0 {
             metrics::counter!("orbit_bridge_redeliveries_skipped_total").increment(skipped);
             tracing::info!(skipped, "results already in Kafka were not produced again");

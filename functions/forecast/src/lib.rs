@@ -129,8 +129,8 @@ impl Forecast {
 
 /// The exponential smoothing model of `series` with the lowest AICc among its forms: trend
 /// none, additive or damped; when a season length is given or detected, also with an additive
-/// or multiplicative (positive series only) season. AICc of an additive-error fit: `n ln(SSE/n) + 2k + 2k(k+1)/(n-k-1)`,
-/// `k` the smoothing parameters plus the initial states. When no form fits, the first
+/// or multiplicative (positive series only) season. AICc of an additive-error fit:
+/// `n ln(SSE/n) + 2k + 2k(k+1)/(n-k-1)`, `k` the smoothing parameters plus the initial states. When no form fits, the first
 /// failure is the answer (it names the field at fault).
 fn select_smoothing(series: &[f64], params: &Params) -> Result<Value, JobFailure> {
     let season_length = match params.season_length {
