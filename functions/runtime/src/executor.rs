@@ -36,7 +36,8 @@ pub(crate) struct Item<P> {
 }
 
 pub(crate) enum Executor<F: Function> {
-    Direct(Arc<F>),
+    /// Each group of jobs is one call; `name` labels its metrics.
+    Direct { function: Arc<F>, name: String },
     /// Jobs go to the batcher thread, which holds the function (and ends when this does).
     Batched {
         queue: mpsc::Sender<Item<F::Params>>,
@@ -47,7 +48,10 @@ impl<F: Function> Executor<F> {
     /// `name` labels the batcher thread and its metrics.
     pub fn new(function: Arc<F>, name: &str) -> Self {
         let Some(policy) = function.batching() else {
-            return Self::Direct(function);
+            return Self::Direct {
+                function,
+                name: name.to_string(),
+            };
         };
         let (queue, incoming) = mpsc::channel::<Item<F::Params>>();
         let worker = function.clone();
@@ -66,7 +70,10 @@ impl<F: Function> Executor<F> {
             }
             Err(err) => {
                 tracing::error!(error = %err, "cannot start the batcher thread; running unbatched");
-                Self::Direct(function)
+                Self::Direct {
+                    function,
+                    name: name.to_string(),
+                }
             }
         }
     }
@@ -75,7 +82,10 @@ impl<F: Function> Executor<F> {
     pub async fn run(&self, jobs: Vec<Job<F::Params>>) -> Vec<Outcome> {
         let count = jobs.len();
         match self {
-            Self::Direct(function) => {
+            Self::Direct { function, name } => {
+                if count > 0 {
+                    count_execution(name, count);
+                }
                 let outputs = if jobs.iter().all(|job| function.is_cheap(job)) {
                     call_isolated(&**function, &jobs)
                 } else {
@@ -118,6 +128,16 @@ impl<F: Function> Executor<F> {
     }
 }
 
+/// One call of the function's code over `jobs` jobs: Triton's execution count (calls) and
+/// inference count (jobs), whose ratio is the batch size, and the batch size itself.
+fn count_execution(name: &str, jobs: usize) {
+    let function = ("function", name.to_string());
+    metrics::counter!("orbit_executions_total", std::slice::from_ref(&function)).increment(1);
+    metrics::counter!("orbit_inferences_total", std::slice::from_ref(&function))
+        .increment(jobs as u64);
+    metrics::histogram!("orbit_batch_size", &[function]).record(jobs as f64);
+}
+
 /// Fills in a failure for every job that got no output (a crashed task), so no job is lost.
 fn pad(outcomes: impl Iterator<Item = Outcome>, count: usize) -> Vec<Outcome> {
     let mut outcomes: Vec<Outcome> = outcomes.collect();
@@ -152,8 +172,7 @@ fn batch_loop<F: Function>(
         let (jobs, replies): (Vec<Job<F::Params>>, Vec<oneshot::Sender<Outcome>>) =
             items.into_iter().map(|item| (item.job, item.reply)).unzip();
         let batch_size = jobs.len() as u32;
-        metrics::histogram!("orbit_batch_size", "function" => name.to_string())
-            .record(f64::from(batch_size));
+        count_execution(name, jobs.len());
         let outputs = call_isolated(function, &jobs);
         for (reply, output) in replies.into_iter().zip(outputs) {
             // A caller that went away (shutdown, timeout) no longer needs its answer.

@@ -59,6 +59,8 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, Connec
             source,
         })?;
     tracing::info!(url, name, "connected to NATS");
+    // The first connection also carries the process's logs (crate::telemetry).
+    crate::telemetry::ship(&client);
     Ok(client)
 }
 

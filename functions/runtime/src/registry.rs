@@ -355,6 +355,8 @@ impl Registry {
         let mut entries = self.write();
         entries.retain(|name, entry| {
             entry.replicas = live.get(name).map_or(0, |(ids, _)| ids.len());
+            metrics::gauge!("orbit_function_replicas", "function" => name.clone())
+                .set(entry.replicas as f64);
             entry.replicas > 0 || entry.in_catalog
         });
     }

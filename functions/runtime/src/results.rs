@@ -90,6 +90,15 @@ fn record_metrics(event: &ResultEvent) {
         .record(event.timings.queue_ms / 1000.0);
     metrics::histogram!("orbit_job_compute_seconds", &function)
         .record(event.timings.compute_ms / 1000.0);
+    // The lines a job leaves in the logs (found by its job_id in the log store): successes
+    // are counted, not logged; a failure and a re-run are worth a line each.
+    if let Some(failure) = &event.error {
+        tracing::warn!(job_id = %event.job_id, function = %event.function, code = %failure.code,
+            reason = %failure.message, attempt = event.attempt, "job failed");
+    } else if event.attempt > 1 {
+        tracing::info!(job_id = %event.job_id, function = %event.function,
+            attempt = event.attempt, "job succeeded on a later delivery");
+    }
 }
 
 /// The most results one RESULTS message bundles, and about the most bytes: well under the NATS

@@ -1,45 +1,116 @@
-//! Sinks: the shared machinery that moves results from RESULTS into a store.
+//! Sinks: the shared machinery that moves events from a stream into a store.
 //!
 //! A sink only says how to write a batch ([`Sink::write`]); [`run_sink`] owns the durable
-//! consumer, batching, retries with backoff and acknowledgements. A result is acked only after
-//! the store confirmed the whole batch, so a crash or an outage never loses one, and because
-//! every write is keyed on the job id, a redelivered result is recorded once.
+//! consumer, batching, retries with backoff and acknowledgements. An event is acked only after
+//! the store confirmed it, so a crash or an outage never loses one, and because every write is
+//! keyed on an id (the job id of a result), a redelivered event is recorded once. Most sinks
+//! read results from RESULTS; a log sink reads [`LogRecord`]s from LOGS ([`SinkEvent`]).
+//!
+//! A store that refuses one event of a batch for good (a document its mapping rejects) says so
+//! through [`Sink::write_each`]: that event goes to the dead letters with the store's reason
+//! and the rest of the batch is acked, instead of the whole batch being retried forever.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::{self, AckKind, Message};
 use bytes::Bytes;
+use orbit_contract::logs::{LOGS_STREAM, LOGS_WILDCARD};
 use orbit_contract::subjects::{RESULTS_STREAM, RESULTS_WILDCARD};
-use orbit_contract::{bundle, StoredResult};
+use orbit_contract::{bundle, LogRecord, StoredResult};
+use serde::de::DeserializeOwned;
 
 use crate::pull::{PullSettings, Pulled, Puller};
 use crate::serve::ServeError;
-use crate::worker::{backoff, dead_letter};
+use crate::worker::{backoff, dead_letter, store_dead_letter};
 use crate::{nats, streams, RuntimeConfig, Shutdown};
 
-/// A destination for result events. Writes may run concurrently (`&self`), so a sink holds a
-/// pool or a multiplexed connection.
+/// What a sink reads: the stream it comes from and how to name one in a dead letter.
+pub trait SinkEvent: DeserializeOwned + Send + Sync + 'static {
+    /// The stream the sink's durable consumer reads, and the subjects it takes from it.
+    const STREAM: &'static str;
+    const SUBJECTS: &'static str;
+
+    /// The event's id: the key its store writes it under, named in a dead letter.
+    fn id(&self) -> &str;
+
+    /// The event repeats an earlier one under another message (a job's second run): it may
+    /// already be stored even when its message is new.
+    fn repeats(&self) -> bool {
+        false
+    }
+}
+
+impl SinkEvent for StoredResult {
+    const STREAM: &'static str = RESULTS_STREAM;
+    const SUBJECTS: &'static str = RESULTS_WILDCARD;
+
+    fn id(&self) -> &str {
+        self.job_id.as_str()
+    }
+
+    fn repeats(&self) -> bool {
+        self.attempt > 1
+    }
+}
+
+impl SinkEvent for LogRecord {
+    const STREAM: &'static str = LOGS_STREAM;
+    const SUBJECTS: &'static str = LOGS_WILDCARD;
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// A destination for events. Writes may run concurrently (`&self`), so a sink holds a pool or
+/// a multiplexed connection.
 pub trait Sink: Send + Sync + 'static {
+    /// What it stores: [`StoredResult`] for a sink of results.
+    type Event: SinkEvent;
+
     /// Short name: the durable consumer is `sink-<name>`.
     fn name(&self) -> &'static str;
 
-    /// Stores `batch` durably and idempotently (keyed on job id), all or nothing.
-    fn write(&self, batch: &[StoredResult]) -> impl Future<Output = Result<(), SinkError>> + Send;
+    /// Stores `batch` durably and idempotently (keyed on the event id), all or nothing.
+    fn write(&self, batch: &[Self::Event]) -> impl Future<Output = Result<(), SinkError>> + Send;
 
     /// The same, with how each event arrived (`received[i]` is `batch[i]`): the JSON exactly
     /// as published, for sinks that forward the bytes rather than re-encode them, and whether
     /// JetStream delivered it before (a writer that died, or a failed write).
     fn write_received(
         &self,
-        batch: &[StoredResult],
+        batch: &[Self::Event],
         received: &[Received],
     ) -> impl Future<Output = Result<(), SinkError>> + Send {
         let _ = received;
         self.write(batch)
     }
+
+    /// The same, for a store that answers per event: `Ok` with the events it refused for
+    /// good (retrying would be refused again), which go to the dead letters while the rest
+    /// count as stored. An `Err` retries the whole batch.
+    fn write_each(
+        &self,
+        batch: &[Self::Event],
+        received: &[Received],
+    ) -> impl Future<Output = Result<Vec<Rejected>, SinkError>> + Send {
+        async move {
+            self.write_received(batch, received).await?;
+            Ok(Vec::new())
+        }
+    }
+}
+
+/// One event of a batch its store refused for good, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    /// Its position in the batch.
+    pub index: usize,
+    pub reason: String,
 }
 
 /// How one result reached the sink.
@@ -61,16 +132,17 @@ impl SinkError {
     }
 }
 
-/// The durable consumer of sink `name` on RESULTS. Results never expire from it because of
-/// retries (`max_deliver` unlimited): a sink outage delays results, it does not drop them.
-pub async fn sink_consumer(
+/// The durable consumer of sink `name` on the stream of `E`. Events never expire from it
+/// because of retries (`max_deliver` unlimited): a sink outage delays them, it does not drop
+/// them.
+pub async fn sink_consumer<E: SinkEvent>(
     js: &jetstream::Context,
     name: &str,
     config: &RuntimeConfig,
 ) -> Result<PullConsumer, async_nats::Error> {
     let consumer = pull::Config {
         durable_name: Some(format!("sink-{name}")),
-        filter_subject: RESULTS_WILDCARD.into(),
+        filter_subject: E::SUBJECTS.into(),
         ack_policy: AckPolicy::Explicit,
         ack_wait: config.ack_wait,
         max_deliver: -1,
@@ -82,7 +154,7 @@ pub async fn sink_consumer(
         },
         ..Default::default()
     };
-    crate::streams::durable_consumer(js, RESULTS_STREAM, consumer).await
+    crate::streams::durable_consumer(js, E::STREAM, consumer).await
 }
 
 /// Runs a sink process: metrics, NATS, streams, then [`run_sink`] until shutdown.
@@ -104,7 +176,7 @@ pub async fn serve_sink<S: Sink>(
     Ok(())
 }
 
-/// Feeds `sink` from RESULTS until shutdown, finishing the batches in hand. Up to
+/// Feeds `sink` from its stream until shutdown, finishing the batches in hand. Up to
 /// `inflight_batches` writes run at once, so one batch is fetched and decoded while another
 /// is being stored.
 pub async fn run_sink<S: Sink>(
@@ -115,7 +187,8 @@ pub async fn run_sink<S: Sink>(
 ) -> Result<(), async_nats::Error> {
     let name = sink.name();
     let sink = Arc::new(sink);
-    let consumer = sink_consumer(&js, name, &config).await?;
+    let consumer = sink_consumer::<S::Event>(&js, name, &config).await?;
+    let watch = tokio::spawn(watch_lag(js.clone(), consumer.clone(), name));
     let mut puller = Puller::new(consumer, js.clone(), PullSettings::from_config(&config)).await?;
     // Consecutive failed writes, shared by the write tasks: the loop backs off while it grows.
     let failures = Arc::new(AtomicU32::new(0));
@@ -147,16 +220,17 @@ pub async fn run_sink<S: Sink>(
         if decoded.messages.is_empty() {
             continue;
         }
-        let (sink, failures) = (sink.clone(), failures.clone());
+        let (sink, failures, js) = (sink.clone(), failures.clone(), js.clone());
         let ack_wait = config.ack_wait;
-        inflight.spawn(async move { store(&*sink, &failures, decoded, ack_wait).await });
+        inflight.spawn(async move { store(&*sink, &js, &failures, decoded, ack_wait).await });
     }
+    watch.abort();
     // What the last pull request delivered after the stop is stored like any batch.
     let rest = puller.close().await;
     if !rest.is_empty() {
         let decoded = decode(&js, name, rest).await;
         if !decoded.messages.is_empty() {
-            store(&*sink, &failures, decoded, config.ack_wait).await;
+            store(&*sink, &js, &failures, decoded, config.ack_wait).await;
         }
     }
     while crate::reap(&mut inflight).await {}
@@ -164,14 +238,16 @@ pub async fn run_sink<S: Sink>(
     Ok(())
 }
 
-/// Writes one batch, then acks it; on failure naks it with a growing delay. While a write
-/// takes long (a store that is down and being waited for), progress acks keep the batch from
-/// being redelivered to another fetch, which would write it twice.
+/// Writes one batch, dead-letters what the store refused for good, then acks it; on failure
+/// naks it with a growing delay. While a write takes long (a store that is down and being
+/// waited for), progress acks keep the batch from being redelivered to another fetch, which
+/// would write it twice.
 async fn store<S: Sink>(
     sink: &S,
+    js: &jetstream::Context,
     failures: &AtomicU32,
-    decoded: Decoded,
-    ack_wait: std::time::Duration,
+    decoded: Decoded<S::Event>,
+    ack_wait: Duration,
 ) {
     let name = sink.name();
     let timer = std::time::Instant::now();
@@ -180,7 +256,8 @@ async fn store<S: Sink>(
         events,
         received,
     } = decoded;
-    let write = sink.write_received(&events, &received);
+    metrics::histogram!("orbit_sink_batch_size", "sink" => name).record(events.len() as f64);
+    let write = sink.write_each(&events, &received);
     tokio::pin!(write);
     let mut keep_alive = tokio::time::interval(ack_wait / 3);
     keep_alive.tick().await;
@@ -193,6 +270,10 @@ async fn store<S: Sink>(
                 }
             }
         }
+    };
+    let outcome = match outcome {
+        Ok(rejected) => set_aside(js, name, &events, &received, rejected).await,
+        Err(err) => Err(err),
     };
     match outcome {
         Ok(()) => {
@@ -220,17 +301,92 @@ async fn store<S: Sink>(
     }
 }
 
-/// A fetched batch split into results: `events[i]` arrived as `received[i]`, and `messages`
-/// are what to ack once they are stored (a bundle message carries many results).
-struct Decoded {
+/// Dead-letters the events the store refused for good, each with the store's reason. When a
+/// dead letter cannot be stored the batch is retried instead (a rewrite is idempotent).
+async fn set_aside<E: SinkEvent>(
+    js: &jetstream::Context,
+    name: &'static str,
+    events: &[E],
+    received: &[Received],
+    rejected: Vec<Rejected>,
+) -> Result<(), SinkError> {
+    let origin = format!("sink-{name}");
+    for Rejected { index, reason } in rejected {
+        let (Some(event), Some(arrived)) = (events.get(index), received.get(index)) else {
+            continue;
+        };
+        let reason = format!("{origin}: refused by the store: {reason}");
+        store_dead_letter(
+            js,
+            &origin,
+            Some(event.id()),
+            arrived.payload.clone(),
+            &reason,
+        )
+        .await
+        .map_err(|err| SinkError(format!("dead-lettering a refused event: {err}")))?;
+        metrics::counter!("orbit_sink_rejected_total", "sink" => name).increment(1);
+        tracing::error!(
+            sink = name,
+            id = event.id(),
+            reason,
+            "event refused; dead-lettered"
+        );
+    }
+    Ok(())
+}
+
+/// Publishes how far the sink is behind its stream (`orbit_sink_lag`: messages not yet
+/// acknowledged) and counts messages the stream dropped before the sink read them
+/// (`orbit_sink_skipped_total`: a LOGS stream that filled up, RESULTS past its age limit).
+async fn watch_lag(js: jetstream::Context, consumer: PullConsumer, name: &'static str) {
+    let mut counted_up_to = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let Ok(info) = consumer.get_info().await else {
+            continue;
+        };
+        metrics::gauge!("orbit_sink_lag", "sink" => name)
+            .set((info.num_pending + info.num_ack_pending as u64) as f64);
+        let Ok(mut stream) = js.get_stream(&info.stream_name).await else {
+            continue;
+        };
+        let Ok(stream) = stream.info().await else {
+            continue;
+        };
+        // Everything below the stream's first sequence that this consumer had not acked is
+        // gone for it.
+        let gone_up_to = stream.state.first_sequence.saturating_sub(1);
+        let from = counted_up_to.max(info.ack_floor.stream_sequence);
+        if gone_up_to > from {
+            metrics::counter!("orbit_sink_skipped_total", "sink" => name)
+                .increment(gone_up_to - from);
+            tracing::warn!(
+                sink = name,
+                skipped = gone_up_to - from,
+                "the stream dropped messages this sink had not stored"
+            );
+            counted_up_to = gone_up_to;
+        }
+    }
+}
+
+/// A fetched batch split into events: `events[i]` arrived as `received[i]`, and `messages`
+/// are what to ack once they are stored (a bundle message carries many events).
+struct Decoded<E> {
     messages: Vec<Message>,
-    events: Vec<StoredResult>,
+    events: Vec<E>,
     received: Vec<Received>,
 }
 
-/// Splits a batch into decodable results and dead-letters the rest (a bundle with an
+/// Splits a batch into decodable events and dead-letters the rest (a bundle with an
 /// unreadable element goes to the dead letters whole).
-async fn decode(js: &jetstream::Context, sink: &str, batch: Vec<Pulled>) -> Decoded {
+async fn decode<E: SinkEvent>(
+    js: &jetstream::Context,
+    sink: &str,
+    batch: Vec<Pulled>,
+) -> Decoded<E> {
     let mut decoded = Decoded {
         messages: Vec::with_capacity(batch.len()),
         events: Vec::with_capacity(batch.len()),
@@ -244,14 +400,14 @@ async fn decode(js: &jetstream::Context, sink: &str, batch: Vec<Pulled>) -> Deco
         // A message that waited long in the inbox may be redelivered meanwhile: the copy in
         // hand counts as a redelivery too, so whichever copy comes second finds the first.
         let redelivered = waited_long || message.info().is_ok_and(|info| info.delivered > 1);
-        let results = bundle::decode::<StoredResult>(&message.payload);
+        let results = bundle::decode::<E>(&message.payload);
         match results {
             Ok(results) => {
                 for (payload, event) in results {
                     // A result of a job's second run may already be stored from its first run,
                     // even when this message is new (a different bundle, or past the duplicate
                     // window).
-                    let redelivered = redelivered || event.attempt > 1;
+                    let redelivered = redelivered || event.repeats();
                     decoded.received.push(Received {
                         payload,
                         redelivered,
@@ -261,7 +417,7 @@ async fn decode(js: &jetstream::Context, sink: &str, batch: Vec<Pulled>) -> Deco
                 decoded.messages.push(message);
             }
             Err(err) => {
-                let reason = format!("sink-{sink}: not a result event: {err}");
+                let reason = format!("sink-{sink}: not a {} event: {err}", E::STREAM);
                 dead_letter(js, "results", &message, &reason).await;
             }
         }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
+use orbit_contract::logs::{LOGS_STREAM, LOGS_WILDCARD};
 use orbit_contract::subjects::{
     DEADLETTER_STREAM, DEADLETTER_WILDCARD, JOBS_STREAM, JOBS_WILDCARD, RESULTS_STREAM,
     RESULTS_WILDCARD,
@@ -24,6 +25,11 @@ pub struct StreamSettings {
     /// 4 GiB): how long sinks may lag before results age out.
     pub results_max_age: Duration,
     pub results_max_bytes: i64,
+    /// `ORBIT_LOGS_MAX_BYTES` (default 256 MiB) and `ORBIT_LOGS_MAX_AGE_SECS` (default 3
+    /// days): the log events waiting for a log sink; past either the oldest are dropped, so
+    /// logging never refuses or slows a process.
+    pub logs_max_bytes: i64,
+    pub logs_max_age: Duration,
     /// `ORBIT_STREAM_REPLICAS` (default 1; 3 on a cluster).
     pub replicas: usize,
 }
@@ -39,11 +45,13 @@ impl StreamSettings {
                 7 * 24 * 3600,
             )?),
             results_max_bytes: env_or("ORBIT_RESULTS_MAX_BYTES", 4 << 30)?,
+            logs_max_bytes: env_or("ORBIT_LOGS_MAX_BYTES", 256 << 20)?,
+            logs_max_age: Duration::from_secs(env_or("ORBIT_LOGS_MAX_AGE_SECS", 3 * 24 * 3600)?),
             replicas: env_or("ORBIT_STREAM_REPLICAS", 1)?,
         })
     }
 
-    fn configs(&self) -> [stream::Config; 3] {
+    fn configs(&self) -> [stream::Config; 4] {
         [
             stream::Config {
                 name: JOBS_STREAM.into(),
@@ -78,6 +86,17 @@ impl StreamSettings {
                 num_replicas: self.replicas,
                 ..Default::default()
             },
+            stream::Config {
+                name: LOGS_STREAM.into(),
+                subjects: vec![LOGS_WILDCARD.into()],
+                retention: stream::RetentionPolicy::Limits,
+                storage: stream::StorageType::File,
+                discard: stream::DiscardPolicy::Old,
+                max_bytes: self.logs_max_bytes,
+                max_age: self.logs_max_age,
+                num_replicas: self.replicas,
+                ..Default::default()
+            },
         ]
     }
 }
@@ -90,7 +109,7 @@ pub struct StreamError {
     pub message: String,
 }
 
-/// Makes sure JOBS, RESULTS and DEADLETTER exist, retrying for up to a minute while
+/// Makes sure JOBS, RESULTS, DEADLETTER and LOGS exist, retrying for up to a minute while
 /// JetStream cannot answer yet (a cluster still electing its leaders).
 pub async fn ensure(js: &jetstream::Context, settings: &StreamSettings) -> Result<(), StreamError> {
     for config in settings.configs() {

@@ -61,6 +61,7 @@ pub(crate) async fn run<F: Function>(
 ) -> Result<(), async_nats::Error> {
     let name = hosted.declared.name();
     let consumer = job_consumer(&js, &name, &config).await?;
+    let watch = tokio::spawn(report_pending(consumer.clone(), name.to_string()));
     let mut puller = Puller::new(consumer, js.clone(), PullSettings::from_config(&config)).await?;
     let config = Arc::new(config);
     // Batches in hand at once: the next fetch overlaps the current batch's work and acks.
@@ -110,8 +111,41 @@ pub(crate) async fn run<F: Function>(
         process_batch(&hosted, &js, &client, &config, &shutdown, rest).await;
     }
     while crate::reap(&mut inflight).await {}
+    watch.abort();
     tracing::info!(function = %name, "job loop drained");
     Ok(())
+}
+
+/// Publishes the function's backlog, `orbit_jobs_pending`: job messages in JOBS that no
+/// replica has taken yet (every replica reports the same consumer-wide figure; a bundle of
+/// jobs counts once). The figure an autoscaler scales replicas on, as KEDA does on a
+/// JetStream consumer's lag.
+async fn report_pending(consumer: PullConsumer, function: String) {
+    let pending = metrics::gauge!("orbit_jobs_pending", "function" => function);
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tick.tick().await;
+        if let Ok(info) = consumer.get_info().await {
+            pending.set(info.num_pending as f64);
+        }
+    }
+}
+
+/// Counts the jobs this replica holds (`orbit_jobs_inflight`) for as long as it lives.
+struct InFlight(metrics::Gauge, f64);
+
+impl InFlight {
+    fn hold(function: &str, jobs: usize) -> Self {
+        let gauge = metrics::gauge!("orbit_jobs_inflight", "function" => function.to_string());
+        gauge.increment(jobs as f64);
+        Self(gauge, jobs as f64)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(self.1);
+    }
 }
 
 /// A job read off the stream, with what JetStream said about its delivery.
@@ -193,6 +227,7 @@ async fn process_batch<F: Function>(
     if deliveries.is_empty() {
         return;
     }
+    let _held = InFlight::hold(name, deliveries.len());
     announce_started(client, name, &deliveries).await;
 
     // A job on its last allowed delivery has crashed or stalled a worker every time before: it
@@ -453,7 +488,7 @@ pub(crate) async fn dead_letter(
         .map(|value| value.as_str());
     match store_dead_letter(js, function, job_id, message.payload.clone(), reason).await {
         Ok(()) => {
-            tracing::error!(function, reason, "message dead-lettered");
+            tracing::error!(function, job_id, reason, "message dead-lettered");
             if let Err(err) = message.ack_with(AckKind::Term).await {
                 tracing::warn!(error = %err, "term failed after dead-lettering");
             }
@@ -469,7 +504,7 @@ pub(crate) async fn dead_letter(
 
 /// Stores `payload` (a message, or one job of a bundle) on `orbit.deadletter.<function>` with
 /// the reason and the job id.
-async fn store_dead_letter(
+pub(crate) async fn store_dead_letter(
     js: &jetstream::Context,
     function: &str,
     job_id: Option<&str>,
@@ -498,7 +533,7 @@ fn sanitize_header(value: &str) -> String {
 }
 
 /// Exponential backoff from 100 ms, capped at 10 s.
-pub(crate) fn backoff(attempt: u32) -> Duration {
+pub fn backoff(attempt: u32) -> Duration {
     let exponent = attempt.saturating_sub(1).min(7);
     Duration::from_millis(100u64 << exponent).min(Duration::from_secs(10))
 }

@@ -58,6 +58,8 @@ fn optional_json<T: serde::Serialize>(value: &Option<T>) -> Result<Option<String
 }
 
 impl Sink for PostgresSink {
+    type Event = StoredResult;
+
     fn name(&self) -> &'static str {
         "postgres"
     }

@@ -37,6 +37,8 @@ impl RedisSink {
 }
 
 impl Sink for RedisSink {
+    type Event = StoredResult;
+
     fn name(&self) -> &'static str {
         "redis"
     }

@@ -6,7 +6,9 @@ pub mod openapi;
 pub mod statistics;
 pub mod v2;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::routing::{any, get, post};
 use axum::Router;
 use tower_http::services::ServeDir;
@@ -61,8 +63,29 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/repository/index", post(v2::repository_index))
         .fallback_service(dashboard)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn(count_requests))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Counts every request by route template (`/api/v1/inference/{job_id}`, never the id
+/// itself, so the series stay few), method and status, and times it: what OpenFaaS's
+/// `gateway_function_invocation_total` and `gateway_functions_seconds` give per function.
+async fn count_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "other".to_string(), |path| path.as_str().to_string());
+    let method = request.method().as_str().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!("orbit_http_request_duration_seconds", "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("orbit_http_requests_total", "route" => route, "method" => method,
+        "status" => status)
+    .increment(1);
+    response
 }
 
 async fn unknown_route() -> ApiError {
