@@ -16,7 +16,7 @@ impl Scrape {
     async fn of(clients: &Clients, url: &str) -> anyhow::Result<Self> {
         let text = clients.http.get(url).send().await?.text().await?;
         let lines = text.lines().map(|line| Ok(line.to_string()));
-        let scrape = prometheus_parse::Scrape::parse(lines).with_context(|| format!("{url}"))?;
+        let scrape = prometheus_parse::Scrape::parse(lines).with_context(|| url.to_string())?;
         Ok(Self(scrape.samples))
     }
 
