@@ -239,7 +239,7 @@ fn bucket_quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
 }
 
 /// The sum of the Prometheus samples whose line starts with `prefix`.
-async fn gauge(http: &reqwest::Client, url: &str, prefix: &str) -> f64 {
+pub async fn gauge(http: &reqwest::Client, url: &str, prefix: &str) -> f64 {
     let Ok(response) = http.get(url).send().await else {
         return 0.0;
     };
@@ -250,7 +250,7 @@ async fn gauge(http: &reqwest::Client, url: &str, prefix: &str) -> f64 {
         .sum()
 }
 
-fn signal(child: &Child, signal: &str) -> anyhow::Result<()> {
+pub fn signal(child: &Child, signal: &str) -> anyhow::Result<()> {
     crate::stack::kill(child.id(), signal)
 }
 

@@ -4,6 +4,7 @@
 
 pub mod bridge;
 pub mod e2e;
+pub mod elastic;
 pub mod http1;
 pub mod jobs;
 pub mod latency;

@@ -10,7 +10,12 @@ use anyhow::{bail, Context};
 use crate::resources::Processes;
 
 /// The stack's readers of RESULTS.
-const SINKS: &[&str] = &["sink-postgres", "sink-redis", "bridge-kafka"];
+const SINKS: &[&str] = &[
+    "sink-postgres",
+    "sink-redis",
+    "sink-elasticsearch",
+    "bridge-kafka",
+];
 
 pub struct Stack {
     pub root: PathBuf,

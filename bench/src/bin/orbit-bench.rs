@@ -6,7 +6,7 @@
 //! orbit-bench single batch open     # chosen scenarios
 //! orbit-bench single --jobs 20000 --concurrency 64 --model lstm_timeseries
 //! ```
-//! Scenarios: single, batch, open, sync, lstm, bridge, relay, scaling. Prints a table per
+//! Scenarios: single, batch, open, sync, lstm, bridge, elasticsearch, relay, scaling. Prints a table per
 //! scenario and writes everything as JSON to `bench/results/<time>.json`.
 
 use std::path::PathBuf;
@@ -16,11 +16,20 @@ use anyhow::{bail, Context};
 use orbit_bench::e2e::{self, Load, Target};
 use orbit_bench::resources::{Sampler, Usage};
 use orbit_bench::stack::Stack;
-use orbit_bench::{bridge, probe, relay, scaling, settle, sync};
+use orbit_bench::{bridge, elastic, probe, relay, scaling, settle, sync};
 use serde_json::{json, Value};
 
 const ALL: &[&str] = &[
-    "single", "batch", "open", "sync", "v2", "lstm", "bridge", "relay", "scaling",
+    "single",
+    "batch",
+    "open",
+    "sync",
+    "v2",
+    "lstm",
+    "bridge",
+    "elasticsearch",
+    "relay",
+    "scaling",
 ];
 
 struct Options {
@@ -331,6 +340,23 @@ impl Bench {
                 self.record(
                     "bridge",
                     format!("backlog {backlog}, {rate:.0}/s"),
+                    serde_json::to_value(&report)?,
+                    usage,
+                );
+                Ok(())
+            }
+            "elasticsearch" => {
+                let backlog = self.size(30_000, 100_000);
+                let report = elastic::run(&self.stack, &self.js, backlog).await?;
+                println!("\n== elasticsearch: RESULTS backlog of {backlog} into the results index (_bulk)");
+                println!(
+                    "  indexed {:>9.0} results/s ({:.2} s; {} documents in the index)",
+                    report.results_per_second, report.drain_seconds, report.indexed
+                );
+                let usage = report.drain_usage.clone();
+                self.record(
+                    "elasticsearch",
+                    format!("backlog {backlog}"),
                     serde_json::to_value(&report)?,
                     usage,
                 );

@@ -32,7 +32,8 @@ pub struct ResultDocument<'a> {
     pub attempt: u32,
     pub batch_size: u32,
     pub schema_version: u32,
-    pub data: Data<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<Data<'a>>,
 }
 
 /// The job's own values: stored, not indexed.
@@ -48,7 +49,8 @@ pub struct Data<'a> {
 }
 
 impl<'a> ResultDocument<'a> {
-    pub fn of(result: &'a StoredResult) -> Self {
+    /// The document of `result`; `with_data`: with its input, output, parameters, metadata.
+    pub fn of(result: &'a StoredResult, with_data: bool) -> Self {
         let timings = &result.timings;
         Self {
             job_id: result.job_id.as_str(),
@@ -66,12 +68,12 @@ impl<'a> ResultDocument<'a> {
             attempt: result.attempt,
             batch_size: result.batch_size,
             schema_version: result.schema_version,
-            data: Data {
+            data: with_data.then(|| Data {
                 input: &result.input,
                 output: result.output.as_deref(),
                 parameters: result.parameters.as_deref(),
                 metadata: result.metadata.as_deref(),
-            },
+            }),
         }
     }
 }
@@ -159,7 +161,9 @@ mod tests {
             "worker_id": "moving_average-1", "attempt": 1, "batch_size": 1
         }))
         .unwrap();
-        let document = serde_json::to_value(ResultDocument::of(&result)).unwrap();
+        let document = serde_json::to_value(ResultDocument::of(&result, true)).unwrap();
+        let lean = serde_json::to_value(ResultDocument::of(&result, false)).unwrap();
+        assert!(lean.get("data").is_none() && lean["job_id"] == "job-1");
         let template = results_template("orbit-results");
         let mapped = &template["template"]["mappings"]["properties"];
         for (field, _) in document.as_object().unwrap() {

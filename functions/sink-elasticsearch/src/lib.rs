@@ -117,7 +117,8 @@ fn encode(document: &impl Serialize) -> Result<Vec<u8>, SinkError> {
 pub trait Indexed: SinkEvent {
     /// The index for this event; `target` is the sink's configured index or index prefix.
     fn index(&self, target: &str) -> String;
-    fn document(&self) -> Result<Vec<u8>, SinkError>;
+    /// The document; `with_data`: with the job's own values (series, output, parameters).
+    fn document(&self, with_data: bool) -> Result<Vec<u8>, SinkError>;
 }
 
 impl Indexed for StoredResult {
@@ -126,8 +127,8 @@ impl Indexed for StoredResult {
         target.to_string()
     }
 
-    fn document(&self) -> Result<Vec<u8>, SinkError> {
-        encode(&ResultDocument::of(self))
+    fn document(&self, with_data: bool) -> Result<Vec<u8>, SinkError> {
+        encode(&ResultDocument::of(self, with_data))
     }
 }
 
@@ -137,7 +138,7 @@ impl Indexed for LogRecord {
         log_index(target, self)
     }
 
-    fn document(&self) -> Result<Vec<u8>, SinkError> {
+    fn document(&self, _with_data: bool) -> Result<Vec<u8>, SinkError> {
         encode(self)
     }
 }
@@ -148,21 +149,22 @@ pub struct ElasticSink<E> {
     writer: BulkWriter,
     name: &'static str,
     target: String,
+    with_data: bool,
     events: PhantomData<fn(E)>,
 }
 
 impl ElasticSink<StoredResult> {
-    /// Results into the index `index` (consumer `sink-elasticsearch`).
-    pub fn results(writer: BulkWriter, index: impl Into<String>) -> Self {
-        Self::new(writer, "elasticsearch", index.into())
+    /// Results into the index `index`, read by consumer `sink-<name>` (`elasticsearch`).
+    pub fn results(writer: BulkWriter, name: &'static str, index: impl Into<String>) -> Self {
+        Self::new(writer, name, index.into())
     }
 }
 
 impl ElasticSink<LogRecord> {
-    /// Log events into the daily indices `<prefix>YYYY.MM.DD` (consumer
-    /// `sink-elasticsearch-logs`).
-    pub fn logs(writer: BulkWriter, prefix: impl Into<String>) -> Self {
-        Self::new(writer, "elasticsearch-logs", prefix.into())
+    /// Log events into the daily indices `<prefix>YYYY.MM.DD`, read by consumer
+    /// `sink-<name>` (`elasticsearch-logs`).
+    pub fn logs(writer: BulkWriter, name: &'static str, prefix: impl Into<String>) -> Self {
+        Self::new(writer, name, prefix.into())
     }
 }
 
@@ -172,8 +174,16 @@ impl<E: Indexed> ElasticSink<E> {
             writer,
             name,
             target,
+            with_data: true,
             events: PhantomData,
         }
+    }
+
+    /// Leaves the job's own values (series, outputs, parameters) out of the documents: the
+    /// results index then holds what is searched and aggregated, and Postgres the values.
+    pub fn without_data(mut self) -> Self {
+        self.with_data = false;
+        self
     }
 
     fn actions(&self, batch: &[E]) -> Result<Vec<Action>, SinkError> {
@@ -183,7 +193,7 @@ impl<E: Indexed> ElasticSink<E> {
                 Ok(Action {
                     index: event.index(&self.target),
                     id: event.id().to_string(),
-                    document: event.document()?,
+                    document: event.document(self.with_data)?,
                 })
             })
             .collect()

@@ -23,6 +23,17 @@ async fn main() -> anyhow::Result<()> {
     let logs_prefix: String = env_or("ORBIT_ELASTICSEARCH_LOGS_PREFIX", "orbit-logs-".into())?;
     let index_logs =
         !env_or("ORBIT_ELASTICSEARCH_LOGS", "on".to_string())?.eq_ignore_ascii_case("off");
+    // `ORBIT_ELASTICSEARCH_DATA=off`: documents without the series, outputs and parameters
+    // (Postgres keeps those); the results index holds what is searched, at a fraction of the
+    // bytes.
+    let with_data =
+        !env_or("ORBIT_ELASTICSEARCH_DATA", "on".to_string())?.eq_ignore_ascii_case("off");
+    // `ORBIT_ELASTICSEARCH_CONSUMER` (default `elasticsearch`): the consumers are
+    // `sink-<name>` and `sink-<name>-logs`, so a second, independent indexer (another cluster,
+    // a benchmark) reads RESULTS on its own. Named once per process, hence leaked.
+    let name: String = env_or("ORBIT_ELASTICSEARCH_CONSUMER", "elasticsearch".into())?;
+    let results_name: &'static str = Box::leak(name.clone().into_boxed_str());
+    let logs_name: &'static str = Box::leak(format!("{name}-logs").into_boxed_str());
     let config = RuntimeConfig::sink_from_env("sink-elasticsearch")?;
     let shutdown = Shutdown::on_signals();
 
@@ -36,15 +47,15 @@ async fn main() -> anyhow::Result<()> {
     streams::ensure(&js, &streams::StreamSettings::from_env()?).await?;
 
     let writer = BulkWriter::new(elastic);
-    let results = run_sink(
-        ElasticSink::results(writer.clone(), results_index),
-        js.clone(),
-        config.clone(),
-        shutdown.clone(),
-    );
+    let mut results_sink = ElasticSink::results(writer.clone(), results_name, results_index);
+    if !with_data {
+        results_sink = results_sink.without_data();
+    }
+    let results = run_sink(results_sink, js.clone(), config.clone(), shutdown.clone());
     let logs = async {
         if index_logs {
-            run_sink(ElasticSink::logs(writer, logs_prefix), js, config, shutdown).await
+            let sink = ElasticSink::logs(writer, logs_name, logs_prefix);
+            run_sink(sink, js, config, shutdown).await
         } else {
             Ok(())
         }
@@ -98,14 +109,17 @@ async fn prepare(
                 .version()
                 .await
                 .context("reading the cluster's version")?;
+            // Each template is named after what it shapes, so an indexer with other indices
+            // (a second cluster's, a benchmark's) never rewrites the stack's templates.
+            let logs_name = logs_prefix.trim_end_matches(['-', '_', '.']);
             elastic
-                .put_index_template("orbit-results", &results_template(results_index))
+                .put_index_template(results_index, &results_template(results_index))
                 .await
-                .context("installing the orbit-results index template")?;
+                .with_context(|| format!("installing the {results_index} index template"))?;
             elastic
-                .put_index_template("orbit-logs", &logs_template(logs_prefix))
+                .put_index_template(logs_name, &logs_template(logs_prefix))
                 .await
-                .context("installing the orbit-logs index template")?;
+                .with_context(|| format!("installing the {logs_name} index template"))?;
             anyhow::Ok(version)
         }
         .await;
