@@ -68,7 +68,7 @@ impl<'a> ResultDocument<'a> {
             attempt: result.attempt,
             batch_size: result.batch_size,
             schema_version: result.schema_version,
-            data: with_data.then(|| Data {
+            data: with_data.then_some(Data {
                 input: &result.input,
                 output: result.output.as_deref(),
                 parameters: result.parameters.as_deref(),
