@@ -99,11 +99,22 @@ elasticsearch_up() {
   if pid_alive elasticsearch; then say "elasticsearch already running"; return; fi
   port_busy "$ELASTICSEARCH_PORT" && die "port $ELASTICSEARCH_PORT is taken; set ORBIT_ELASTICSEARCH_PORT"
   mkdir -p "$DATA/elasticsearch"
+  # The emulator holds every document in memory (about ten times its file) and rewrites one
+  # JSON file of them all: a dev stack that ran benchmarks for a few days would hold gigabytes.
+  # Past ORBIT_ELASTICSEARCH_MAX_MB on disk it starts empty (every result is in Postgres).
+  local file="$DATA/elasticsearch/elasticsearch.json" max_mb="${ORBIT_ELASTICSEARCH_MAX_MB:-512}"
+  if [[ -f "$file" ]] && (( $(stat -c %s "$file") > max_mb * 1024 * 1024 )); then
+    say "the local Elasticsearch holds $(( $(stat -c %s "$file") / 1048576 )) MB (over ORBIT_ELASTICSEARCH_MAX_MB=$max_mb): starting it empty"
+    rm -f "$file"
+  fi
   spawn elasticsearch "$(elasticsearch_bin)" start --only elasticsearch \
     --elasticsearch-port "$ELASTICSEARCH_PORT" --host 127.0.0.1 --data-dir "$DATA/elasticsearch"
   wait_port "$ELASTICSEARCH_PORT" 30 || die "elasticsearch did not start; see $LOGS/elasticsearch.log"
 }
 
+# The dev stack indexes lean result documents (no series: the emulator keeps every document
+# in memory, and Postgres has the series); the test stack indexes them whole, as a real
+# cluster would be configured to.
 write_env() {
   umask 077
   cat >"$ENV_FILE" <<ENV
@@ -116,6 +127,7 @@ ORBIT_HTTP_PORT=$HTTP_PORT
 ORBIT_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
 ORBIT_BRIDGE_HTTP_ADDR=127.0.0.1:$BRIDGE_PORT
 ORBIT_ELASTICSEARCH_URL=$( [[ "${ORBIT_ELASTICSEARCH:-1}" == 0 ]] || echo "http://127.0.0.1:$ELASTICSEARCH_PORT" )
+ORBIT_ELASTICSEARCH_DATA=${ORBIT_ELASTICSEARCH_DATA:-$( [[ "$ORBIT_ENV" == dev ]] && echo off || echo on )}
 ORBIT_KAFKA_PYTHONPATH=$(kafka_pythonpath)
 ORBIT_TRITON_PYTHONPATH=$(triton_pythonpath)
 ORBIT_TANSU_BIN=$(tansu_bin)
