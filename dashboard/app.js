@@ -282,8 +282,14 @@
     if (pill.textContent !== text) pill.textContent = text;
   }
 
+  // With API keys on, the page is opened as /?access_token=<read key>: the socket and every
+  // request carry it (a browser cannot set headers on a WebSocket).
+  const accessToken = new URLSearchParams(location.search).get('access_token') || '';
+  const authHeaders = accessToken ? { authorization: `Bearer ${accessToken}` } : {};
+
   function wsUrl() {
     const query = new URLSearchParams();
+    if (accessToken) query.set('access_token', accessToken);
     if (filterFn.value) query.set('function', filterFn.value);
     if (filterStatus.value) query.set('status', filterStatus.value);
     const q = query.toString();
@@ -626,7 +632,7 @@
     for (const delay of [0, 150, 300, 600, 1200, 2000]) {
       await sleep(delay);
       try {
-        const response = await fetch(url, { headers: { accept: 'application/json' } });
+        const response = await fetch(url, { headers: { accept: 'application/json', ...authHeaders } });
         if (response.ok) return { record: await response.json() };
         last = await errorText(response);
         if (response.status !== 404) break;
@@ -881,7 +887,7 @@
     try {
       const response = await fetch('/api/v1/inference/submit', {
         method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'application/json' },
+        headers: { 'content-type': 'application/json', accept: 'application/json', ...authHeaders },
         body: JSON.stringify(tensors ? { model_name: model, inputs, parameters } : { model_name: model, data, parameters }),
       });
       const body = await response.json().catch(() => null);
@@ -927,7 +933,7 @@
   async function poll(job) {
     if (tracked !== job || FINAL.has(job.status)) return;
     try {
-      const response = await fetch(`/api/v1/inference/${encodeURIComponent(job.id)}`, { headers: { accept: 'application/json' } });
+      const response = await fetch(`/api/v1/inference/${encodeURIComponent(job.id)}`, { headers: { accept: 'application/json', ...authHeaders } });
       if (response.ok) applyJob(job, await response.json());
     } catch { /* transient; the next poll or the result message will tell */ }
     if (tracked !== job || FINAL.has(job.status)) return;
@@ -978,7 +984,7 @@
 
   async function loadModels() {
     try {
-      const response = await fetch('/api/v1/models', { headers: { accept: 'application/json' } });
+      const response = await fetch('/api/v1/models', { headers: { accept: 'application/json', ...authHeaders } });
       const body = response.ok ? await response.json() : null;
       const models = body && body.models;
       if (!Array.isArray(models) || !models.length) return;

@@ -13,6 +13,25 @@ load_env() {
   export ORBIT_HTTP_ADDR="127.0.0.1:$HTTP_PORT" ORBIT_DASHBOARD_DIR="$ROOT/dashboard"
 }
 
+# ORBIT_AUTH=on: API keys, one per scope, generated on first start and kept (mode 600) in
+# $SECRETS/api-keys.env as ORBIT_ADMIN_KEY=..., ORBIT_SUBMIT_KEY=..., ORBIT_READ_KEY=...; only
+# the gateway is given them.
+api_keys() {
+  local file="$SECRETS/api-keys.env"
+  if [[ ! -s "$file" ]]; then
+    mkdir -p "$SECRETS"; chmod 700 "$SECRETS"
+    (umask 077; python3 - >"$file" <<'PY'
+import base64, secrets
+for scope in ("ADMIN", "SUBMIT", "READ"):
+    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+    print(f"ORBIT_{scope}_KEY=orbit_{key}")
+PY
+    )
+    say "generated API keys in $file"
+  fi
+  cat "$file"
+}
+
 # The processes of stack.toml, one line each (see scripts/manifest.py).
 processes() { python3 "$ROOT/scripts/manifest.py" "$ROOT/stack.toml"; }
 
@@ -64,6 +83,10 @@ up() {
         echo "$port" >"$RUN/$instance.metrics"
       elif [[ "$kind" == gateway ]]; then
         echo "$HTTP_PORT" >"$RUN/$instance.metrics"
+        if [[ "${ORBIT_AUTH:-}" == on ]]; then
+          mapfile -t keys < <(api_keys)
+          extra+=(ORBIT_AUTH=on "${keys[@]}")
+        fi
       elif [[ "$kind" == bridge ]]; then
         echo "$BRIDGE_PORT" >"$RUN/$instance.metrics"
       fi
@@ -86,6 +109,7 @@ up() {
     Kafka       127.0.0.1:$KAFKA_PORT, topic inference_results (bridge health http://127.0.0.1:$BRIDGE_PORT/readyz)
     models      $ROOT/models/   (add a folder and it is served; docs/models.md)
     logs        $LOGS/
+    API keys    $( [[ "${ORBIT_AUTH:-}" == on ]] && echo "$SECRETS/api-keys.env (Authorization: Bearer \$ORBIT_READ_KEY; the page: /?access_token=...)" || echo "off on loopback (ORBIT_AUTH=on just up: keys per scope)" )
   Stop with: just down
 
 MSG

@@ -2,6 +2,7 @@
 //! the dashboard and `/metrics`. It validates every request at the edge, publishes accepted
 //! jobs to JetStream, and answers 202 only once JetStream has stored the job.
 
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod dashboard;

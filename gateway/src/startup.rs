@@ -4,6 +4,7 @@ use anyhow::Context;
 use orbit_runtime::registry::Registry;
 use orbit_runtime::{catalog, nats, streams, Shutdown};
 
+use crate::auth::Auth;
 use crate::cache::JobCache;
 use crate::config::GatewayConfig;
 use crate::dashboard;
@@ -15,6 +16,10 @@ use crate::store::Store;
 /// Connects everything, makes sure the streams exist, and serves HTTP until `shutdown`; then
 /// finishes the requests in flight.
 pub async fn run(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+    let auth = std::sync::Arc::new(
+        Auth::from_env(config.http_addr.ip().is_loopback()).context("API keys")?,
+    );
+    auth.clone().watch(shutdown.clone());
     let metrics = orbit_runtime::metrics::install(None)?;
     let client = nats::connect(&config.nats_url, "orbit-gateway").await?;
     let jetstream = nats::jetstream(client.clone());
@@ -63,8 +68,9 @@ pub async fn run(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<()
         relay,
         publisher,
         submits,
+        auth: auth.clone(),
     });
-    tracing::info!(%addr, "gateway listening");
+    tracing::info!(%addr, auth = auth.enabled, "gateway listening");
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move { shutdown.wait().await })
         .await?;

@@ -46,4 +46,6 @@ pub struct Shared {
     pub publisher: Publisher,
     /// Gathers unkeyed single submits into bundles.
     pub submits: Coalescer,
+    /// API keys and whether they are required.
+    pub auth: Arc<crate::auth::Auth>,
 }

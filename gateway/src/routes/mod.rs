@@ -63,6 +63,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/repository/index", post(v2::repository_index))
         .fallback_service(dashboard)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.auth.clone(),
+            crate::auth::authorize,
+        ))
         .layer(middleware::from_fn(count_requests))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

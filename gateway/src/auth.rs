@@ -1,0 +1,481 @@
+//! API keys with scopes: who may submit, who may read, who may administer.
+//!
+//! A key is a high-entropy random token (`orbit_` + 43 base64url characters, 256 bits), so
+//! storing its SHA-256 is as safe as a slow hash and lets every request be checked in
+//! microseconds. Keys come from a keys file (`ORBIT_API_KEYS_FILE`, one `name scopes
+//! sha256:<hex>` line per key, re-read when it changes, so a revocation needs no restart)
+//! and from `ORBIT_ADMIN_KEY` / `ORBIT_SUBMIT_KEY` / `ORBIT_READ_KEY` (the keys themselves,
+//! hashed when read). `orbit-gateway keys add|list|revoke` manages the file.
+//!
+//! Auth is on whenever the gateway listens beyond loopback (`ORBIT_AUTH=auto`, the default);
+//! `ORBIT_AUTH=off` there is honoured but logged loudly at start. Every route needs a scope
+//! ([`required_scope`]) except liveness.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+/// What a key allows. `Admin` allows everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    Submit,
+    Read,
+    Admin,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Submit => "submit",
+            Scope::Read => "read",
+            Scope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, AuthError> {
+        match text.trim() {
+            "submit" => Ok(Scope::Submit),
+            "read" => Ok(Scope::Read),
+            "admin" => Ok(Scope::Admin),
+            other => Err(AuthError::Config(format!(
+                "unknown scope {other:?}: use submit, read or admin"
+            ))),
+        }
+    }
+}
+
+/// Keys could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// One key as the gateway keeps it: never the key itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyEntry {
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    pub digest: [u8; 32],
+}
+
+impl KeyEntry {
+    fn allows(&self, scope: Scope) -> bool {
+        self.scopes.contains(&Scope::Admin) || self.scopes.contains(&scope)
+    }
+
+    /// `name scope,scope sha256:<hex>`: a line of the keys file.
+    pub fn line(&self) -> String {
+        let scopes: Vec<&str> = self.scopes.iter().map(|s| s.as_str()).collect();
+        format!(
+            "{} {} sha256:{}",
+            self.name,
+            scopes.join(","),
+            hex(&self.digest)
+        )
+    }
+
+    fn parse_line(line: &str) -> Result<Self, AuthError> {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        let [name, scopes, digest] = parts[..] else {
+            return Err(AuthError::Config(format!(
+                "{line:?}: expected `name scope[,scope] sha256:<hex>`"
+            )));
+        };
+        let scopes = scopes
+            .split(',')
+            .map(Scope::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        let digest = digest
+            .strip_prefix("sha256:")
+            .and_then(unhex)
+            .ok_or_else(|| {
+                AuthError::Config(format!("{name}: the digest is not sha256:<64 hex>"))
+            })?;
+        Ok(Self {
+            name: name.to_string(),
+            scopes,
+            digest,
+        })
+    }
+}
+
+/// A new random key: `orbit_` and 32 random bytes in base64url.
+pub fn generate_key() -> Result<String, AuthError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|err| AuthError::Config(format!("no randomness for a key: {err}")))?;
+    Ok(format!(
+        "orbit_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ))
+}
+
+pub fn digest_of(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// Equal in time independent of where they differ.
+fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in text.as_bytes().chunks(2).enumerate() {
+        out[i] = u8::from_str_radix(std::str::from_utf8(chunk).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Reads a keys file (missing: no keys).
+pub fn read_keys_file(path: &Path) -> Result<Vec<KeyEntry>, AuthError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(AuthError::Io {
+                path: path.display().to_string(),
+                source,
+            })
+        }
+    };
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(KeyEntry::parse_line)
+        .collect()
+}
+
+/// Writes a keys file whole (mode 600), through a temporary file so a reader never sees half.
+pub fn write_keys_file(path: &Path, entries: &[KeyEntry]) -> Result<(), AuthError> {
+    let io = |source| AuthError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut text = String::from("# Orbit API keys: name scopes sha256:<digest of the key>\n");
+    for entry in entries {
+        text.push_str(&entry.line());
+        text.push('\n');
+    }
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, text).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    }
+    std::fs::rename(&temporary, path).map_err(io)
+}
+
+/// The gateway's authentication settings and the keys in force.
+pub struct Auth {
+    pub enabled: bool,
+    /// `/metrics` without a key (`ORBIT_METRICS_OPEN=1`), for a scraper that sends none.
+    pub metrics_open: bool,
+    file: Option<PathBuf>,
+    from_env: Vec<KeyEntry>,
+    keys: RwLock<Arc<Vec<KeyEntry>>>,
+}
+
+impl Auth {
+    /// From `ORBIT_AUTH` (`auto`, `on`, `off`), the keys file and the key variables.
+    /// `loopback`: whether the gateway listens on loopback only.
+    pub fn from_env(loopback: bool) -> Result<Self, AuthError> {
+        let mode = std::env::var("ORBIT_AUTH").unwrap_or_else(|_| "auto".into());
+        let enabled = match mode.as_str() {
+            "on" => true,
+            "off" => {
+                if !loopback {
+                    tracing::warn!(
+                        "ORBIT_AUTH=off while listening beyond loopback: ANYONE WHO REACHES \
+                         THIS GATEWAY CAN SUBMIT JOBS AND READ EVERY RESULT"
+                    );
+                }
+                false
+            }
+            "auto" | "" => !loopback,
+            other => {
+                return Err(AuthError::Config(format!(
+                    "ORBIT_AUTH={other:?}: use auto, on or off"
+                )))
+            }
+        };
+        let mut from_env = Vec::new();
+        for (variable, scope) in [
+            ("ORBIT_ADMIN_KEY", Scope::Admin),
+            ("ORBIT_SUBMIT_KEY", Scope::Submit),
+            ("ORBIT_READ_KEY", Scope::Read),
+        ] {
+            if let Ok(key) = std::env::var(variable) {
+                if !key.is_empty() {
+                    from_env.push(KeyEntry {
+                        name: variable.to_ascii_lowercase(),
+                        scopes: vec![scope],
+                        digest: digest_of(&key),
+                    });
+                }
+            }
+        }
+        let file = std::env::var("ORBIT_API_KEYS_FILE")
+            .ok()
+            .filter(|f| !f.is_empty())
+            .map(PathBuf::from);
+        let auth = Self {
+            enabled,
+            metrics_open: std::env::var("ORBIT_METRICS_OPEN").is_ok_and(|v| v == "1"),
+            file,
+            from_env,
+            keys: RwLock::new(Arc::new(Vec::new())),
+        };
+        auth.reload()?;
+        if enabled && auth.keys().is_empty() && auth.file.is_none() {
+            return Err(AuthError::Config(
+                "authentication is on but no key is configured: set ORBIT_API_KEYS_FILE \
+                 (orbit-gateway keys add ...) or ORBIT_ADMIN_KEY / ORBIT_SUBMIT_KEY / \
+                 ORBIT_READ_KEY"
+                    .into(),
+            ));
+        }
+        Ok(auth)
+    }
+
+    /// Auth switched off (tests of other things, loopback development).
+    pub fn disabled() -> Self {
+        Self {
+            enabled: false,
+            metrics_open: true,
+            file: None,
+            from_env: Vec::new(),
+            keys: RwLock::new(Arc::new(Vec::new())),
+        }
+    }
+
+    fn keys(&self) -> Arc<Vec<KeyEntry>> {
+        self.keys
+            .read()
+            .map(|keys| keys.clone())
+            .unwrap_or_default()
+    }
+
+    /// Re-reads the keys file.
+    pub fn reload(&self) -> Result<(), AuthError> {
+        let mut keys = self.from_env.clone();
+        if let Some(file) = &self.file {
+            keys.extend(read_keys_file(file)?);
+        }
+        if let Ok(mut current) = self.keys.write() {
+            *current = Arc::new(keys);
+        }
+        Ok(())
+    }
+
+    /// Re-reads the keys file whenever it changes, so added and revoked keys take effect
+    /// within a second.
+    pub fn watch(self: Arc<Self>, shutdown: orbit_runtime::Shutdown) {
+        let Some(file) = self.file.clone() else {
+            return;
+        };
+        tokio::spawn(async move {
+            let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+            let mut seen: Option<SystemTime> = modified(&file);
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.wait() => return,
+                }
+                let now = modified(&file);
+                if now != seen {
+                    seen = now;
+                    match self.reload() {
+                        Ok(()) => tracing::info!(keys = self.keys().len(), "API keys reloaded"),
+                        Err(err) => {
+                            tracing::error!(error = %err, "API keys file unreadable; keeping the previous keys")
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// The key presented, if any is known, by its digest.
+    fn find(&self, presented: &str) -> Option<KeyEntry> {
+        let digest = digest_of(presented);
+        let keys = self.keys();
+        // Every entry is compared, so the time taken does not say which one matched.
+        let mut found = None;
+        for entry in keys.iter() {
+            if same(&entry.digest, &digest) && found.is_none() {
+                found = Some(entry.clone());
+            }
+        }
+        found
+    }
+}
+
+/// The scope a route needs; `None`: open. Open are liveness and readiness (probes; they say
+/// up or down and nothing else), `/metrics` when configured, and
+/// the dashboard's static files (HTML, script and style with no data in them: the page's data
+/// comes over the relay and the API, which need a read key; a browser loading the page's
+/// script could not present one).
+pub fn required_scope(method: &Method, route: Option<&str>, metrics_open: bool) -> Option<Scope> {
+    let route = route?;
+    match route {
+        "/healthz" | "/readyz" | "/v2/health/live" | "/v2/health/ready" => None,
+        "/metrics" if metrics_open => None,
+        "/metrics" | "/v2/repository/index" => Some(Scope::Admin),
+        "/api/v1/inference/submit" | "/api/v1/inference/batch" | "/api/v1/inference/run" => {
+            Some(Scope::Submit)
+        }
+        route if route.ends_with("/infer") && method == Method::POST => Some(Scope::Submit),
+        _ => Some(Scope::Read),
+    }
+}
+
+/// The key of a request: `Authorization: Bearer <key>`, or `?access_token=<key>` (a browser
+/// cannot set headers on a WebSocket or a page load).
+fn presented_key(request: &Request) -> Option<String> {
+    if let Some(value) = request.headers().get(header::AUTHORIZATION) {
+        let text = value.to_str().ok()?;
+        let (scheme, key) = text.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| key.trim().to_string());
+    }
+    request.uri().query().and_then(|query| {
+        query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(name, _)| *name == "access_token")
+            .map(|(_, key)| key.to_string())
+    })
+}
+
+fn refuse(status: StatusCode, code: &str, message: String) -> Response {
+    let mut response = (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"orbit\""),
+        );
+    }
+    response
+}
+
+/// The middleware: 401 without a known key, 403 when the key lacks the route's scope.
+pub async fn authorize(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> Response {
+    if !auth.enabled {
+        return next.run(request).await;
+    }
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_string());
+    let Some(scope) = required_scope(request.method(), route.as_deref(), auth.metrics_open) else {
+        return next.run(request).await;
+    };
+    let Some(presented) = presented_key(&request) else {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "an API key is required: Authorization: Bearer <key> (or ?access_token=<key>)".into(),
+        );
+    };
+    match auth.find(&presented) {
+        None => refuse(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "unknown or revoked API key".into(),
+        ),
+        Some(entry) if !entry.allows(scope) => refuse(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "key {:?} lacks the {:?} scope this route needs",
+                entry.name,
+                scope.as_str()
+            ),
+        ),
+        Some(_) => next.run(request).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_keys_file_line_round_trips() {
+        let entry = KeyEntry {
+            name: "ci".into(),
+            scopes: vec![Scope::Submit, Scope::Read],
+            digest: digest_of("orbit_secret"),
+        };
+        assert_eq!(KeyEntry::parse_line(&entry.line()).unwrap(), entry);
+        assert!(KeyEntry::parse_line("ci submit sha256:zz").is_err());
+        assert!(KeyEntry::parse_line("ci write sha256:00").is_err());
+    }
+
+    #[test]
+    fn routes_need_the_scopes_their_work_needs() {
+        let post = Method::POST;
+        let get = Method::GET;
+        assert_eq!(required_scope(&get, Some("/healthz"), false), None);
+        assert_eq!(
+            required_scope(&post, Some("/api/v1/inference/submit"), false),
+            Some(Scope::Submit)
+        );
+        assert_eq!(
+            required_scope(&post, Some("/v2/models/{model}/infer"), false),
+            Some(Scope::Submit)
+        );
+        assert_eq!(
+            required_scope(&get, Some("/api/v1/inference/{job_id}"), false),
+            Some(Scope::Read)
+        );
+        assert_eq!(
+            required_scope(&get, Some("/metrics"), false),
+            Some(Scope::Admin)
+        );
+        assert_eq!(required_scope(&get, Some("/metrics"), true), None);
+        assert_eq!(required_scope(&get, None, false), None);
+        assert_eq!(
+            required_scope(&get, Some("/api/v1/dashboard/ws"), false),
+            Some(Scope::Read)
+        );
+    }
+
+    #[test]
+    fn generated_keys_are_long_and_distinct() {
+        let (a, b) = (generate_key().unwrap(), generate_key().unwrap());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), "orbit_".len() + 43);
+        assert!(same(&digest_of(&a), &digest_of(&a)) && !same(&digest_of(&a), &digest_of(&b)));
+    }
+}
