@@ -27,7 +27,7 @@ for scope in ("ADMIN", "SUBMIT", "READ"):
     print(f"ORBIT_{scope}_KEY=orbit_{key}")
 PY
     )
-    say "generated API keys in $file"
+    say "generated API keys in $file" >&2
   fi
   cat "$file"
 }
