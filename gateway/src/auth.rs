@@ -261,17 +261,6 @@ impl Auth {
         Ok(auth)
     }
 
-    /// Auth switched off (tests of other things, loopback development).
-    pub fn disabled() -> Self {
-        Self {
-            enabled: false,
-            metrics_open: true,
-            file: None,
-            from_env: Vec::new(),
-            keys: RwLock::new(Arc::new(Vec::new())),
-        }
-    }
-
     fn keys(&self) -> Arc<Vec<KeyEntry>> {
         self.keys
             .read()

@@ -276,12 +276,12 @@ async fn store<S: Sink>(
         Err(err) => Err(err),
     };
     match outcome {
-        Ok(()) => {
+        Ok(refused) => {
             failures.store(0, Ordering::Relaxed);
             metrics::histogram!("orbit_sink_write_seconds", "sink" => name)
                 .record(timer.elapsed().as_secs_f64());
             metrics::counter!("orbit_sink_results_total", "sink" => name)
-                .increment(events.len() as u64);
+                .increment(events.len().saturating_sub(refused) as u64);
             for message in &messages {
                 if let Err(err) = message.ack().await {
                     tracing::debug!(sink = name, error = %err, "ack failed; result will be rewritten");
@@ -301,16 +301,18 @@ async fn store<S: Sink>(
     }
 }
 
-/// Dead-letters the events the store refused for good, each with the store's reason. When a
-/// dead letter cannot be stored the batch is retried instead (a rewrite is idempotent).
+/// Dead-letters the events the store refused for good, each with the store's reason, and says
+/// how many there were. When a dead letter cannot be stored the batch is retried instead (a
+/// rewrite is idempotent).
 async fn set_aside<E: SinkEvent>(
     js: &jetstream::Context,
     name: &'static str,
     events: &[E],
     received: &[Received],
     rejected: Vec<Rejected>,
-) -> Result<(), SinkError> {
+) -> Result<usize, SinkError> {
     let origin = format!("sink-{name}");
+    let refused = rejected.len();
     for Rejected { index, reason } in rejected {
         let (Some(event), Some(arrived)) = (events.get(index), received.get(index)) else {
             continue;
@@ -333,7 +335,7 @@ async fn set_aside<E: SinkEvent>(
             "event refused; dead-lettered"
         );
     }
-    Ok(())
+    Ok(refused)
 }
 
 /// Publishes how far the sink is behind its stream (`orbit_sink_lag`: messages not yet
@@ -417,8 +419,10 @@ async fn decode<E: SinkEvent>(
                 decoded.messages.push(message);
             }
             Err(err) => {
-                let reason = format!("sink-{sink}: not a {} event: {err}", E::STREAM);
-                dead_letter(js, "results", &message, &reason).await;
+                // Under the stream's name: `orbit.deadletter.results`, `orbit.deadletter.logs`.
+                let stream = E::STREAM.to_ascii_lowercase();
+                let reason = format!("sink-{sink}: not a {stream} event: {err}");
+                dead_letter(js, &stream, &message, &reason).await;
             }
         }
     }

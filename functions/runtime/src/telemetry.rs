@@ -13,7 +13,6 @@
 //! record's `job_id`. `ORBIT_LOG_SHIP=off` leaves the layer out.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -63,17 +62,14 @@ static QUEUE: OnceLock<Queue> = OnceLock::new();
 
 struct Queue {
     sender: mpsc::Sender<LogRecord>,
+    /// Taken by the first [`ship`]: one publisher per process.
     receiver: Mutex<Option<mpsc::Receiver<LogRecord>>>,
-    shipping: AtomicBool,
 }
 
 /// Starts publishing the queued and future log events over `client`, once per process (the
 /// first connection ships; later calls do nothing).
 pub fn ship(client: &async_nats::Client) {
     let Some(queue) = QUEUE.get() else { return };
-    if queue.shipping.swap(true, Ordering::SeqCst) {
-        return;
-    }
     let Some(receiver) = queue.receiver.lock().ok().and_then(|mut r| r.take()) else {
         return;
     };
@@ -158,7 +154,6 @@ impl ShipLayer {
             Queue {
                 sender,
                 receiver: Mutex::new(Some(receiver)),
-                shipping: AtomicBool::new(false),
             }
         });
         Self {

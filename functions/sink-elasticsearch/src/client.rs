@@ -172,14 +172,6 @@ impl Elastic {
             .collect())
     }
 
-    /// Makes the newest writes to `index` searchable (tests and tools; Elasticsearch does it
-    /// by itself every second).
-    pub async fn refresh(&self, index: &str) -> Result<(), ElasticError> {
-        let url = format!("{}/{index}/_refresh", self.base);
-        self.checked(self.http.post(url)).await?;
-        Ok(())
-    }
-
     async fn checked(
         &self,
         request: reqwest::RequestBuilder,
