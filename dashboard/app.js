@@ -282,14 +282,14 @@
     if (pill.textContent !== text) pill.textContent = text;
   }
 
-  // With API keys on, the page is opened as /?access_token=<read key>: the socket and every
-  // request carry it (a browser cannot set headers on a WebSocket).
+  // With API keys on, the page is opened as /?access_token=<read key>. Requests carry it as a
+  // bearer header; the socket (a browser cannot set its headers) as the subprotocol
+  // `orbit.bearer.<key>`, beside `orbit`, which the gateway selects: never in the socket's URL.
   const accessToken = new URLSearchParams(location.search).get('access_token') || '';
   const authHeaders = accessToken ? { authorization: `Bearer ${accessToken}` } : {};
 
   function wsUrl() {
     const query = new URLSearchParams();
-    if (accessToken) query.set('access_token', accessToken);
     if (filterFn.value) query.set('function', filterFn.value);
     if (filterStatus.value) query.set('status', filterStatus.value);
     const q = query.toString();
@@ -301,7 +301,9 @@
     clearTimeout(conn.retryTimer);
     conn.retryAt = 0;
     setConn(conn.attempt ? 'reconnecting' : 'connecting', conn.attempt ? 'Reconnecting…' : 'Connecting…');
-    const ws = new WebSocket(wsUrl());
+    const ws = accessToken
+      ? new WebSocket(wsUrl(), ['orbit', `orbit.bearer.${accessToken}`])
+      : new WebSocket(wsUrl());
     conn.ws = ws;
     conn.lastFrameAt = Date.now();
     ws.onmessage = (event) => {

@@ -9,7 +9,8 @@
 //!
 //! Auth is on whenever the gateway listens beyond loopback (`ORBIT_AUTH=auto`, the default);
 //! `ORBIT_AUTH=off` there is honoured but logged loudly at start. Every route needs a scope
-//! ([`required_scope`]) except liveness.
+//! ([`required_scope`]) except liveness. A key that passes is then held to its limits
+//! ([`crate::limits`]): 429 with `Retry-After` past them.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -23,6 +24,13 @@ use axum::Json;
 use base64::Engine;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+
+use crate::limits::{KeyLimits, LimitOverrides, Limits, Refusal};
+
+/// The WebSocket subprotocol that carries a key: `orbit.bearer.<key>`, offered beside
+/// [`RELAY_PROTOCOL`] (which the gateway selects, so the key is never echoed back).
+pub const BEARER_PROTOCOL_PREFIX: &str = "orbit.bearer.";
+pub const RELAY_PROTOCOL: &str = "orbit";
 
 /// What a key allows. `Admin` allows everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -71,6 +79,8 @@ pub struct KeyEntry {
     pub name: String,
     pub scopes: Vec<Scope>,
     pub digest: [u8; 32],
+    /// Its own limits, where they differ from the defaults.
+    pub limits: LimitOverrides,
 }
 
 impl KeyEntry {
@@ -78,24 +88,33 @@ impl KeyEntry {
         self.scopes.contains(&Scope::Admin) || self.scopes.contains(&scope)
     }
 
-    /// `name scope,scope sha256:<hex>`: a line of the keys file.
+    /// `name scope,scope sha256:<hex> [rate=N burst=N concurrent=N websockets=N]`: a line of
+    /// the keys file.
     pub fn line(&self) -> String {
         let scopes: Vec<&str> = self.scopes.iter().map(|s| s.as_str()).collect();
-        format!(
+        let mut line = format!(
             "{} {} sha256:{}",
             self.name,
             scopes.join(","),
             hex(&self.digest)
-        )
+        );
+        for word in self.limits.words() {
+            line.push(' ');
+            line.push_str(&word);
+        }
+        line
     }
 
     fn parse_line(line: &str) -> Result<Self, AuthError> {
         let parts: Vec<&str> = line.split_whitespace().collect();
-        let [name, scopes, digest] = parts[..] else {
+        let [name, scopes, digest, ref limits @ ..] = parts[..] else {
             return Err(AuthError::Config(format!(
-                "{line:?}: expected `name scope[,scope] sha256:<hex>`"
+                "{line:?}: expected `name scope[,scope] sha256:<hex> [rate=N] [burst=N] \
+                 [concurrent=N] [websockets=N]`"
             )));
         };
+        let limits = LimitOverrides::parse(limits.iter().copied())
+            .map_err(|err| AuthError::Config(format!("{name}: {err}")))?;
         let scopes = scopes
             .split(',')
             .map(Scope::parse)
@@ -110,6 +129,7 @@ impl KeyEntry {
             name: name.to_string(),
             scopes,
             digest,
+            limits,
         })
     }
 }
@@ -197,6 +217,7 @@ pub struct Auth {
     file: Option<PathBuf>,
     from_env: Vec<KeyEntry>,
     keys: RwLock<Arc<Vec<KeyEntry>>>,
+    limits: Limits,
 }
 
 impl Auth {
@@ -234,6 +255,7 @@ impl Auth {
                         name: variable.to_ascii_lowercase(),
                         scopes: vec![scope],
                         digest: digest_of(&key),
+                        limits: LimitOverrides::default(),
                     });
                 }
             }
@@ -248,6 +270,11 @@ impl Auth {
             file,
             from_env,
             keys: RwLock::new(Arc::new(Vec::new())),
+            limits: Limits::new(if enabled {
+                KeyLimits::from_env()?
+            } else {
+                KeyLimits::unlimited()
+            }),
         };
         auth.reload()?;
         if enabled && auth.keys().is_empty() && auth.file.is_none() {
@@ -343,8 +370,9 @@ pub fn required_scope(method: &Method, route: Option<&str>, metrics_open: bool) 
     }
 }
 
-/// The key of a request: `Authorization: Bearer <key>`, or `?access_token=<key>` (a browser
-/// cannot set headers on a WebSocket or a page load).
+/// The key of a request: `Authorization: Bearer <key>`; for a WebSocket the subprotocol
+/// `orbit.bearer.<key>`; or `?access_token=<key>` (a browser cannot set headers on a
+/// WebSocket or a page load).
 fn presented_key(request: &Request) -> Option<String> {
     if let Some(value) = request.headers().get(header::AUTHORIZATION) {
         let text = value.to_str().ok()?;
@@ -353,6 +381,16 @@ fn presented_key(request: &Request) -> Option<String> {
             .eq_ignore_ascii_case("bearer")
             .then(|| key.trim().to_string());
     }
+    let offered = request
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .find_map(|protocol| protocol.trim().strip_prefix(BEARER_PROTOCOL_PREFIX));
+    if let Some(key) = offered {
+        return Some(key.to_string());
+    }
     request.uri().query().and_then(|query| {
         query
             .split('&')
@@ -360,6 +398,30 @@ fn presented_key(request: &Request) -> Option<String> {
             .find(|(name, _)| *name == "access_token")
             .map(|(_, key)| key.to_string())
     })
+}
+
+/// The relay's socket slot, taken by the upgrade and kept by the connection until it closes.
+#[derive(Clone, Default)]
+pub struct SocketSlot(Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>);
+
+impl SocketSlot {
+    pub fn take(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.0.lock().ok().and_then(|mut slot| slot.take())
+    }
+}
+
+fn too_many(refusal: &Refusal, key: &str) -> Response {
+    metrics::counter!("orbit_http_limited_total", "reason" => refusal.reason()).increment(1);
+    let mut response = refuse(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_requests",
+        refusal.message(key),
+    );
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from(refusal.retry_after_secs()),
+    );
+    response
 }
 
 fn refuse(status: StatusCode, code: &str, message: String) -> Response {
@@ -377,8 +439,13 @@ fn refuse(status: StatusCode, code: &str, message: String) -> Response {
     response
 }
 
-/// The middleware: 401 without a known key, 403 when the key lacks the route's scope.
-pub async fn authorize(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> Response {
+/// The middleware: 401 without a known key, 403 when the key lacks the route's scope, 429
+/// past the key's limits.
+pub async fn authorize(
+    State(auth): State<Arc<Auth>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     if !auth.enabled {
         return next.run(request).await;
     }
@@ -411,9 +478,27 @@ pub async fn authorize(State(auth): State<Arc<Auth>>, request: Request, next: Ne
                 scope.as_str()
             ),
         ),
-        Some(_) => next.run(request).await,
+        Some(entry) => {
+            let socket = route.as_deref() == Some(RELAY_ROUTE);
+            match auth.limits.admit(&entry.name, &entry.limits, socket) {
+                Err(refusal) => too_many(&refusal, &entry.name),
+                Ok(admitted) => {
+                    if admitted.socket.is_some() {
+                        request
+                            .extensions_mut()
+                            .insert(SocketSlot(Arc::new(std::sync::Mutex::new(admitted.socket))));
+                    }
+                    let response = next.run(request).await;
+                    drop(admitted.inflight);
+                    response
+                }
+            }
+        }
     }
 }
+
+/// The live relay's route: its sockets count against the key's `websockets` limit.
+pub const RELAY_ROUTE: &str = "/api/v1/dashboard/ws";
 
 #[cfg(test)]
 mod tests {
@@ -425,8 +510,15 @@ mod tests {
             name: "ci".into(),
             scopes: vec![Scope::Submit, Scope::Read],
             digest: digest_of("orbit_secret"),
+            limits: LimitOverrides::default(),
         };
         assert_eq!(KeyEntry::parse_line(&entry.line()).unwrap(), entry);
+        let limited = KeyEntry {
+            limits: LimitOverrides::parse(["rate=5", "concurrent=2"]).unwrap(),
+            ..entry
+        };
+        assert_eq!(KeyEntry::parse_line(&limited.line()).unwrap(), limited);
+        assert!(KeyEntry::parse_line(&format!("{} fast=1", limited.line())).is_err());
         assert!(KeyEntry::parse_line("ci submit sha256:zz").is_err());
         assert!(KeyEntry::parse_line("ci write sha256:00").is_err());
     }

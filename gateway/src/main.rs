@@ -1,7 +1,7 @@
 //! The Orbit gateway: HTTP in, JetStream out. See `startup.rs` for what it serves.
 //!
-//! `orbit-gateway keys add NAME SCOPE[,SCOPE]` | `keys list` | `keys revoke NAME` manage the
-//! API keys file (`ORBIT_API_KEYS_FILE`); a running gateway picks the change up within a
+//! `orbit-gateway keys add NAME SCOPE[,SCOPE] [rate=N] [burst=N] [concurrent=N]
+//! [websockets=N]` | `keys list` | `keys revoke NAME` manage the API keys file (`ORBIT_API_KEYS_FILE`); a running gateway picks the change up within a
 //! second.
 
 use std::io::Write;
@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use orbit_gateway::auth::{
     digest_of, generate_key, read_keys_file, write_keys_file, KeyEntry, Scope,
 };
+use orbit_gateway::limits::LimitOverrides;
 use orbit_gateway::{config::GatewayConfig, startup};
 use orbit_runtime::{telemetry, Shutdown};
 
@@ -38,7 +39,7 @@ fn keys(args: &[String]) -> anyhow::Result<()> {
     let mut entries = read_keys_file(&file)?;
     let mut out = std::io::stdout();
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        ["add", name, scopes] => {
+        ["add", name, scopes, ref limits @ ..] => {
             if name.is_empty() || name.chars().any(char::is_whitespace) {
                 bail!("a key name is one word");
             }
@@ -49,11 +50,13 @@ fn keys(args: &[String]) -> anyhow::Result<()> {
                 .split(',')
                 .map(Scope::parse)
                 .collect::<Result<Vec<_>, _>>()?;
+            let limits = LimitOverrides::parse(limits.iter().copied())?;
             let key = generate_key()?;
             entries.push(KeyEntry {
                 name: name.to_string(),
                 scopes,
                 digest: digest_of(&key),
+                limits,
             });
             write_keys_file(&file, &entries)?;
             // The key is shown once; only its digest is kept.
@@ -62,7 +65,12 @@ fn keys(args: &[String]) -> anyhow::Result<()> {
         ["list"] => {
             for entry in &entries {
                 let scopes: Vec<&str> = entry.scopes.iter().map(|s| s.as_str()).collect();
-                writeln!(out, "{}\t{}", entry.name, scopes.join(","))?;
+                let mut line = format!("{}\t{}", entry.name, scopes.join(","));
+                for word in entry.limits.words() {
+                    line.push('\t');
+                    line.push_str(&word);
+                }
+                writeln!(out, "{line}")?;
             }
         }
         ["revoke", name] => {
@@ -73,7 +81,7 @@ fn keys(args: &[String]) -> anyhow::Result<()> {
             }
             write_keys_file(&file, &entries)?;
         }
-        _ => bail!("usage: orbit-gateway keys add NAME SCOPE[,SCOPE] | keys list | keys revoke NAME (scopes: submit, read, admin)"),
+        _ => bail!("usage: orbit-gateway keys add NAME SCOPE[,SCOPE] [rate=N] [burst=N] [concurrent=N] [websockets=N] | keys list | keys revoke NAME (scopes: submit, read, admin; limits default to ORBIT_KEY_*; 0: unlimited)"),
     }
     Ok(())
 }

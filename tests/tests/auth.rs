@@ -198,3 +198,198 @@ async fn every_route_wants_a_key_with_its_scope() -> anyhow::Result<()> {
     std::fs::remove_dir_all(&dir).ok();
     Ok(())
 }
+
+/// Sends the head of a POST whose body never comes, so the request stays in flight.
+async fn held_request(
+    stack: &Stack,
+    path: &str,
+    key: &str,
+) -> anyhow::Result<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let address = stack.url("").replace("http://", "");
+    let mut stream = tokio::net::TcpStream::connect(address.trim_end_matches('/')).await?;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: orbit\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"model_"
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.flush().await?;
+    Ok(stream)
+}
+
+/// Opens the relay with the key as a subprotocol, the way the dashboard page does.
+async fn relay_socket(
+    stack: &Stack,
+    key: &str,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    tokio_tungstenite::tungstenite::Error,
+> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = stack
+        .url("/api/v1/dashboard/ws")
+        .replace("http://", "ws://");
+    let mut request = url.into_client_request()?;
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        format!("orbit, orbit.bearer.{key}")
+            .parse()
+            .expect("a key is a valid header value"),
+    );
+    let (socket, response) = tokio_tungstenite::connect_async(request).await?;
+    assert_eq!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some("orbit"),
+        "the gateway selects `orbit`, never echoing the key"
+    );
+    Ok(socket)
+}
+
+fn refused_with(err: tokio_tungstenite::tungstenite::Error) -> u16 {
+    match err {
+        tokio_tungstenite::tungstenite::Error::Http(response) => response.status().as_u16(),
+        _ => 0,
+    }
+}
+
+/// Every limit tried at its edge: the request rate (429 with Retry-After), requests in flight,
+/// relay sockets, the body size and the jobs in a batch. Nothing over a limit is enqueued.
+#[tokio::test]
+async fn keys_are_held_to_their_limits() -> anyhow::Result<()> {
+    let clients = Clients::connect().await?;
+    let dir = std::env::temp_dir().join(format!("orbit-limits-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("api-keys");
+    let slow = gateway_keys(&file, &["add", "slow", "read", "rate=1", "burst=2"])?;
+    let narrow = gateway_keys(&file, &["add", "narrow", "submit,read", "concurrent=1"])?;
+    let watcher = gateway_keys(&file, &["add", "watcher", "read", "websockets=1"])?;
+    let producer = gateway_keys(&file, &["add", "producer", "submit"])?;
+    assert!(gateway_keys(&file, &["add", "bad", "read", "speed=3"]).is_err());
+    assert!(gateway_keys(&file, &["list"])?.contains("slow\tread\trate=1\tburst=2"));
+
+    let stack = Stack::start(
+        &clients,
+        StackOptions {
+            gateway_env: vec![
+                ("ORBIT_AUTH", "on".into()),
+                ("ORBIT_API_KEYS_FILE", file.display().to_string()),
+                ("ORBIT_MAX_BODY_BYTES", "65536".into()),
+                ("ORBIT_MAX_BATCH_JOBS", "3".into()),
+            ],
+            ..StackOptions::default()
+        },
+    )
+    .await?;
+    use reqwest::Method;
+    let models = stack.url("/api/v1/models");
+    let before = clients.jobs_last_sequence().await?;
+
+    // Rate: a burst of two, then 429 with Retry-After and a JSON reason.
+    for _ in 0..2 {
+        let (status, _) = call(&clients, Method::GET, &models, Some(&slow), None).await?;
+        assert_eq!(status, 200);
+    }
+    let response = clients.http.get(&models).bearer_auth(&slow).send().await?;
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!((1..=2).contains(&retry_after), "Retry-After {retry_after}");
+    let body: Value = response.json().await?;
+    assert_eq!(body["error"]["code"], "too_many_requests");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("rate"));
+    // Another key is not held back by it.
+    let (status, _) = call(&clients, Method::GET, &models, Some(&narrow), None).await?;
+    assert_eq!(status, 200);
+    // A token comes back within a second.
+    wait_until("a token refilled", Duration::from_secs(5), || async {
+        let (status, _) = call(&clients, Method::GET, &models, Some(&slow), None).await?;
+        Ok((status == 200).then_some(()))
+    })
+    .await?;
+
+    // In flight: one request held open takes the key's only slot.
+    let held = held_request(&stack, "/api/v1/inference/submit", &narrow).await?;
+    wait_until(
+        "the held request admitted",
+        Duration::from_secs(5),
+        || async {
+            let (status, body) = call(&clients, Method::GET, &models, Some(&narrow), None).await?;
+            Ok((status == 429).then_some(body))
+        },
+    )
+    .await
+    .map(|body| {
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("in flight"))
+    })?;
+    drop(held);
+    wait_until("the slot released", Duration::from_secs(5), || async {
+        let (status, _) = call(&clients, Method::GET, &models, Some(&narrow), None).await?;
+        Ok((status == 200).then_some(()))
+    })
+    .await?;
+
+    // Relay sockets: one open, the second refused at the handshake, free again once closed.
+    let mut first = relay_socket(&stack, &watcher).await?;
+    let refused = relay_socket(&stack, &watcher).await.err().map(refused_with);
+    assert_eq!(refused, Some(429));
+    first.close(None).await.ok();
+    drop(first);
+    wait_until(
+        "the socket slot released",
+        Duration::from_secs(10),
+        || async { Ok(relay_socket(&stack, &watcher).await.ok()) },
+    )
+    .await?;
+    // A wrong key in the subprotocol is refused like any other.
+    assert_eq!(
+        relay_socket(&stack, "orbit_unknown")
+            .await
+            .err()
+            .map(refused_with),
+        Some(401)
+    );
+
+    // Body size: 413 with a JSON reason. Jobs in a batch: 422 naming the field.
+    let big = serde_json::json!({"model_name": "moving_average", "data": vec![1.5; 20_000]});
+    let (status, body) = call(
+        &clients,
+        Method::POST,
+        &stack.url("/api/v1/inference/submit"),
+        Some(&producer),
+        Some(&big),
+    )
+    .await?;
+    assert_eq!(status, 413, "{body}");
+    assert!(body["error"]["message"].as_str().is_some());
+    let jobs: Vec<Value> = (0..4).map(|_| ma_job(6, 2)).collect();
+    let (status, body) = call(
+        &clients,
+        Method::POST,
+        &stack.url("/api/v1/inference/batch"),
+        Some(&producer),
+        Some(&serde_json::json!({ "jobs": jobs })),
+    )
+    .await?;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "jobs");
+    assert_eq!(
+        clients.jobs_last_sequence().await?,
+        before,
+        "nothing over a limit is enqueued"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}

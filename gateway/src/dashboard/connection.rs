@@ -85,6 +85,7 @@ impl Filter {
 /// `GET /api/v1/dashboard/ws`.
 pub async fn upgrade(
     State(state): State<AppState>,
+    slot: Option<axum::Extension<crate::auth::SocketSlot>>,
     filter: Result<Query<Filter>, axum::extract::rejection::QueryRejection>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
@@ -99,11 +100,17 @@ pub async fn upgrade(
     })?;
     let relay = state.relay.clone();
     let settings = state.config.dashboard.connection.clone();
+    // Held until the socket closes: the key's `websockets` limit counts open sockets.
+    let slot = slot.and_then(|axum::Extension(slot)| slot.take());
     Ok(upgrade
+        .protocols([crate::auth::RELAY_PROTOCOL])
         .write_buffer_size((settings.max_write_buffer / 2).min(128 * 1024))
         .max_write_buffer_size(settings.max_write_buffer)
         .max_message_size(64 * 1024)
-        .on_upgrade(move |socket| serve(socket, relay, filter, settings)))
+        .on_upgrade(move |socket| async move {
+            serve(socket, relay, filter, settings).await;
+            drop(slot);
+        }))
 }
 
 /// Why a connection ended, for the log and the metric.

@@ -27,7 +27,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/inference/results", get(inference::results))
         .route("/api/v1/inference/{job_id}", get(inference::status))
         .route("/api/v1/inference/{job_id}/record", get(inference::record))
-        .route("/api/v1/dashboard/ws", get(dashboard::connection::upgrade))
+        .route(
+            crate::auth::RELAY_ROUTE,
+            get(dashboard::connection::upgrade),
+        )
         .route("/api/v1/statistics", get(statistics::statistics))
         .route("/api/v1/models", get(statistics::models))
         .route("/api/{*rest}", any(unknown_route))
