@@ -7,11 +7,28 @@
 # Writes $DATA/env with the connection URLs (secrets included; the file is outside git).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+# One user per component (nats/permissions.toml), passwords and each process's credentials:
+# scripts/credentials.py writes them all under $DATA, outside git.
+credentials() {
+  python3 "$ROOT/scripts/credentials.py" "$ROOT" "$DATA" "$SECRETS" \
+    "127.0.0.1:$PG_PORT/orbit" "127.0.0.1:$REDIS_PORT/0" || die "could not write the credentials"
+}
+
 nats_up() {
-  if pid_alive nats; then say "nats already running"; return; fi
+  local conf="$DATA/nats/nats-server.conf"
+  if pid_alive nats; then
+    if tr '\0' ' ' <"/proc/$(cat "$RUN/nats.pid")/cmdline" | grep -q -- "$conf"; then
+      # Users added to stack.toml since it started: a reload applies them, no restart.
+      kill -HUP "$(cat "$RUN/nats.pid")"
+      say "nats already running (users reloaded)"
+      return
+    fi
+    say "restarting nats with per-component users (its JetStream store is kept)"
+    stop nats
+  fi
   port_busy "$NATS_PORT" && die "port $NATS_PORT is taken by another process; set ORBIT_NATS_PORT"
   mkdir -p "$DATA/nats"
-  spawn nats "$(nats_bin)" -c "$ROOT/nats/nats-server.conf" -p "$NATS_PORT" \
+  spawn nats "$(nats_bin)" -c "$conf" -p "$NATS_PORT" \
     -m "$NATS_MONITOR_PORT" -sd "$DATA/nats"
   wait_port "$NATS_PORT" 30 || die "nats did not start; see $LOGS/nats.log"
 }
@@ -50,6 +67,17 @@ postgres_up() {
   if [[ "$("${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = 'orbit'")" != 1 ]]; then
     "${psql[@]}" -c "CREATE DATABASE orbit OWNER orbit" >/dev/null
   fi
+  # The services' own roles: orbit (above) owns the tables and runs the migrations;
+  # orbit_sink may only insert results, orbit_gateway only read them (`sink-postgres migrate`
+  # grants them that on the tables, from ORBIT_PG_WRITER_ROLES / ORBIT_PG_READER_ROLES).
+  local role
+  for role in orbit_sink orbit_gateway; do
+    if [[ "$("${psql[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname = '$role'")" != 1 ]]; then
+      "${psql[@]}" -c "CREATE ROLE $role LOGIN" >/dev/null
+    fi
+    "${psql[@]}" -c "ALTER ROLE $role PASSWORD '$(secret "postgres-$role")'" >/dev/null
+    "${psql[@]}" -c "GRANT CONNECT ON DATABASE orbit TO $role" >/dev/null
+  done
 }
 
 redis_up() {
@@ -77,6 +105,20 @@ CONF
   redis-server "$conf"
   wait_port "$REDIS_PORT" 30 || die "redis did not start; see $LOGS/redis.log"
   say "started redis (port $REDIS_PORT)"
+}
+
+# ACL users per component (the default user, with the requirepass password, is the operators'
+# and the tests'): the gateway marks jobs queued and reads states and counters; the sink writes
+# states and moves the counters through its script. Both only under orbit:*.
+redis_users() {
+  local cli=(redis-cli -h 127.0.0.1 -p "$REDIS_PORT")
+  local base=(resetkeys "~orbit:*" resetchannels -@all +ping +hello +select +client\|setname +info)
+  REDISCLI_AUTH="$(secret redis)" "${cli[@]}" ACL SETUSER orbit-gateway reset on \
+    ">$(secret redis-orbit-gateway)" "${base[@]}" +set +mget +hgetall >/dev/null \
+    || die "could not create the Redis user orbit-gateway"
+  REDISCLI_AUTH="$(secret redis)" "${cli[@]}" ACL SETUSER orbit-sink reset on \
+    ">$(secret redis-orbit-sink)" "${base[@]}" +set +hincrby +eval +evalsha +script\|load \
+    +script\|exists >/dev/null || die "could not create the Redis user orbit-sink"
 }
 
 # The Kafka-protocol broker keeps its log in memory: a restart starts it empty (the bridge
@@ -125,6 +167,11 @@ write_env() {
   cat >"$ENV_FILE" <<ENV
 ORBIT_ENV=$ORBIT_ENV
 ORBIT_NATS_URL=nats://127.0.0.1:$NATS_PORT
+ORBIT_NATS_ADMIN_USER=admin
+ORBIT_NATS_ADMIN_PASSWORD=$(secret nats-admin)
+ORBIT_SECRETS_DIR=$SECRETS
+ORBIT_PG_WRITER_ROLES=orbit_sink
+ORBIT_PG_READER_ROLES=orbit_gateway
 ORBIT_DATABASE_URL=postgres://orbit:$(secret postgres)@127.0.0.1:$PG_PORT/orbit
 ORBIT_REDIS_URL=redis://:$(secret redis)@127.0.0.1:$REDIS_PORT/0
 ORBIT_NATS_MONITOR_URL=http://127.0.0.1:$NATS_MONITOR_PORT
@@ -145,9 +192,11 @@ ENV
 up() {
   "$ROOT/scripts/install.sh"
   mkdir -p "$RUN" "$LOGS"
+  credentials
   nats_up
   postgres_up
   redis_up
+  redis_users
   kafka_up
   elasticsearch_up
   write_env

@@ -91,7 +91,14 @@ up() {
         echo "$BRIDGE_PORT" >"$RUN/$instance.metrics"
       fi
       index=$((index + 1))
-      spawn "$instance" env "${extra[@]}" "$BIN/$binary"
+      # Its own NATS user, Postgres and Redis URLs (scripts/credentials.py); never the
+      # operator's. A function not in nats/permissions.toml's list runs as `functions`.
+      local own="$SECRETS/process/$name.env"
+      [[ -f "$own" || "$kind" != function ]] || own="$SECRETS/process/functions.env"
+      [[ -f "$own" ]] || die "no credentials for $name in $SECRETS/process; run scripts/infra.sh up"
+      mapfile -t credentials <"$own"
+      extra+=("${credentials[@]}")
+      spawn "$instance" env -u ORBIT_NATS_ADMIN_PASSWORD "${extra[@]}" "$BIN/$binary"
     done
   done < <(processes)
   wait_port "$HTTP_PORT" 30 || die "gateway did not start; see $LOGS/gateway.log"

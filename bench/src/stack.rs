@@ -21,7 +21,24 @@ pub struct Stack {
     pub root: PathBuf,
     pub data: PathBuf,
     vars: HashMap<String, String>,
+    /// The NATS operator's credentials for the processes the benchmark starts.
+    operator: Vec<(String, String)>,
     pub http: String,
+}
+
+/// Connects as the NATS operator of the env file `vars` (no user where the server has none).
+pub async fn nats_admin(
+    url: &str,
+    vars: &HashMap<String, String>,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
+    let mut options = async_nats::ConnectOptions::new();
+    if let (Some(user), Some(password)) = (
+        vars.get("ORBIT_NATS_ADMIN_USER"),
+        vars.get("ORBIT_NATS_ADMIN_PASSWORD"),
+    ) {
+        options = options.user_and_password(user.clone(), password.clone());
+    }
+    options.connect(url).await
 }
 
 impl Stack {
@@ -47,7 +64,18 @@ impl Stack {
             .get("ORBIT_HTTP_PORT")
             .cloned()
             .unwrap_or_else(|| "8000".into());
+        let operator = match (
+            vars.get("ORBIT_NATS_ADMIN_USER"),
+            vars.get("ORBIT_NATS_ADMIN_PASSWORD"),
+        ) {
+            (Some(user), Some(password)) => vec![
+                ("ORBIT_NATS_USER".to_string(), user.clone()),
+                ("ORBIT_NATS_PASSWORD".to_string(), password.clone()),
+            ],
+            _ => Vec::new(),
+        };
         Ok(Self {
+            operator,
             root: root.to_path_buf(),
             data,
             http: format!("http://127.0.0.1:{port}"),
@@ -62,9 +90,18 @@ impl Stack {
             .with_context(|| format!("{name} is not set in the stack's env file"))
     }
 
-    /// Every variable of the env file, for processes the benchmark starts.
+    /// Every variable of the env file, for processes the benchmark starts. They run as the
+    /// NATS operator (`ORBIT_NATS_USER=admin` where the server has users): the benchmark
+    /// names its own consumers, which no service's user may create.
     pub fn vars(&self) -> impl Iterator<Item = (&String, &String)> {
-        self.vars.iter()
+        self.vars
+            .iter()
+            .chain(self.operator.iter().map(|(k, v)| (k, v)))
+    }
+
+    /// The NATS operator's connection: the benchmark's own clients.
+    pub async fn nats(&self) -> anyhow::Result<async_nats::Client> {
+        Ok(nats_admin(self.var("ORBIT_NATS_URL")?, &self.vars).await?)
     }
 
     pub fn url(&self, path: &str) -> String {

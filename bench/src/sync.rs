@@ -165,8 +165,7 @@ pub struct EchoResponder {
 }
 
 impl EchoResponder {
-    pub async fn start(nats_url: &str) -> anyhow::Result<Self> {
-        let client = async_nats::connect(nats_url).await?;
+    pub async fn start(client: async_nats::Client) -> anyhow::Result<Self> {
         let mut requests = client.subscribe(ECHO_SUBJECT).await?;
         client.flush().await?;
         let task = tokio::spawn(async move {

@@ -48,6 +48,31 @@ impl TestEnv {
         self.get("ORBIT_NATS_URL")
     }
 
+    /// NATS options of the operator (the tests' own clients): the admin user where the server
+    /// has users.
+    pub fn nats_admin_options(&self) -> async_nats::ConnectOptions {
+        let mut options = async_nats::ConnectOptions::new();
+        // The same TLS settings the processes read (orbit_runtime::nats).
+        if !self.get("ORBIT_NATS_CA_FILE").is_empty() {
+            options = options
+                .add_root_certificates(self.get("ORBIT_NATS_CA_FILE").into())
+                .require_tls(true);
+        }
+        if !self.get("ORBIT_NATS_CERT_FILE").is_empty() {
+            options = options.add_client_certificate(
+                self.get("ORBIT_NATS_CERT_FILE").into(),
+                self.get("ORBIT_NATS_KEY_FILE").into(),
+            );
+        }
+        match self.get("ORBIT_NATS_ADMIN_USER") {
+            "" => options,
+            user => options.user_and_password(
+                user.to_string(),
+                self.get("ORBIT_NATS_ADMIN_PASSWORD").to_string(),
+            ),
+        }
+    }
+
     pub fn database_url(&self) -> &str {
         self.get("ORBIT_DATABASE_URL")
     }
@@ -115,6 +140,8 @@ impl Proc {
             .env("ORBIT_METRICS_ADDR", &metrics_addr)
             .current_dir(workspace_root())
             .envs(&env.vars)
+            .envs(credentials_of(path, env, extra)?)
+            .env_remove("ORBIT_NATS_ADMIN_PASSWORD")
             .env("RUST_LOG", "info")
             .env("ORBIT_ACK_WAIT_MS", "2000")
             .env("ORBIT_WORKER_ID", name)
@@ -197,6 +224,101 @@ where
     }
 }
 
+/// What a launcher gives a process on top of the shared environment, as `just up` does: its
+/// own NATS user and password, Postgres and Redis URLs (`ORBIT_SECRETS_DIR/process/<user>.env`,
+/// written by scripts/credentials.py). The user is the process's `stack.toml` name (the
+/// gateway's is `gateway`); a function not in stack.toml runs as the shared `functions` user.
+/// Nothing where the environment has no per-process credentials, or `extra` names a user.
+pub fn credentials_of(
+    path: &std::path::Path,
+    env: &TestEnv,
+    extra: &[(&str, String)],
+) -> anyhow::Result<Vec<(String, String)>> {
+    let dir = env.get("ORBIT_SECRETS_DIR");
+    if dir.is_empty() || extra.iter().any(|(k, _)| *k == "ORBIT_NATS_USER") {
+        return Ok(Vec::new());
+    }
+    let stem = path
+        .file_name()
+        .and_then(|name| name.to_str())
+        .unwrap_or_default();
+    let renamed = extra
+        .iter()
+        .find(|(k, _)| *k == "ORBIT_FUNCTION_NAME")
+        .map(|(_, v)| v.clone());
+    let user = match (stem, renamed) {
+        ("orbit-gateway", _) => "gateway".to_string(),
+        (_, Some(name)) => name,
+        (stem, None) => manifest()?
+            .into_iter()
+            .find(|p| p.binary == stem && !p.env.contains_key("ORBIT_FUNCTION_NAME"))
+            .map_or_else(|| stem.to_string(), |p| p.name),
+    };
+    let known = PathBuf::from(dir)
+        .join("process")
+        .join(format!("{user}.env"))
+        .exists();
+    Ok(
+        credentials_file(env, if known { &user } else { "functions" })?
+            .into_iter()
+            .collect(),
+    )
+}
+
+/// The credentials of NATS user `user` (`ORBIT_SECRETS_DIR/process/<user>.env`).
+pub fn credentials_file(env: &TestEnv, user: &str) -> anyhow::Result<HashMap<String, String>> {
+    let file = PathBuf::from(env.get("ORBIT_SECRETS_DIR"))
+        .join("process")
+        .join(format!("{user}.env"));
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("{}: run `just test` to write it", file.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
+}
+
+/// Runs `binary args` as the operator would (owner of the tables, NATS admin) and waits.
+fn run_as_operator(
+    binary_name: &str,
+    args: &[&str],
+    env: &TestEnv,
+    extra: &HashMap<String, String>,
+) -> anyhow::Result<()> {
+    let mut command = Command::new(binary(binary_name));
+    command
+        .args(args)
+        .current_dir(workspace_root())
+        .envs(&env.vars)
+        .envs(extra)
+        .env("RUST_LOG", "warn");
+    if !env.get("ORBIT_NATS_ADMIN_USER").is_empty() {
+        command
+            .env("ORBIT_NATS_USER", env.get("ORBIT_NATS_ADMIN_USER"))
+            .env("ORBIT_NATS_PASSWORD", env.get("ORBIT_NATS_ADMIN_PASSWORD"));
+    }
+    let status = command
+        .status()
+        .with_context(|| format!("{binary_name} {args:?}"))?;
+    if !status.success() {
+        bail!("{binary_name} {args:?} failed");
+    }
+    Ok(())
+}
+
+/// Applies the migrations and the roles' grants as the owner, once per test process: the sink's
+/// own role may only insert (`just up` does the same).
+pub fn migrate(env: &TestEnv) -> anyhow::Result<()> {
+    static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        run_as_operator("sink-postgres", &["migrate"], env, &HashMap::new())
+            .map_err(|err| format!("{err:#}"))
+    })
+    .clone()
+    .map_err(|err| anyhow::anyhow!(err))
+}
+
 /// A free loopback port (bound, then released for the process under test).
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -227,7 +349,7 @@ impl Clients {
             env.vars.insert(key.to_string(), value.clone());
         }
         let servers: Vec<&str> = env.nats_url().split(',').collect();
-        let nats = async_nats::connect(servers).await?;
+        let nats = env.nats_admin_options().connect(servers).await?;
         let jetstream = async_nats::jetstream::new(nats.clone());
         let pg = sqlx::postgres::PgPoolOptions::new()
             .max_connections(2)
@@ -466,17 +588,7 @@ pub fn register_functions(env: &TestEnv) -> anyhow::Result<()> {
     DONE.get_or_init(|| {
         let run = || -> anyhow::Result<()> {
             for entry in manifest()?.into_iter().filter(|p| p.kind == "function") {
-                let status = Command::new(binary(&entry.binary))
-                    .arg("register")
-                    .current_dir(workspace_root())
-                    .envs(&env.vars)
-                    .envs(&entry.env)
-                    .env("RUST_LOG", "warn")
-                    .status()
-                    .with_context(|| format!("{} register", entry.binary))?;
-                if !status.success() {
-                    bail!("{} register failed", entry.binary);
-                }
+                run_as_operator(&entry.binary, &["register"], env, &entry.env)?;
             }
             Ok(())
         };
@@ -544,6 +656,7 @@ impl Stack {
     pub async fn start(clients: &Clients, options: StackOptions) -> anyhow::Result<Self> {
         let env = &clients.env;
         let mut others = Vec::new();
+        migrate(env)?;
         if options.sinks {
             for entry in manifest()?
                 .into_iter()

@@ -47,12 +47,39 @@ fn gateway_keys(file: &std::path::Path, args: &[&str]) -> anyhow::Result<String>
     Ok(String::from_utf8(output.stdout)?.trim().to_string())
 }
 
-#[tokio::test]
-async fn every_route_wants_a_key_with_its_scope() -> anyhow::Result<()> {
-    let clients = Clients::connect().await?;
+/// A fresh directory with the path of a keys file in it (not created yet).
+fn keys_file() -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
     let dir = std::env::temp_dir().join(format!("orbit-keys-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&dir)?;
     let file = dir.join("api-keys");
+    Ok((dir, file))
+}
+
+/// The default stack with keys on, read from `file`, and `more` gateway settings.
+async fn stack_with_keys(
+    clients: &Clients,
+    file: &std::path::Path,
+    more: &[(&'static str, String)],
+) -> anyhow::Result<Stack> {
+    let mut gateway_env = vec![
+        ("ORBIT_AUTH", "on".to_string()),
+        ("ORBIT_API_KEYS_FILE", file.display().to_string()),
+    ];
+    gateway_env.extend(more.iter().cloned());
+    Stack::start(
+        clients,
+        StackOptions {
+            gateway_env,
+            ..StackOptions::default()
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn every_route_wants_a_key_with_its_scope() -> anyhow::Result<()> {
+    let clients = Clients::connect().await?;
+    let (dir, file) = keys_file()?;
     let keys = Keys {
         admin: gateway_keys(&file, &["add", "ops", "admin"])?,
         submit: gateway_keys(&file, &["add", "producer", "submit"])?,
@@ -66,17 +93,7 @@ async fn every_route_wants_a_key_with_its_scope() -> anyhow::Result<()> {
     let stored = std::fs::read_to_string(&file)?;
     assert!(!stored.contains(&keys.submit), "only digests are stored");
 
-    let stack = Stack::start(
-        &clients,
-        StackOptions {
-            gateway_env: vec![
-                ("ORBIT_AUTH", "on".into()),
-                ("ORBIT_API_KEYS_FILE", file.display().to_string()),
-            ],
-            ..StackOptions::default()
-        },
-    )
-    .await?;
+    let stack = stack_with_keys(&clients, &file, &[]).await?;
     let submit = stack.url("/api/v1/inference/submit");
     let job = ma_job(12, 3);
     use reqwest::Method;
@@ -195,6 +212,12 @@ async fn every_route_wants_a_key_with_its_scope() -> anyhow::Result<()> {
         },
     )
     .await?;
+    // Keys presented, refused or accepted, never reach the log.
+    let log =
+        std::fs::read_to_string(orbit_e2e::workspace_root().join("target/e2e-logs/gateway.log"))?;
+    for key in [&keys.admin, &keys.submit, &keys.read] {
+        assert!(!log.contains(key.as_str()), "the gateway's log holds a key");
+    }
     std::fs::remove_dir_all(&dir).ok();
     Ok(())
 }
@@ -260,9 +283,7 @@ fn refused_with(err: tokio_tungstenite::tungstenite::Error) -> u16 {
 #[tokio::test]
 async fn keys_are_held_to_their_limits() -> anyhow::Result<()> {
     let clients = Clients::connect().await?;
-    let dir = std::env::temp_dir().join(format!("orbit-limits-{}", uuid::Uuid::now_v7()));
-    std::fs::create_dir_all(&dir)?;
-    let file = dir.join("api-keys");
+    let (dir, file) = keys_file()?;
     let slow = gateway_keys(&file, &["add", "slow", "read", "rate=1", "burst=2"])?;
     let narrow = gateway_keys(&file, &["add", "narrow", "submit,read", "concurrent=1"])?;
     let watcher = gateway_keys(&file, &["add", "watcher", "read", "websockets=1"])?;
@@ -270,17 +291,13 @@ async fn keys_are_held_to_their_limits() -> anyhow::Result<()> {
     assert!(gateway_keys(&file, &["add", "bad", "read", "speed=3"]).is_err());
     assert!(gateway_keys(&file, &["list"])?.contains("slow\tread\trate=1\tburst=2"));
 
-    let stack = Stack::start(
+    let stack = stack_with_keys(
         &clients,
-        StackOptions {
-            gateway_env: vec![
-                ("ORBIT_AUTH", "on".into()),
-                ("ORBIT_API_KEYS_FILE", file.display().to_string()),
-                ("ORBIT_MAX_BODY_BYTES", "65536".into()),
-                ("ORBIT_MAX_BATCH_JOBS", "3".into()),
-            ],
-            ..StackOptions::default()
-        },
+        &file,
+        &[
+            ("ORBIT_MAX_BODY_BYTES", "65536".into()),
+            ("ORBIT_MAX_BATCH_JOBS", "3".into()),
+        ],
     )
     .await?;
     use reqwest::Method;
@@ -318,8 +335,8 @@ async fn keys_are_held_to_their_limits() -> anyhow::Result<()> {
     .await?;
 
     // In flight: one request held open takes the key's only slot.
-    let held = held_request(&stack, "/api/v1/inference/submit", &narrow).await?;
-    wait_until(
+    let mut held = held_request(&stack, "/api/v1/inference/submit", &narrow).await?;
+    let admitted = wait_until(
         "the held request admitted",
         Duration::from_secs(5),
         || async {
@@ -333,7 +350,16 @@ async fn keys_are_held_to_their_limits() -> anyhow::Result<()> {
             .as_str()
             .unwrap_or_default()
             .contains("in flight"))
-    })?;
+    });
+    if let Err(err) = admitted {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 2048];
+        let n = tokio::time::timeout(Duration::from_secs(1), held.read(&mut buf)).await;
+        panic!(
+            "{err}: held got {:?}",
+            n.map(|n| n.map(|n| String::from_utf8_lossy(&buf[..n]).to_string()))
+        );
+    }
     drop(held);
     wait_until("the slot released", Duration::from_secs(5), || async {
         let (status, _) = call(&clients, Method::GET, &models, Some(&narrow), None).await?;

@@ -279,7 +279,7 @@ impl Bench {
                 // The last row freezes the sinks and the bridge: the same calls without the
                 // work each record causes downstream on the same two cores (the records wait
                 // in RESULTS and are stored once the sinks resume).
-                let _echo = sync::EchoResponder::start(self.stack.var("ORBIT_NATS_URL")?).await?;
+                let _echo = sync::EchoResponder::start(self.stack.nats().await?).await?;
                 let plan = vec![
                     (sync::Path::NatsEcho, 1, n(5_000, 20_000), false),
                     (sync::Path::Nats, 1, n(5_000, 20_000), false),
@@ -299,7 +299,7 @@ impl Bench {
                     http: self.target.http.clone(),
                     base: self.stack.http.clone(),
                 };
-                let _echo = sync::EchoResponder::start(self.stack.var("ORBIT_NATS_URL")?).await?;
+                let _echo = sync::EchoResponder::start(self.stack.nats().await?).await?;
                 let mut plan = Vec::new();
                 for concurrency in [1usize, 16, 64] {
                     let calls = self.size(2_000, 8_000) * concurrency.clamp(1, 8);
@@ -492,9 +492,7 @@ async fn main() -> anyhow::Result<()> {
         .connect(stack.var("ORBIT_DATABASE_URL")?)
         .await
         .context("connecting to Postgres")?;
-    let nats = async_nats::connect(stack.var("ORBIT_NATS_URL")?)
-        .await
-        .context("connecting to NATS")?;
+    let nats = stack.nats().await.context("connecting to NATS")?;
     let js = async_nats::jetstream::new(nats.clone());
     let target = Target {
         http,

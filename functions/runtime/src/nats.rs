@@ -16,33 +16,18 @@ pub struct ConnectError {
 /// fail because NATS came up a second later) and reconnects forever after that.
 ///
 /// `ORBIT_NATS_CREDS` (a `.creds` file) or `ORBIT_NATS_USER` / `ORBIT_NATS_PASSWORD` supply
-/// credentials when the server requires them; they never live in the repository.
+/// credentials when the server requires them; they never live in the repository. With a user,
+/// replies come to the inbox prefix `_INBOX_<user>`, the only one its permissions let it read
+/// (`nats/permissions.toml`), so no component sees another's replies.
+///
+/// TLS: `ORBIT_NATS_CA_FILE` (a PEM CA to trust; TLS is then required), and
+/// `ORBIT_NATS_CERT_FILE` / `ORBIT_NATS_KEY_FILE` for a client certificate where the server
+/// verifies clients. A `tls://` URL requires TLS with the system's roots.
 pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, ConnectError> {
-    let mut options = async_nats::ConnectOptions::new()
-        .name(name)
-        .retry_on_initial_connect()
-        .connection_timeout(Duration::from_secs(5))
-        .max_reconnects(None);
-    if let Ok(path) = std::env::var("ORBIT_NATS_CREDS") {
-        if !path.is_empty() {
-            options = options
-                .credentials_file(&path)
-                .await
-                .map_err(|source| ConnectError {
-                    url: url.to_string(),
-                    source: async_nats::ConnectError::with_source(
-                        async_nats::ConnectErrorKind::Authentication,
-                        source,
-                    ),
-                })?;
-        }
-    }
-    if let (Ok(user), Ok(password)) = (
-        std::env::var("ORBIT_NATS_USER"),
-        std::env::var("ORBIT_NATS_PASSWORD"),
-    ) {
-        options = options.user_and_password(user, password);
-    }
+    let options = options(name).await.map_err(|source| ConnectError {
+        url: redacted(url),
+        source,
+    })?;
     let servers: Vec<&str> = url
         .split(',')
         .map(str::trim)
@@ -51,17 +36,109 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, Connec
     let client = tokio::time::timeout(Duration::from_secs(30), options.connect(servers))
         .await
         .map_err(|_| ConnectError {
-            url: url.to_string(),
+            url: redacted(url),
             source: async_nats::ConnectError::new(async_nats::ConnectErrorKind::TimedOut),
         })?
         .map_err(|source| ConnectError {
-            url: url.to_string(),
+            url: redacted(url),
             source,
         })?;
-    tracing::info!(url, name, "connected to NATS");
+    tracing::info!(url = %redacted(url), name, "connected to NATS");
     // The first connection also carries the process's logs (crate::telemetry).
     crate::telemetry::ship(&client);
     Ok(client)
+}
+
+/// A URL as it may be logged: any `user:password@` taken out.
+pub fn redacted(url: &str) -> String {
+    url.split(',')
+        .map(|server| match (server.find("://"), server.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}://***@{}", &server[..scheme], &server[at + 1..])
+            }
+            (None, Some(at)) => format!("***@{}", &server[at + 1..]),
+            _ => server.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn setting(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+/// The connection options from the environment: credentials, inbox prefix, TLS.
+async fn options(name: &str) -> Result<async_nats::ConnectOptions, async_nats::ConnectError> {
+    let mut options = async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(5))
+        .max_reconnects(None);
+    if let Some(path) = setting("ORBIT_NATS_CREDS") {
+        options = options.credentials_file(&path).await.map_err(|source| {
+            async_nats::ConnectError::with_source(
+                async_nats::ConnectErrorKind::Authentication,
+                source,
+            )
+        })?;
+    }
+    if let (Some(user), Some(password)) =
+        (setting("ORBIT_NATS_USER"), setting("ORBIT_NATS_PASSWORD"))
+    {
+        options = options
+            .custom_inbox_prefix(format!("_INBOX_{user}"))
+            .user_and_password(user, password);
+    }
+    if let Some(ca) = setting("ORBIT_NATS_CA_FILE") {
+        options = options.add_root_certificates(ca.into()).require_tls(true);
+    }
+    match (
+        setting("ORBIT_NATS_CERT_FILE"),
+        setting("ORBIT_NATS_KEY_FILE"),
+    ) {
+        (Some(cert), Some(key)) => {
+            options = options
+                .add_client_certificate(cert.into(), key.into())
+                .require_tls(true);
+        }
+        (None, None) => {}
+        _ => {
+            return Err(async_nats::ConnectError::with_source(
+                async_nats::ConnectErrorKind::Tls,
+                std::io::Error::other(
+                    "set both ORBIT_NATS_CERT_FILE and ORBIT_NATS_KEY_FILE, or neither",
+                ),
+            ))
+        }
+    }
+    Ok(options)
+}
+
+/// Connects as the operator (`ORBIT_NATS_ADMIN_USER` / `ORBIT_NATS_ADMIN_PASSWORD` where the
+/// server has users): what the tests, the benchmark and tools use, never a service.
+pub async fn connect_admin(url: &str, name: &str) -> Result<async_nats::Client, ConnectError> {
+    let mut options = options(name).await.map_err(|source| ConnectError {
+        url: redacted(url),
+        source,
+    })?;
+    if let (Some(user), Some(password)) = (
+        setting("ORBIT_NATS_ADMIN_USER"),
+        setting("ORBIT_NATS_ADMIN_PASSWORD"),
+    ) {
+        options = options.user_and_password(user, password);
+    }
+    let servers: Vec<&str> = url
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    options
+        .connect(servers)
+        .await
+        .map_err(|source| ConnectError {
+            url: redacted(url),
+            source,
+        })
 }
 
 /// A JetStream context that applies back-pressure instead of failing when too many publish
@@ -71,4 +148,19 @@ pub fn jetstream(client: async_nats::Client) -> async_nats::jetstream::Context {
         .max_ack_inflight(4096)
         .backpressure_on_inflight(true)
         .build(client)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_reach_the_log() {
+        assert_eq!(
+            super::redacted("nats://gateway:s3cret@10.0.0.1:4222,tls://a:b@h:1"),
+            "nats://***@10.0.0.1:4222,tls://***@h:1"
+        );
+        assert_eq!(
+            super::redacted("nats://127.0.0.1:4222"),
+            "nats://127.0.0.1:4222"
+        );
+    }
 }

@@ -3,15 +3,59 @@
 //! A whole batch goes in as one multi-row `INSERT ... SELECT FROM UNNEST(...)` (one statement,
 //! one transaction, one round trip), and `ON CONFLICT (job_id) DO NOTHING` makes a redelivered
 //! result a no-op, so each job is recorded exactly once however often it arrives.
+//!
+//! A batch the database refuses for a reason that will not clear by retrying (a data
+//! exception or a constraint of class 22 or 23: a NUL byte in a text, a value out of range) is
+//! written again one result at a time, so the one result at fault goes to the dead letters
+//! with the database's reason and the others are stored; the sink never blocks on it. Any
+//! other failure (connection, permissions, a full disk) retries the whole batch.
 
 use std::time::Duration;
 
 use orbit_contract::StoredResult;
-use orbit_runtime::{Sink, SinkError};
+use orbit_runtime::{Received, Rejected, Sink, SinkError};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 /// The schema, embedded from `migrations/` so the binary can apply it on start.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// The tables the services use, and who may do what with them.
+const RESULTS_TABLE: &str = "inference_results";
+
+/// Gives the services' own roles exactly what they need on the tables the migrations made:
+/// `writers` (the sink) may insert results (and read the job id, which `ON CONFLICT (job_id)`
+/// needs), `readers` (the gateway) may read them; neither may update, delete, drop or create
+/// anything. Run as the owner, after the migrations, so a new
+/// table's grants come with the migration that made it. Role names are checked against
+/// `pg_roles` and quoted, never spliced in raw.
+pub async fn grant(
+    pool: &PgPool,
+    writers: &[String],
+    readers: &[String],
+) -> Result<(), sqlx::Error> {
+    for (roles, privilege) in [
+        (writers, "INSERT"),
+        (writers, "SELECT (job_id)"),
+        (readers, "SELECT"),
+    ] {
+        for role in roles {
+            let quoted: Option<String> =
+                sqlx::query_scalar("SELECT quote_ident(rolname) FROM pg_roles WHERE rolname = $1")
+                    .bind(role)
+                    .fetch_optional(pool)
+                    .await?;
+            let Some(quoted) = quoted else {
+                return Err(sqlx::Error::Protocol(format!(
+                    "no Postgres role {role:?} to grant {privilege} to"
+                )));
+            };
+            sqlx::query(&format!("GRANT {privilege} ON {RESULTS_TABLE} TO {quoted}"))
+                .execute(pool)
+                .await?;
+        }
+    }
+    Ok(())
+}
 
 /// Connects a pool, retrying while the database starts.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
@@ -57,14 +101,22 @@ fn optional_json<T: serde::Serialize>(value: &Option<T>) -> Result<Option<String
         .transpose()
 }
 
-impl Sink for PostgresSink {
-    type Event = StoredResult;
-
-    fn name(&self) -> &'static str {
-        "postgres"
+/// Whether the database refused the statement for good: retrying it would be refused again.
+/// Classes 22 (data exception) and 23 (integrity constraint violation); a unique violation
+/// cannot happen (`ON CONFLICT DO NOTHING`). Permission errors (42501) are not here: an
+/// operator fixes a grant and the retries succeed.
+fn refused_for_good(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
+        _ => false,
     }
+}
 
-    async fn write(&self, batch: &[StoredResult]) -> Result<(), SinkError> {
+impl PostgresSink {
+    /// One multi-row insert of `batch`.
+    async fn insert(&self, batch: &[StoredResult]) -> Result<(), InsertError> {
         let n = batch.len();
         let mut job_id = Vec::with_capacity(n);
         let mut model_name = Vec::with_capacity(n);
@@ -132,7 +184,66 @@ impl Sink for PostgresSink {
             .bind(compute_ms)
             .execute(&self.pool)
             .await
-            .map_err(SinkError::new)?;
+            .map_err(InsertError::Database)?;
         Ok(())
+    }
+}
+
+/// Why an insert failed: the database said no, or a value could not be encoded for it.
+#[derive(Debug, thiserror::Error)]
+enum InsertError {
+    #[error("{0}")]
+    Database(sqlx::Error),
+    #[error("{0}")]
+    Encode(#[from] SinkError),
+}
+
+impl InsertError {
+    fn for_good(&self) -> bool {
+        match self {
+            InsertError::Database(err) => refused_for_good(err),
+            InsertError::Encode(_) => true,
+        }
+    }
+}
+
+impl Sink for PostgresSink {
+    type Event = StoredResult;
+
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn write(&self, batch: &[StoredResult]) -> Result<(), SinkError> {
+        self.insert(batch).await.map_err(SinkError::new)
+    }
+
+    async fn write_each(
+        &self,
+        batch: &[StoredResult],
+        _received: &[Received],
+    ) -> Result<Vec<Rejected>, SinkError> {
+        match self.insert(batch).await {
+            Ok(()) => Ok(Vec::new()),
+            Err(err) if err.for_good() => {
+                // Something in the batch is refused for good: find what, one at a time. The
+                // rows stored meanwhile are stored once (ON CONFLICT DO NOTHING) if the batch
+                // comes back.
+                tracing::warn!(error = %err, batch = batch.len(), "batch refused; writing it one result at a time");
+                let mut rejected = Vec::new();
+                for (index, event) in batch.iter().enumerate() {
+                    match self.insert(std::slice::from_ref(event)).await {
+                        Ok(()) => {}
+                        Err(err) if err.for_good() => rejected.push(Rejected {
+                            index,
+                            reason: format!("refused by Postgres: {err}"),
+                        }),
+                        Err(err) => return Err(SinkError::new(err)),
+                    }
+                }
+                Ok(rejected)
+            }
+            Err(err) => Err(SinkError::new(err)),
+        }
     }
 }

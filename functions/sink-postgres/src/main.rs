@@ -1,9 +1,11 @@
 //! The `sink-postgres` process: applies the migrations, then records every result.
-//! `sink-postgres migrate` applies the migrations and exits.
+//! `sink-postgres migrate` applies the migrations, grants the services' roles their rights
+//! (`ORBIT_PG_WRITER_ROLES`, `ORBIT_PG_READER_ROLES`, comma-separated) and exits; a sink whose
+//! role may not create tables runs with `ORBIT_MIGRATE=off` after someone did that as owner.
 
 use anyhow::Context;
 use orbit_runtime::{env_or, serve_sink, telemetry, RuntimeConfig, Shutdown};
-use sink_postgres::{connect, PostgresSink, MIGRATOR};
+use sink_postgres::{connect, grant, PostgresSink, MIGRATOR};
 
 #[global_allocator]
 static ALLOCATOR: orbit_runtime::Allocator = orbit_runtime::Allocator;
@@ -18,9 +20,28 @@ async fn main() -> anyhow::Result<()> {
     let pool = connect(&database_url, env_or("ORBIT_PG_POOL", 4u32)?)
         .await
         .context("connecting to Postgres (ORBIT_DATABASE_URL)")?;
-    MIGRATOR.run(&pool).await.context("applying migrations")?;
-    tracing::info!("migrations applied");
-    if std::env::args().nth(1).as_deref() == Some("migrate") {
+    let migrate_only = std::env::args().nth(1).as_deref() == Some("migrate");
+    if migrate_only || env_or("ORBIT_MIGRATE", "on".to_string())? != "off" {
+        MIGRATOR.run(&pool).await.context("applying migrations")?;
+        tracing::info!("migrations applied");
+    }
+    if migrate_only {
+        let roles = |name: &str| -> anyhow::Result<Vec<String>> {
+            Ok(env_or(name, String::new())?
+                .split(',')
+                .map(str::trim)
+                .filter(|role| !role.is_empty())
+                .map(str::to_string)
+                .collect())
+        };
+        let (writers, readers) = (
+            roles("ORBIT_PG_WRITER_ROLES")?,
+            roles("ORBIT_PG_READER_ROLES")?,
+        );
+        grant(&pool, &writers, &readers)
+            .await
+            .context("granting the services' roles")?;
+        tracing::info!(?writers, ?readers, "roles granted");
         return Ok(());
     }
 

@@ -71,7 +71,10 @@ pub fn router(state: AppState) -> Router {
             crate::auth::authorize,
         ))
         .layer(middleware::from_fn(count_requests))
-        .layer(TraceLayer::new_for_http())
+        // The request's path, never its query: `?access_token=` carries a key.
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+        }))
         .with_state(state)
 }
 
