@@ -4,6 +4,8 @@
 #   scripts/infra.sh up      install what is missing, start what is not running, wait for it
 #   scripts/infra.sh down    stop exactly what `up` started (by pid)
 #   scripts/infra.sh status  what runs
+#   scripts/infra.sh stop SERVICE   stop one (nats, postgres, redis, kafka, elasticsearch), as an
+#                            outage would; `up` brings it back (the reliability tests do this)
 # Writes $DATA/env with the connection URLs (secrets included; the file is outside git).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -203,19 +205,31 @@ up() {
   say "infrastructure up: NATS :$NATS_PORT, Postgres :$PG_PORT, Redis :$REDIS_PORT, Kafka :$KAFKA_PORT, Elasticsearch :$ELASTICSEARCH_PORT ($ENV_FILE)"
 }
 
-down() {
-  if pid_alive redis; then
-    stop redis
-  fi
+postgres_down() {
   if [[ -f "$RUN/postgres.dir" ]]; then
     local bin dir; bin="$(pg_bin)"; dir="$(cat "$RUN/postgres.dir")"
     if runuser -u postgres -- "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
       runuser -u postgres -- "$bin/pg_ctl" -D "$dir" -m fast -w stop >/dev/null && say "stopped postgres"
     fi
   fi
+}
+
+down() {
+  if pid_alive redis; then
+    stop redis
+  fi
+  postgres_down
   stop elasticsearch
   stop kafka
   stop nats
+}
+
+stop_one() {
+  case "${1:-}" in
+    postgres) postgres_down ;;
+    nats|redis|kafka|elasticsearch) stop "$1" ;;
+    *) echo "usage: $0 stop nats|postgres|redis|kafka|elasticsearch" >&2; exit 2 ;;
+  esac
 }
 
 status() {
@@ -236,5 +250,6 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  stop) stop_one "${2:-}" ;;
+  *) echo "usage: $0 up|down|status|stop SERVICE" >&2; exit 2 ;;
 esac

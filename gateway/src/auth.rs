@@ -362,6 +362,7 @@ pub fn required_scope(method: &Method, route: Option<&str>, metrics_open: bool) 
         "/healthz" | "/readyz" | "/v2/health/live" | "/v2/health/ready" => None,
         "/metrics" if metrics_open => None,
         "/metrics" | "/v2/repository/index" => Some(Scope::Admin),
+        route if route.starts_with("/api/v1/deadletter") => Some(Scope::Admin),
         "/api/v1/inference/submit" | "/api/v1/inference/batch" | "/api/v1/inference/run" => {
             Some(Scope::Submit)
         }
@@ -545,6 +546,10 @@ mod tests {
             Some(Scope::Admin)
         );
         assert_eq!(required_scope(&get, Some("/metrics"), true), None);
+        assert_eq!(
+            required_scope(&get, Some("/api/v1/deadletter/{id}"), false),
+            Some(Scope::Admin)
+        );
         assert_eq!(required_scope(&get, None, false), None);
         assert_eq!(
             required_scope(&get, Some("/api/v1/dashboard/ws"), false),

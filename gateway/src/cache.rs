@@ -19,11 +19,9 @@ pub struct JobCache {
 
 impl JobCache {
     pub async fn connect(url: &str, ttl: Duration) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(url)?;
-        let connection = orbit_runtime::retry_until_ready("Redis", 30, || {
-            ConnectionManager::new(client.clone())
-        })
-        .await?;
+        // Half a second at most: a submit marks its job queued in Redis before answering, and
+        // Redis being away must not hold the answer (the job is safe in JetStream already).
+        let connection = sink_redis::connect(url, Duration::from_millis(500)).await?;
         Ok(Self {
             connection,
             ttl_secs: ttl.as_secs().max(1),

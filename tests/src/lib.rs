@@ -474,6 +474,36 @@ impl Clients {
     }
 
     /// Waits (up to 20 s) for a dead letter stored after sequence `after`, and returns the last.
+    /// Waits until the dead letters stored after sequence `after` on `subject` hold one for
+    /// each of `job_ids` (by their `Orbit-Job-Id`); returns them with their job ids.
+    pub async fn dead_letters_for(
+        &self,
+        after: u64,
+        subject: &str,
+        job_ids: &[String],
+    ) -> anyhow::Result<Vec<(String, async_nats::jetstream::message::StreamMessage)>> {
+        wait_until("the dead letters", Duration::from_secs(30), || async {
+            let stream = self.jetstream.get_stream("DEADLETTER").await?;
+            let last = self.deadletter_last_sequence().await?;
+            let mut found = Vec::new();
+            for sequence in after + 1..=last {
+                let Ok(letter) = stream.get_raw_message(sequence).await else {
+                    continue;
+                };
+                let job = letter
+                    .headers
+                    .get("Orbit-Job-Id")
+                    .map(|v| v.as_str().to_string())
+                    .unwrap_or_default();
+                if letter.subject.as_str() == subject && job_ids.contains(&job) {
+                    found.push((job, letter));
+                }
+            }
+            Ok((found.len() >= job_ids.len()).then_some(found))
+        })
+        .await
+    }
+
     pub async fn next_dead_letter(
         &self,
         after: u64,
@@ -652,6 +682,48 @@ impl Default for StackOptions {
     }
 }
 
+/// The sink each test stack starts at the streams' end. The Elasticsearch-API test server
+/// indexes a few thousand documents a second; a load test leaves tens of thousands of results
+/// behind on its durable consumers, and a later test's results would wait behind them.
+const FRESH_SINK: &str = "sink-elasticsearch";
+
+/// Starts `entry` (the Elasticsearch sink) with its consumers deleted and created anew at the
+/// streams' end (`ORBIT_SINK_DELIVER=new`), and waits until they exist, so every result of the
+/// test is indexed and nothing of earlier tests is in the way.
+async fn start_fresh_sink(clients: &Clients, entry: &ProcessEntry) -> anyhow::Result<Proc> {
+    for (stream, consumer) in [
+        ("RESULTS", "sink-elasticsearch"),
+        ("LOGS", "sink-elasticsearch-logs"),
+    ] {
+        if let Ok(stream) = clients.jetstream.get_stream(stream).await {
+            stream.delete_consumer(consumer).await.ok();
+        }
+    }
+    let sink = Proc::spawn(
+        &entry.name,
+        &entry.binary,
+        &clients.env,
+        &[("ORBIT_SINK_DELIVER", "new".to_string())],
+    )?;
+    wait_until(
+        "the Elasticsearch sink's consumer",
+        Duration::from_secs(60),
+        || async {
+            // The streams may not exist yet (a new cluster): the sink makes them.
+            let Ok(stream) = clients.jetstream.get_stream("RESULTS").await else {
+                return Ok(None);
+            };
+            Ok(stream
+                .consumer_info("sink-elasticsearch")
+                .await
+                .ok()
+                .map(|_| ()))
+        },
+    )
+    .await?;
+    Ok(sink)
+}
+
 impl Stack {
     pub async fn start(clients: &Clients, options: StackOptions) -> anyhow::Result<Self> {
         let env = &clients.env;
@@ -662,7 +734,11 @@ impl Stack {
                 .into_iter()
                 .filter(|p| p.kind == "sink" && p.runs_in(env))
             {
-                others.push(Proc::spawn(&entry.name, &entry.binary, env, &[])?);
+                if entry.name == FRESH_SINK {
+                    others.push(start_fresh_sink(clients, &entry).await?);
+                } else {
+                    others.push(Proc::spawn(&entry.name, &entry.binary, env, &[])?);
+                }
             }
         }
         let mut stack = Self {

@@ -322,26 +322,9 @@ async fn a_document_the_cluster_refuses_is_dead_lettered_with_its_reason_and_the
     let dead_letter_subject = format!("orbit.deadletter.sink-{consumer}");
     let before = clients.deadletter_last_sequence().await?;
     let ids = submit_all(&clients, stack, 3).await?;
-    let letters = wait_until("three dead letters", Duration::from_secs(30), || async {
-        let mut stream = clients.jetstream.get_stream("DEADLETTER").await?;
-        let last = stream.info().await?.state.last_sequence;
-        let mut found = Vec::new();
-        for sequence in before + 1..=last {
-            let Ok(letter) = stream.get_raw_message(sequence).await else {
-                continue;
-            };
-            let job = letter
-                .headers
-                .get("Orbit-Job-Id")
-                .map(|v| v.as_str().to_string())
-                .unwrap_or_default();
-            if letter.subject.as_str() == dead_letter_subject && ids.contains(&job) {
-                found.push((job, letter));
-            }
-        }
-        Ok((found.len() >= 3).then_some(found))
-    })
-    .await?;
+    let letters = clients
+        .dead_letters_for(before, &dead_letter_subject, &ids)
+        .await?;
     let mut reasons = Vec::new();
     for (job, letter) in letters {
         let payload: Value = serde_json::from_slice(&letter.payload)?;

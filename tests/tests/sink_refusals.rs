@@ -49,30 +49,14 @@ async fn a_result_postgres_refuses_is_dead_lettered_and_the_rest_stored() -> any
     clients
         .wait_recorded(&stored, Duration::from_secs(30))
         .await?;
-    let letter = wait_until(
-        "the refused result dead-lettered",
-        Duration::from_secs(30),
-        || async {
-            let stream = clients.jetstream.get_stream("DEADLETTER").await?;
-            let last = clients.deadletter_last_sequence().await?;
-            for sequence in before + 1..=last {
-                let Ok(letter) = stream.get_raw_message(sequence).await else {
-                    continue;
-                };
-                let job = letter
-                    .headers
-                    .get("Orbit-Job-Id")
-                    .map(|v| v.as_str().to_string());
-                if letter.subject.as_str() == "orbit.deadletter.sink-postgres"
-                    && job.as_deref() == Some(refused.as_str())
-                {
-                    return Ok(Some(letter));
-                }
-            }
-            Ok(None)
-        },
-    )
-    .await?;
+    let (_, letter) = clients
+        .dead_letters_for(
+            before,
+            "orbit.deadletter.sink-postgres",
+            std::slice::from_ref(&refused),
+        )
+        .await?
+        .remove(0);
     let reason = letter
         .headers
         .get("Orbit-Deadletter-Reason")

@@ -15,10 +15,20 @@ use orbit_contract::{JobState, StoredResult};
 use orbit_runtime::{Sink, SinkError};
 use redis::aio::ConnectionManager;
 
-/// Connects, retrying while Redis starts; the manager reconnects by itself afterwards.
-pub async fn connect(url: &str) -> Result<ConnectionManager, redis::RedisError> {
+/// Connects, retrying while Redis starts; the manager reconnects by itself afterwards. Every
+/// command and every reconnection attempt gives up after `timeout`, so a Redis that is away
+/// fails a call quickly instead of holding it until Redis returns.
+pub async fn connect(url: &str, timeout: Duration) -> Result<ConnectionManager, redis::RedisError> {
     let client = redis::Client::open(url)?;
-    orbit_runtime::retry_until_ready("Redis", 30, || ConnectionManager::new(client.clone())).await
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(timeout)
+        .set_response_timeout(timeout)
+        .set_number_of_retries(2)
+        .set_max_delay(1000);
+    orbit_runtime::retry_until_ready("Redis", 30, || {
+        ConnectionManager::new_with_config(client.clone(), config.clone())
+    })
+    .await
 }
 
 /// Writes final job states and counters.

@@ -17,7 +17,7 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init();
     let redis_url: String = env_or("ORBIT_REDIS_URL", "redis://127.0.0.1:6379/0".to_string())?;
     let ttl = Duration::from_secs(env_or("ORBIT_JOB_TTL_SECS", 86_400u64)?);
-    let connection = connect(&redis_url)
+    let connection = connect(&redis_url, std::time::Duration::from_secs(5))
         .await
         .context("connecting to Redis (ORBIT_REDIS_URL)")?;
     let config = RuntimeConfig::sink_from_env("sink-redis")?;

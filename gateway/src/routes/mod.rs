@@ -1,5 +1,6 @@
 //! The HTTP surface, one module per area; `router` puts them together.
 
+pub mod deadletter;
 pub mod health;
 pub mod inference;
 pub mod openapi;
@@ -33,6 +34,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/statistics", get(statistics::statistics))
         .route("/api/v1/models", get(statistics::models))
+        .route("/api/v1/deadletter", get(deadletter::list))
+        .route("/api/v1/deadletter/{id}", get(deadletter::one))
         .route("/api/{*rest}", any(unknown_route))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))

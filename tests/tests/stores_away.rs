@@ -1,0 +1,249 @@
+//! Stores taken away under a steady load (the test stack's own Postgres and Redis, stopped the
+//! way an outage would and brought back with `scripts/infra.sh up`):
+//! - Postgres away for 20 s: the gateway goes on accepting (every submit a 202), `/readyz`
+//!   says Postgres is down, and when it returns every accepted job is recorded, once;
+//! - Redis away: submits go on, a finished job's status is read from Postgres, and once Redis
+//!   is back the jobs that finished meanwhile reach it too;
+//! - the NATS server restarted (its JetStream store kept): submits meanwhile get a 503 (never
+//!   a 202 for a job that is not in the stream), every process reconnects by itself, and every
+//!   accepted job, before and after, is recorded once.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use orbit_e2e::{ma_job, wait_until, workspace_root, Clients, Stack, StackOptions};
+use serde_json::Value;
+
+/// Runs `scripts/infra.sh <args>` on the test stack.
+fn infra(args: &[&str]) -> anyhow::Result<()> {
+    let status = std::process::Command::new(workspace_root().join("scripts/infra.sh"))
+        .args(args)
+        .env("ORBIT_ENV", "test")
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "scripts/infra.sh {args:?} failed");
+    Ok(())
+}
+
+/// Brings every service back when dropped, so a failing test leaves the stack whole.
+struct Outage;
+
+impl Outage {
+    fn of(service: &str) -> anyhow::Result<Self> {
+        infra(&["stop", service])?;
+        Ok(Self)
+    }
+
+    fn end(self) -> anyhow::Result<()> {
+        std::mem::forget(self);
+        infra(&["up"])
+    }
+}
+
+impl Drop for Outage {
+    fn drop(&mut self) {
+        let _ = infra(&["up"]);
+    }
+}
+
+/// A steady stream of submits (one every 20 ms) until stopped: what was accepted, and how
+/// many submits got anything but a 202.
+struct Load {
+    accepted: Arc<Mutex<Vec<String>>>,
+    refused: Arc<AtomicU64>,
+    running: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    fn start(clients: &Clients, stack: &Stack) -> Self {
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let refused = Arc::new(AtomicU64::new(0));
+        let running = Arc::new(AtomicBool::new(true));
+        let (http, url) = (clients.http.clone(), stack.url("/api/v1/inference/submit"));
+        let task = tokio::spawn({
+            let (accepted, refused, running) = (accepted.clone(), refused.clone(), running.clone());
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(20));
+                while running.load(Ordering::Relaxed) {
+                    tick.tick().await;
+                    let answer = http.post(&url).json(&ma_job(24, 4)).send().await;
+                    match answer {
+                        Ok(response) if response.status() == 202 => {
+                            let body: Value = response.json().await.unwrap_or_default();
+                            if let Some(id) = body["job_id"].as_str() {
+                                if let Ok(mut accepted) = accepted.lock() {
+                                    accepted.push(id.to_string());
+                                }
+                            }
+                        }
+                        _ => {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        });
+        Self {
+            accepted,
+            refused,
+            running,
+            task,
+        }
+    }
+
+    fn accepted(&self) -> Vec<String> {
+        self.accepted.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    async fn stop(self) -> anyhow::Result<(Vec<String>, u64)> {
+        self.running.store(false, Ordering::Relaxed);
+        let accepted = self.accepted.clone();
+        let refused = self.refused.clone();
+        self.task.await?;
+        let accepted = accepted.lock().map(|a| a.clone()).unwrap_or_default();
+        Ok((accepted, refused.load(Ordering::Relaxed)))
+    }
+}
+
+/// `/readyz` until `check` holds.
+async fn ready_until(
+    clients: &Clients,
+    stack: &Stack,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
+    let url = stack.url("/readyz");
+    wait_until(what, Duration::from_secs(60), || async {
+        let (_, body) = clients.get_json(&url).await?;
+        Ok(check(&body).then_some(body))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn postgres_away_for_twenty_seconds_delays_records_and_loses_none() -> anyhow::Result<()> {
+    let clients = Clients::connect().await?;
+    let stack = Stack::start(&clients, StackOptions::default()).await?;
+    let load = Load::start(&clients, &stack);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let outage = Outage::of("postgres")?;
+    let during = ready_until(&clients, &stack, "readyz reporting Postgres down", |b| {
+        b["postgres"] == false
+    })
+    .await?;
+    assert_eq!(during["ready"], true, "jobs are still accepted: {during}");
+    let before = load.accepted().len();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert!(
+        load.accepted().len() > before + 100,
+        "the gateway kept accepting while Postgres was away"
+    );
+    outage.end()?;
+    ready_until(&clients, &stack, "readyz reporting Postgres back", |b| {
+        b["postgres"] == true
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (accepted, refused) = load.stop().await?;
+    assert_eq!(refused, 0, "every submit was accepted");
+
+    // Every accepted job recorded, once (job_id is the key: `recorded` counts rows).
+    clients
+        .wait_recorded(&accepted, Duration::from_secs(120))
+        .await?;
+    assert_eq!(clients.recorded(&accepted).await?, accepted.len() as i64);
+    Ok(())
+}
+
+#[tokio::test]
+async fn redis_away_reads_fall_back_to_postgres_and_redis_catches_up() -> anyhow::Result<()> {
+    let clients = Clients::connect().await?;
+    let stack = Stack::start(&clients, StackOptions::default()).await?;
+    let load = Load::start(&clients, &stack);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let outage = Outage::of("redis")?;
+    let during = ready_until(&clients, &stack, "readyz reporting Redis down", |b| {
+        b["redis"] == false
+    })
+    .await?;
+    assert_eq!(during["ready"], true, "{during}");
+    let first_during = load.accepted().len();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let while_away = load.accepted()[first_during..].to_vec();
+    assert!(!while_away.is_empty(), "submits went on without Redis");
+    // A job that finished while Redis was away: its status comes from Postgres.
+    let probe = std::slice::from_ref(&while_away[0]);
+    clients
+        .wait_recorded(probe, Duration::from_secs(30))
+        .await?;
+    let (status, view) = clients.get_json(&stack.job_url(&probe[0])).await?;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["status"], "succeeded", "{view}");
+
+    outage.end()?;
+    ready_until(&clients, &stack, "readyz reporting Redis back", |b| {
+        b["redis"] == true
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (accepted, refused) = load.stop().await?;
+    assert_eq!(refused, 0, "every submit was accepted");
+    clients
+        .wait_recorded(&accepted, Duration::from_secs(60))
+        .await?;
+
+    // Redis restarted empty (it is a cache); what finished while it was away, and after,
+    // reaches it as sink-redis drains its backlog.
+    let later: Vec<String> = accepted[first_during..].to_vec();
+    let fresh = Clients::connect().await?;
+    wait_until("Redis caught up", Duration::from_secs(60), || async {
+        let statuses = fresh.cached_final_statuses(&later).await?;
+        Ok(statuses
+            .iter()
+            .all(|s| s.as_deref() == Some("succeeded"))
+            .then_some(()))
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_restarted_nats_server_is_rejoined_by_every_process_and_loses_no_accepted_job(
+) -> anyhow::Result<()> {
+    let clients = Clients::connect().await?;
+    let stack = Stack::start(&clients, StackOptions::default()).await?;
+    let load = Load::start(&clients, &stack);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let outage = Outage::of("nats")?;
+    ready_until(&clients, &stack, "readyz reporting NATS down", |b| {
+        b["ready"] == false
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before_return = load.accepted().len();
+    outage.end()?;
+    ready_until(&clients, &stack, "readyz reporting NATS back", |b| {
+        b["ready"] == true
+    })
+    .await?;
+    // The pipeline resumes: new submits are accepted and run, with no process restarted.
+    wait_until(
+        "submits accepted again",
+        Duration::from_secs(60),
+        || async { Ok((load.accepted().len() > before_return + 50).then_some(())) },
+    )
+    .await?;
+    let (accepted, _refused_while_down) = load.stop().await?;
+    clients
+        .wait_recorded(&accepted, Duration::from_secs(120))
+        .await?;
+    // Jobs accepted after the restart were run and recorded by the processes started before
+    // it: none was restarted.
+    assert_eq!(clients.recorded(&accepted).await?, accepted.len() as i64);
+    Ok(())
+}
