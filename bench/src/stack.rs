@@ -26,21 +26,6 @@ pub struct Stack {
     pub http: String,
 }
 
-/// Connects as the NATS operator of the env file `vars` (no user where the server has none).
-pub async fn nats_admin(
-    url: &str,
-    vars: &HashMap<String, String>,
-) -> Result<async_nats::Client, async_nats::ConnectError> {
-    let mut options = async_nats::ConnectOptions::new();
-    if let (Some(user), Some(password)) = (
-        vars.get("ORBIT_NATS_ADMIN_USER"),
-        vars.get("ORBIT_NATS_ADMIN_PASSWORD"),
-    ) {
-        options = options.user_and_password(user.clone(), password.clone());
-    }
-    options.connect(url).await
-}
-
 impl Stack {
     /// Reads `.orbit/<env>/env` under `root`; the process environment wins over the file.
     pub fn load(root: &Path, env: &str) -> anyhow::Result<Self> {
@@ -101,7 +86,9 @@ impl Stack {
 
     /// The NATS operator's connection: the benchmark's own clients.
     pub async fn nats(&self) -> anyhow::Result<async_nats::Client> {
-        Ok(nats_admin(self.var("ORBIT_NATS_URL")?, &self.vars).await?)
+        let setting = |name: &str| self.vars.get(name).filter(|v| !v.is_empty()).cloned();
+        let options = orbit_runtime::nats::operator_options(setting).await?;
+        Ok(options.connect(self.var("ORBIT_NATS_URL")?).await?)
     }
 
     pub fn url(&self, path: &str) -> String {

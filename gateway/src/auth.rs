@@ -401,15 +401,10 @@ fn presented_key(request: &Request) -> Option<String> {
     })
 }
 
-/// The relay's socket slot, taken by the upgrade and kept by the connection until it closes.
-#[derive(Clone, Default)]
-pub struct SocketSlot(Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>);
-
-impl SocketSlot {
-    pub fn take(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.0.lock().ok().and_then(|mut slot| slot.take())
-    }
-}
+/// The relay's socket slot: the upgrade hands it to the connection, which keeps it until the
+/// socket closes (shared, as request extensions must be `Clone`; freed with its last holder).
+#[derive(Clone)]
+pub struct SocketSlot(pub Arc<tokio::sync::OwnedSemaphorePermit>);
 
 fn too_many(refusal: &Refusal, key: &str) -> Response {
     metrics::counter!("orbit_http_limited_total", "reason" => refusal.reason()).increment(1);
@@ -484,10 +479,10 @@ pub async fn authorize(
             match auth.limits.admit(&entry.name, &entry.limits, socket) {
                 Err(refusal) => too_many(&refusal, &entry.name),
                 Ok(admitted) => {
-                    if admitted.socket.is_some() {
+                    if let Some(socket) = admitted.socket {
                         request
                             .extensions_mut()
-                            .insert(SocketSlot(Arc::new(std::sync::Mutex::new(admitted.socket))));
+                            .insert(SocketSlot(Arc::new(socket)));
                     }
                     let response = next.run(request).await;
                     drop(admitted.inflight);

@@ -39,13 +39,9 @@ impl KeyLimits {
     pub fn from_env() -> Result<Self, AuthError> {
         let read = |name: &str, default: f64| -> Result<f64, AuthError> {
             match std::env::var(name) {
-                Ok(text) if !text.is_empty() => text
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|value| value.is_finite() && *value >= 0.0)
-                    .ok_or_else(|| {
-                        AuthError::Config(format!("{name}={text:?}: expected a number >= 0"))
-                    }),
+                Ok(text) if !text.is_empty() => non_negative(&text).ok_or_else(|| {
+                    AuthError::Config(format!("{name}={text:?}: expected a number >= 0"))
+                }),
                 _ => Ok(default),
             }
         };
@@ -66,6 +62,13 @@ impl KeyLimits {
             websockets: 0,
         }
     }
+}
+
+/// A finite number >= 0, as a limit is written.
+fn non_negative(text: &str) -> Option<f64> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|value| value.is_finite() && *value >= 0.0)
 }
 
 /// A key's own settings in the keys file; what it leaves out comes from the defaults.
@@ -91,14 +94,7 @@ impl LimitOverrides {
             let (name, value) = word.split_once('=').ok_or_else(bad)?;
             let count = || value.parse::<u32>().map_err(|_| bad());
             match name {
-                "rate" => {
-                    let rate = value
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|r| r.is_finite() && *r >= 0.0)
-                        .ok_or_else(bad)?;
-                    overrides.rate = Some(rate);
-                }
+                "rate" => overrides.rate = Some(non_negative(value).ok_or_else(bad)?),
                 "burst" => overrides.burst = Some(count()?),
                 "concurrent" => overrides.concurrent = Some(count()?),
                 "websockets" => overrides.websockets = Some(count()?),

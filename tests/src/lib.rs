@@ -48,28 +48,25 @@ impl TestEnv {
         self.get("ORBIT_NATS_URL")
     }
 
-    /// NATS options of the operator (the tests' own clients): the admin user where the server
-    /// has users.
-    pub fn nats_admin_options(&self) -> async_nats::ConnectOptions {
-        let mut options = async_nats::ConnectOptions::new();
-        // The same TLS settings the processes read (orbit_runtime::nats).
-        if !self.get("ORBIT_NATS_CA_FILE").is_empty() {
-            options = options
-                .add_root_certificates(self.get("ORBIT_NATS_CA_FILE").into())
-                .require_tls(true);
-        }
-        if !self.get("ORBIT_NATS_CERT_FILE").is_empty() {
-            options = options.add_client_certificate(
-                self.get("ORBIT_NATS_CERT_FILE").into(),
-                self.get("ORBIT_NATS_KEY_FILE").into(),
-            );
-        }
-        match self.get("ORBIT_NATS_ADMIN_USER") {
-            "" => options,
-            user => options.user_and_password(
-                user.to_string(),
-                self.get("ORBIT_NATS_ADMIN_PASSWORD").to_string(),
-            ),
+    /// A setting of the environment, `None` when unset or empty.
+    pub fn setting(&self, name: &str) -> Option<String> {
+        self.vars
+            .get(name)
+            .filter(|value| !value.is_empty())
+            .cloned()
+    }
+
+    /// What a process needs to run as the NATS operator (`admin` where the server has users):
+    /// one that names consumers or publishes what no service's user may.
+    pub fn operator_env(&self) -> Vec<(&'static str, String)> {
+        match (
+            self.setting("ORBIT_NATS_ADMIN_USER"),
+            self.setting("ORBIT_NATS_ADMIN_PASSWORD"),
+        ) {
+            (Some(user), Some(password)) => {
+                vec![("ORBIT_NATS_USER", user), ("ORBIT_NATS_PASSWORD", password)]
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -286,19 +283,13 @@ fn run_as_operator(
     env: &TestEnv,
     extra: &HashMap<String, String>,
 ) -> anyhow::Result<()> {
-    let mut command = Command::new(binary(binary_name));
-    command
+    let status = Command::new(binary(binary_name))
         .args(args)
         .current_dir(workspace_root())
         .envs(&env.vars)
         .envs(extra)
-        .env("RUST_LOG", "warn");
-    if !env.get("ORBIT_NATS_ADMIN_USER").is_empty() {
-        command
-            .env("ORBIT_NATS_USER", env.get("ORBIT_NATS_ADMIN_USER"))
-            .env("ORBIT_NATS_PASSWORD", env.get("ORBIT_NATS_ADMIN_PASSWORD"));
-    }
-    let status = command
+        .envs(env.operator_env())
+        .env("RUST_LOG", "warn")
         .status()
         .with_context(|| format!("{binary_name} {args:?}"))?;
     if !status.success() {
@@ -349,7 +340,10 @@ impl Clients {
             env.vars.insert(key.to_string(), value.clone());
         }
         let servers: Vec<&str> = env.nats_url().split(',').collect();
-        let nats = env.nats_admin_options().connect(servers).await?;
+        let nats = orbit_runtime::nats::operator_options(|name| env.setting(name))
+            .await?
+            .connect(servers)
+            .await?;
         let jetstream = async_nats::jetstream::new(nats.clone());
         let pg = sqlx::postgres::PgPoolOptions::new()
             .max_connections(2)
@@ -390,6 +384,41 @@ impl Clients {
 
     /// The final status `sink-redis` cached for each of `ids` (`None` where it has none yet),
     /// read from Redis itself in one `MGET`.
+    /// Waits until sink `durable` on RESULTS has nothing pending or unacknowledged: it stored
+    /// or set aside everything published so far.
+    pub async fn wait_caught_up(&self, durable: &str) -> anyhow::Result<()> {
+        wait_until(
+            &format!("{durable} caught up"),
+            Duration::from_secs(20),
+            || async {
+                let info = self
+                    .jetstream
+                    .get_stream("RESULTS")
+                    .await?
+                    .consumer_info(durable)
+                    .await?;
+                Ok((info.num_pending + info.num_ack_pending as u64 == 0).then_some(()))
+            },
+        )
+        .await
+    }
+
+    /// Waits until every job of `ids` reads `succeeded` in the Redis job cache.
+    pub async fn wait_cached_succeeded(
+        &self,
+        ids: &[String],
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        wait_until("every job succeeded in Redis", timeout, || async {
+            let statuses = self.cached_final_statuses(ids).await?;
+            Ok(statuses
+                .iter()
+                .all(|s| s.as_deref() == Some("succeeded"))
+                .then_some(()))
+        })
+        .await
+    }
+
     pub async fn cached_final_statuses(
         &self,
         ids: &[String],
@@ -687,37 +716,41 @@ impl Default for StackOptions {
 /// behind on its durable consumers, and a later test's results would wait behind them.
 const FRESH_SINK: &str = "sink-elasticsearch";
 
-/// Starts `entry` (the Elasticsearch sink) with its consumers deleted and created anew at the
-/// streams' end (`ORBIT_SINK_DELIVER=new`), and waits until they exist, so every result of the
-/// test is indexed and nothing of earlier tests is in the way.
-async fn start_fresh_sink(clients: &Clients, entry: &ProcessEntry) -> anyhow::Result<Proc> {
-    for (stream, consumer) in [
-        ("RESULTS", "sink-elasticsearch"),
-        ("LOGS", "sink-elasticsearch-logs"),
-    ] {
+/// Starts the Elasticsearch sink with consumers `sink-<consumer>` (results) and
+/// `sink-<consumer>-logs` made anew at the streams' end (`ORBIT_SINK_DELIVER=new`), and waits
+/// until they exist, so every result published from then on is indexed and nothing earlier is
+/// in the way. `elasticsearch` is the stack's own consumer; any other name is no service's, so
+/// that indexer runs as the NATS operator. `extra`: more settings (an index, logs off).
+pub async fn start_indexer(
+    clients: &Clients,
+    consumer: &str,
+    extra: &[(&'static str, String)],
+) -> anyhow::Result<Proc> {
+    let (results, logs) = (format!("sink-{consumer}"), format!("sink-{consumer}-logs"));
+    for (stream, durable) in [("RESULTS", &results), ("LOGS", &logs)] {
         if let Ok(stream) = clients.jetstream.get_stream(stream).await {
-            stream.delete_consumer(consumer).await.ok();
+            stream.delete_consumer(durable).await.ok();
         }
     }
-    let sink = Proc::spawn(
-        &entry.name,
-        &entry.binary,
-        &clients.env,
-        &[("ORBIT_SINK_DELIVER", "new".to_string())],
-    )?;
+    let mut env = vec![
+        ("ORBIT_SINK_DELIVER", "new".to_string()),
+        ("ORBIT_ELASTICSEARCH_CONSUMER", consumer.to_string()),
+    ];
+    if consumer != "elasticsearch" {
+        env.extend(clients.env.operator_env());
+    }
+    env.extend(extra.iter().cloned());
+    let entry = process(FRESH_SINK)?;
+    let sink = Proc::spawn(&entry.name, &entry.binary, &clients.env, &env)?;
     wait_until(
-        "the Elasticsearch sink's consumer",
+        "the indexer's consumer",
         Duration::from_secs(60),
         || async {
             // The streams may not exist yet (a new cluster): the sink makes them.
             let Ok(stream) = clients.jetstream.get_stream("RESULTS").await else {
                 return Ok(None);
             };
-            Ok(stream
-                .consumer_info("sink-elasticsearch")
-                .await
-                .ok()
-                .map(|_| ()))
+            Ok(stream.consumer_info(&results).await.ok().map(|_| ()))
         },
     )
     .await?;
@@ -735,7 +768,7 @@ impl Stack {
                 .filter(|p| p.kind == "sink" && p.runs_in(env))
             {
                 if entry.name == FRESH_SINK {
-                    others.push(start_fresh_sink(clients, &entry).await?);
+                    others.push(start_indexer(clients, "elasticsearch", &[]).await?);
                 } else {
                     others.push(Proc::spawn(&entry.name, &entry.binary, env, &[])?);
                 }

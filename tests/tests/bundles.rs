@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use orbit_e2e::{ma_job, wait_until, Clients, Stack, StackOptions};
+use orbit_e2e::{ma_job, Clients, Stack, StackOptions};
 use serde_json::{json, Value};
 
 fn envelope(job_id: &str, data: &[f64]) -> Value {
@@ -83,21 +83,10 @@ async fn a_batch_travels_as_a_few_messages_and_every_job_is_recorded_once() -> a
     assert_eq!(messages, bundles, "every result message is a bundle");
 
     // Each job has its own final state in the Redis job cache.
-    let cached = wait_until(
-        "600 final states in Redis",
-        Duration::from_secs(20),
-        || async {
-            let states = clients.cached_final_statuses(&ids).await?;
-            let done = states
-                .iter()
-                .filter(|s| s.as_deref() == Some("succeeded"))
-                .count();
-            Ok((done == ids.len()).then_some(done))
-        },
-    )
-    .await?;
-    assert_eq!(cached, 600);
-    Ok(())
+    assert_eq!(ids.len(), 600);
+    clients
+        .wait_cached_succeeded(&ids, Duration::from_secs(20))
+        .await
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use orbit_e2e::{free_port, ma_job, process, wait_until, Clients, Proc, Stack, StackOptions};
+use orbit_e2e::{free_port, ma_job, start_indexer, wait_until, Clients, Proc, Stack, StackOptions};
 use serde_json::{json, Value};
 
 /// The Elasticsearch REST API at `base`, as a test reads it.
@@ -74,89 +74,6 @@ impl Search {
     }
 }
 
-/// The stack of one Elasticsearch test: the other sinks as usual, and an indexer with
-/// consumers of its own that start at the streams' end, so what earlier tests left unindexed
-/// in RESULTS (the shared `sink-elasticsearch` may be thousands behind after a load test) is
-/// not in its way. Their names are no service's, so it runs as the NATS operator.
-struct Indexed {
-    stack: Stack,
-    consumer: String,
-}
-
-impl Indexed {
-    async fn start(
-        clients: &Clients,
-        indexer_env: &[(&'static str, String)],
-    ) -> anyhow::Result<Self> {
-        let mut stack = Stack::start(
-            clients,
-            StackOptions {
-                sinks: false,
-                ..StackOptions::default()
-            },
-        )
-        .await?;
-        for name in ["sink-postgres", "sink-redis"] {
-            let entry = process(name)?;
-            stack
-                .others
-                .push(Proc::spawn(&entry.name, &entry.binary, &clients.env, &[])?);
-        }
-        let consumer = format!("es-test-{}", uuid::Uuid::now_v7().simple());
-        let mut env = vec![
-            ("ORBIT_ELASTICSEARCH_CONSUMER", consumer.clone()),
-            ("ORBIT_SINK_DELIVER", "new".into()),
-        ];
-        if !clients.env.get("ORBIT_NATS_ADMIN_USER").is_empty() {
-            env.push((
-                "ORBIT_NATS_USER",
-                clients.env.get("ORBIT_NATS_ADMIN_USER").into(),
-            ));
-            env.push((
-                "ORBIT_NATS_PASSWORD",
-                clients.env.get("ORBIT_NATS_ADMIN_PASSWORD").into(),
-            ));
-        }
-        env.extend(indexer_env.iter().cloned());
-        stack.others.push(Proc::spawn(
-            "sink-elasticsearch",
-            "sink-elasticsearch",
-            &clients.env,
-            &env,
-        )?);
-        // It starts at the stream's end: only results published once its consumer exists.
-        let durable = format!("sink-{consumer}");
-        wait_until(
-            "the indexer's consumer",
-            Duration::from_secs(60),
-            || async {
-                let stream = clients.jetstream.get_stream("RESULTS").await?;
-                Ok(stream.consumer_info(durable.clone()).await.ok().map(|_| ()))
-            },
-        )
-        .await?;
-        Ok(Self { stack, consumer })
-    }
-
-    /// Stops the processes and deletes the indexer's consumers.
-    async fn finish(self, clients: &Clients) -> anyhow::Result<()> {
-        drop(self.stack);
-        for (stream, durable) in [
-            ("RESULTS", format!("sink-{}", self.consumer)),
-            ("LOGS", format!("sink-{}-logs", self.consumer)),
-        ] {
-            clients
-                .jetstream
-                .get_stream(stream)
-                .await?
-                .delete_consumer(&durable)
-                .await
-                .ok();
-        }
-        Ok(())
-    }
-}
-
 async fn submit_all(clients: &Clients, stack: &Stack, jobs: usize) -> anyhow::Result<Vec<String>> {
     let mut ids = Vec::new();
     for i in 0..jobs {
@@ -170,11 +87,12 @@ async fn results_are_indexed_once_under_their_job_id_and_a_jobs_logs_are_found_b
 ) -> anyhow::Result<()> {
     // Whole documents, series included (the local stacks index them lean).
     let clients = Clients::connect_with(&[("ORBIT_ELASTICSEARCH_DATA", "on".into())]).await?;
-    let indexed = Indexed::start(&clients, &[]).await?;
-    let stack = &indexed.stack;
+    // Its indexer starts at the streams' end (`start_indexer`): what earlier tests left
+    // unindexed is not in the way.
+    let stack = Stack::start(&clients, StackOptions::default()).await?;
     let search = Search::new(&clients);
 
-    let ids = submit_all(&clients, stack, 20).await?;
+    let ids = submit_all(&clients, &stack, 20).await?;
     wait_until("20 results indexed", Duration::from_secs(30), || async {
         Ok((search.count_jobs("orbit-results", &ids).await? == 20).then_some(()))
     })
@@ -292,7 +210,7 @@ async fn results_are_indexed_once_under_their_job_id_and_a_jobs_logs_are_found_b
         index.starts_with("orbit-logs-20"),
         "daily index, got {index}"
     );
-    indexed.finish(&clients).await
+    Ok(())
 }
 
 #[tokio::test]
@@ -310,20 +228,29 @@ async fn a_document_the_cluster_refuses_is_dead_lettered_with_its_reason_and_the
             &json!({"mappings": {"properties": {"function": {"type": "long"}}}}),
         )
         .await?;
-    let indexed = Indexed::start(
+    let mut stack = Stack::start(
         &clients,
-        &[
-            ("ORBIT_ELASTICSEARCH_RESULTS_INDEX", index.clone()),
-            ("ORBIT_ELASTICSEARCH_LOGS", "off".into()),
-        ],
+        StackOptions {
+            sinks: false,
+            ..StackOptions::default()
+        },
     )
     .await?;
-    let (stack, consumer) = (&indexed.stack, indexed.consumer.clone());
-    let dead_letter_subject = format!("orbit.deadletter.sink-{consumer}");
+    stack.others.push(
+        start_indexer(
+            &clients,
+            "elasticsearch",
+            &[
+                ("ORBIT_ELASTICSEARCH_RESULTS_INDEX", index.clone()),
+                ("ORBIT_ELASTICSEARCH_LOGS", "off".into()),
+            ],
+        )
+        .await?,
+    );
     let before = clients.deadletter_last_sequence().await?;
-    let ids = submit_all(&clients, stack, 3).await?;
+    let ids = submit_all(&clients, &stack, 3).await?;
     let letters = clients
-        .dead_letters_for(before, &dead_letter_subject, &ids)
+        .dead_letters_for(before, "orbit.deadletter.sink-elasticsearch", &ids)
         .await?;
     let mut reasons = Vec::new();
     for (job, letter) in letters {
@@ -339,29 +266,14 @@ async fn a_document_the_cluster_refuses_is_dead_lettered_with_its_reason_and_the
     }
     for reason in &reasons {
         assert!(
-            reason.starts_with(&format!("sink-{consumer}: refused by the store: 400 "))
+            reason.starts_with("sink-elasticsearch: refused by the store: 400 ")
                 && reason.contains("function"),
             "{reason}"
         );
     }
     assert_eq!(search.count_jobs(&index, &ids).await?, 0);
     // Refused is final: the sink acknowledged the batch and moved on.
-    let consumer_lag = || async {
-        let mut consumer: async_nats::jetstream::consumer::PullConsumer = clients
-            .jetstream
-            .get_stream("RESULTS")
-            .await?
-            .get_consumer(&format!("sink-{consumer}"))
-            .await
-            .map_err(|err| anyhow::anyhow!("{err}"))?;
-        let info = consumer.info().await?;
-        anyhow::Ok(info.num_pending + info.num_ack_pending as u64)
-    };
-    wait_until("the sink caught up", Duration::from_secs(20), || async {
-        Ok((consumer_lag().await? == 0).then_some(()))
-    })
-    .await?;
-    indexed.finish(&clients).await
+    clients.wait_caught_up("sink-elasticsearch").await
 }
 
 /// A private Elasticsearch-API server, to take down and bring back.
@@ -405,9 +317,10 @@ async fn with_elasticsearch_down_results_wait_in_results_and_drain_when_it_retur
         || async { Ok(search.get("/").await.ok().map(|_| ())) },
     )
     .await?;
-    let indexed = Indexed::start(&clients, &[]).await?;
-    let stack = &indexed.stack;
-    let warm = submit_all(&clients, stack, 2).await?;
+    // Its indexer starts at the streams' end (`start_indexer`): what earlier tests left
+    // unindexed is not in the way.
+    let stack = Stack::start(&clients, StackOptions::default()).await?;
+    let warm = submit_all(&clients, &stack, 2).await?;
     wait_until("first results indexed", Duration::from_secs(30), || async {
         Ok((search.count_jobs("orbit-results", &warm).await.unwrap_or(0) == 2).then_some(()))
     })
@@ -416,7 +329,7 @@ async fn with_elasticsearch_down_results_wait_in_results_and_drain_when_it_retur
     // Stopped, not killed: the emulator saves its indices on the way out (a kill -9 loses
     // what it held in memory, which a real cluster's translog would not).
     elastic.terminate()?;
-    let ids = submit_all(&clients, stack, 30).await?;
+    let ids = submit_all(&clients, &stack, 30).await?;
     // The other stores go on; Elasticsearch's results wait.
     clients.wait_recorded(&ids, Duration::from_secs(30)).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -432,5 +345,5 @@ async fn with_elasticsearch_down_results_wait_in_results_and_drain_when_it_retur
     .await?;
     assert_eq!(search.count_jobs("orbit-results", &warm).await?, 2);
     std::fs::remove_dir_all(&data).ok();
-    indexed.finish(&clients).await
+    Ok(())
 }

@@ -133,19 +133,9 @@ async fn a_replica_killed_mid_work_loses_nothing_and_records_each_job_once() -> 
     .await?;
     assert_eq!((rows, distinct), (total as i64, total as i64));
 
-    wait_until(
-        "every job final in Redis",
-        Duration::from_secs(30),
-        || async {
-            let statuses = clients.cached_final_statuses(&ids).await?;
-            Ok(statuses
-                .iter()
-                .all(|s| s.as_deref() == Some("succeeded"))
-                .then_some(()))
-        },
-    )
-    .await?;
-    Ok(())
+    clients
+        .wait_cached_succeeded(&ids, Duration::from_secs(30))
+        .await
 }
 
 #[tokio::test]

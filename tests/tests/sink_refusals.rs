@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use orbit_e2e::{ma_job, wait_until, Clients, Stack, StackOptions};
+use orbit_e2e::{ma_job, Clients, Stack, StackOptions};
 use serde_json::Value;
 
 #[tokio::test]
@@ -76,22 +76,7 @@ async fn a_result_postgres_refuses_is_dead_lettered_and_the_rest_stored() -> any
     );
 
     // Refused is final: the sink acknowledged everything and goes on.
-    wait_until(
-        "sink-postgres caught up",
-        Duration::from_secs(20),
-        || async {
-            let mut consumer: async_nats::jetstream::consumer::PullConsumer = clients
-                .jetstream
-                .get_stream("RESULTS")
-                .await?
-                .get_consumer("sink-postgres")
-                .await
-                .map_err(|err| anyhow::anyhow!("{err}"))?;
-            let info = consumer.info().await?;
-            Ok((info.num_pending + info.num_ack_pending as u64 == 0).then_some(()))
-        },
-    )
-    .await?;
+    clients.wait_caught_up("sink-postgres").await?;
     let next = stack.submit(&clients, &ma_job(12, 3)).await?;
     clients
         .wait_recorded(std::slice::from_ref(&next), Duration::from_secs(30))

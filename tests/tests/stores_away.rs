@@ -199,16 +199,10 @@ async fn redis_away_reads_fall_back_to_postgres_and_redis_catches_up() -> anyhow
     // Redis restarted empty (it is a cache); what finished while it was away, and after,
     // reaches it as sink-redis drains its backlog.
     let later: Vec<String> = accepted[first_during..].to_vec();
-    let fresh = Clients::connect().await?;
-    wait_until("Redis caught up", Duration::from_secs(60), || async {
-        let statuses = fresh.cached_final_statuses(&later).await?;
-        Ok(statuses
-            .iter()
-            .all(|s| s.as_deref() == Some("succeeded"))
-            .then_some(()))
-    })
-    .await?;
-    Ok(())
+    Clients::connect()
+        .await?
+        .wait_cached_succeeded(&later, Duration::from_secs(60))
+        .await
 }
 
 #[tokio::test]

@@ -67,13 +67,25 @@ fn setting(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
 }
 
-/// The connection options from the environment: credentials, inbox prefix, TLS.
+/// A service's connection options: its name, retries for ever, and [`secured`] from the
+/// process's environment.
 async fn options(name: &str) -> Result<async_nats::ConnectOptions, async_nats::ConnectError> {
-    let mut options = async_nats::ConnectOptions::new()
+    let options = async_nats::ConnectOptions::new()
         .name(name)
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(5))
         .max_reconnects(None);
+    secured(options, setting).await
+}
+
+/// `options` with the credentials, inbox prefix and TLS that `setting` gives
+/// (`ORBIT_NATS_CREDS`, `ORBIT_NATS_USER` / `_PASSWORD`, `ORBIT_NATS_CA_FILE`,
+/// `ORBIT_NATS_CERT_FILE` / `_KEY_FILE`; `setting` answers `None` for an unset or empty one).
+/// Services read their environment; the tests and the benchmark read an env file.
+pub async fn secured(
+    mut options: async_nats::ConnectOptions,
+    setting: impl Fn(&str) -> Option<String>,
+) -> Result<async_nats::ConnectOptions, async_nats::ConnectError> {
     if let Some(path) = setting("ORBIT_NATS_CREDS") {
         options = options.credentials_file(&path).await.map_err(|source| {
             async_nats::ConnectError::with_source(
@@ -114,31 +126,20 @@ async fn options(name: &str) -> Result<async_nats::ConnectOptions, async_nats::C
     Ok(options)
 }
 
-/// Connects as the operator (`ORBIT_NATS_ADMIN_USER` / `ORBIT_NATS_ADMIN_PASSWORD` where the
-/// server has users): what the tests, the benchmark and tools use, never a service.
-pub async fn connect_admin(url: &str, name: &str) -> Result<async_nats::Client, ConnectError> {
-    let mut options = options(name).await.map_err(|source| ConnectError {
-        url: redacted(url),
-        source,
-    })?;
-    if let (Some(user), Some(password)) = (
+/// The operator's options (the tests, the benchmark, tools; never a service): [`secured`], then
+/// the admin user `ORBIT_NATS_ADMIN_USER` / `_PASSWORD` where the server has users.
+pub async fn operator_options(
+    setting: impl Fn(&str) -> Option<String>,
+) -> Result<async_nats::ConnectOptions, async_nats::ConnectError> {
+    let admin = (
         setting("ORBIT_NATS_ADMIN_USER"),
         setting("ORBIT_NATS_ADMIN_PASSWORD"),
-    ) {
-        options = options.user_and_password(user, password);
-    }
-    let servers: Vec<&str> = url
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
-    options
-        .connect(servers)
-        .await
-        .map_err(|source| ConnectError {
-            url: redacted(url),
-            source,
-        })
+    );
+    let options = secured(async_nats::ConnectOptions::new(), setting).await?;
+    Ok(match admin {
+        (Some(user), Some(password)) => options.user_and_password(user, password),
+        _ => options,
+    })
 }
 
 /// A JetStream context that applies back-pressure instead of failing when too many publish

@@ -19,15 +19,15 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 /// The schema, embedded from `migrations/` so the binary can apply it on start.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
-/// The tables the services use, and who may do what with them.
+/// The table `grant` gives the services' roles their rights on.
 const RESULTS_TABLE: &str = "inference_results";
 
 /// Gives the services' own roles exactly what they need on the tables the migrations made:
 /// `writers` (the sink) may insert results (and read the job id, which `ON CONFLICT (job_id)`
 /// needs), `readers` (the gateway) may read them; neither may update, delete, drop or create
-/// anything. Run as the owner, after the migrations, so a new
-/// table's grants come with the migration that made it. Role names are checked against
-/// `pg_roles` and quoted, never spliced in raw.
+/// anything. Run as the owner, after the migrations (`sink-postgres migrate`); a table a later
+/// migration adds gets its grants here. Role names are checked against `pg_roles` and quoted,
+/// never spliced in raw.
 pub async fn grant(
     pool: &PgPool,
     writers: &[String],

@@ -101,7 +101,7 @@ pub async fn upgrade(
     let relay = state.relay.clone();
     let settings = state.config.dashboard.connection.clone();
     // Held until the socket closes: the key's `websockets` limit counts open sockets.
-    let slot = slot.and_then(|axum::Extension(slot)| slot.take());
+    let slot = slot.map(|axum::Extension(slot)| slot);
     Ok(upgrade
         .protocols([crate::auth::RELAY_PROTOCOL])
         .write_buffer_size((settings.max_write_buffer / 2).min(128 * 1024))

@@ -57,11 +57,7 @@ pub async fn list(
         }
         None => "orbit.deadletter.*".to_string(),
     };
-    let stream = state
-        .jetstream
-        .get_stream_no_info(DEADLETTER_STREAM)
-        .await
-        .map_err(|err| ApiError::Unavailable(format!("dead letters unavailable: {err}")))?;
+    let stream = dead_letters(&state).await?;
     let mut letters = Vec::new();
     let mut sequence = query.after.unwrap_or(0) + 1;
     let mut exhausted = false;
@@ -78,11 +74,7 @@ pub async fn list(
                 exhausted = true;
                 break;
             }
-            Err(err) => {
-                return Err(ApiError::Unavailable(format!(
-                    "dead letters unavailable: {err}"
-                )))
-            }
+            Err(err) => return Err(unavailable(err)),
         };
         sequence = message.sequence + 1;
         let letter = summary(&message);
@@ -113,27 +105,33 @@ pub async fn one(
         id.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
             ApiError::Invalid(FieldError::new("id", "a dead letter id (a number)"))
         })?;
-    let stream = state
-        .jetstream
-        .get_stream_no_info(DEADLETTER_STREAM)
-        .await
-        .map_err(|err| ApiError::Unavailable(format!("dead letters unavailable: {err}")))?;
+    let stream = dead_letters(&state).await?;
     let message = match stream.get_raw_message(sequence).await {
         Ok(message) => message,
         Err(err) if is_not_found(&err) => {
             return Err(ApiError::NotFound(format!("no dead letter {sequence}")))
         }
-        Err(err) => {
-            return Err(ApiError::Unavailable(format!(
-                "dead letters unavailable: {err}"
-            )))
-        }
+        Err(err) => return Err(unavailable(err)),
     };
     let mut letter = summary(&message);
     // The payload as JSON when it is JSON (a job, a bundle, a result), else as text.
     letter["payload"] = serde_json::from_slice(&message.payload)
         .unwrap_or_else(|_| Value::from(String::from_utf8_lossy(&message.payload).to_string()));
     Ok(Json(letter))
+}
+
+async fn dead_letters(
+    state: &AppState,
+) -> Result<async_nats::jetstream::stream::Stream<()>, ApiError> {
+    state
+        .jetstream
+        .get_stream_no_info(DEADLETTER_STREAM)
+        .await
+        .map_err(unavailable)
+}
+
+fn unavailable(err: impl std::fmt::Display) -> ApiError {
+    ApiError::Unavailable(format!("dead letters unavailable: {err}"))
 }
 
 fn is_not_found(err: &async_nats::jetstream::stream::RawMessageError) -> bool {
