@@ -22,6 +22,11 @@ status:
 test *ARGS:
     scripts/test.sh {{ARGS}}
 
+# A chaos soak on the test services: steady load, a random component killed every few seconds,
+# then the ledger (accepted, recorded, lost and duplicated per store). `just chaos --minutes 10`.
+chaos *ARGS:
+    scripts/chaos.sh {{ARGS}}
+
 # Format, lint, and look for repeated code.
 check:
     cargo fmt --all -- --check

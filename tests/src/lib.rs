@@ -4,7 +4,11 @@
 //! Tests wait on conditions with deadlines, never on sleeps that merely hope: see
 //! [`wait_until`].
 
+pub mod kafka;
+pub mod ledger;
+pub mod load;
 pub mod onnx;
+pub mod search;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -99,7 +103,38 @@ pub struct Proc {
     pub name: String,
     /// Its Prometheus page: every process gets a port of its own (`ORBIT_METRICS_ADDR`).
     pub metrics_url: String,
+    launch: Launch,
     child: Child,
+}
+
+/// Everything needed to start a process again exactly as it was started.
+struct Launch {
+    path: PathBuf,
+    args: Vec<String>,
+    /// The whole environment on top of ours, in the order it applies.
+    env: Vec<(String, String)>,
+    log: PathBuf,
+}
+
+impl Launch {
+    fn spawn(&self) -> anyhow::Result<Child> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let mut command = Command::new(&self.path);
+        command
+            .args(&self.args)
+            .current_dir(workspace_root())
+            .env_remove("ORBIT_NATS_ADMIN_PASSWORD")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        command
+            .spawn()
+            .with_context(|| format!("starting {}", self.path.display()))
+    }
 }
 
 impl Proc {
@@ -123,39 +158,45 @@ impl Proc {
     ) -> anyhow::Result<Self> {
         let logs = workspace_root().join("target/e2e-logs");
         std::fs::create_dir_all(&logs)?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(logs.join(format!("{name}.log")))?;
         let metrics_addr = match extra.iter().find(|(k, _)| *k == "ORBIT_METRICS_ADDR") {
             Some((_, addr)) => addr.clone(),
             None => format!("127.0.0.1:{}", free_port()?),
         };
-        let mut command = Command::new(path);
-        command
-            .args(args)
-            .env("ORBIT_METRICS_ADDR", &metrics_addr)
-            .current_dir(workspace_root())
-            .envs(&env.vars)
-            .envs(credentials_of(path, env, extra)?)
-            .env_remove("ORBIT_NATS_ADMIN_PASSWORD")
-            .env("RUST_LOG", "info")
-            .env("ORBIT_ACK_WAIT_MS", "2000")
-            .env("ORBIT_WORKER_ID", name)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        for (key, value) in extra {
-            command.env(key, value);
+        let mut vars: Vec<(String, String)> =
+            vec![("ORBIT_METRICS_ADDR".to_string(), metrics_addr.clone())];
+        vars.extend(env.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        vars.extend(credentials_of(path, env, extra)?);
+        vars.retain(|(k, _)| k != "ORBIT_NATS_ADMIN_PASSWORD");
+        for (key, value) in [
+            ("RUST_LOG", "info"),
+            ("ORBIT_ACK_WAIT_MS", "2000"),
+            ("ORBIT_WORKER_ID", name),
+        ] {
+            vars.push((key.to_string(), value.to_string()));
         }
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {}", path.display()))?;
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        let launch = Launch {
+            path: path.to_path_buf(),
+            args: args.to_vec(),
+            env: vars,
+            log: logs.join(format!("{name}.log")),
+        };
+        let child = launch.spawn()?;
         Ok(Self {
             name: name.to_string(),
             metrics_url: format!("http://{metrics_addr}/metrics"),
+            launch,
             child,
         })
+    }
+
+    /// Starts the process again as it was first started (after [`Self::kill_hard`], say): same
+    /// environment, same ports, same log.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = self.launch.spawn()?;
+        Ok(())
     }
 
     pub fn pid(&self) -> u32 {
@@ -884,6 +925,11 @@ impl Stack {
             || async { Ok((clients.replicas(function).await? > before).then_some(())) },
         )
         .await
+    }
+
+    /// Every process of the stack, to find one by name and kill it.
+    pub fn processes_mut(&mut self) -> impl Iterator<Item = &mut Proc> {
+        self.functions.iter_mut().chain(self.others.iter_mut())
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -6,73 +6,9 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use orbit_e2e::search::Search;
 use orbit_e2e::{free_port, ma_job, start_indexer, wait_until, Clients, Proc, Stack, StackOptions};
 use serde_json::{json, Value};
-
-/// The Elasticsearch REST API at `base`, as a test reads it.
-struct Search {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Search {
-    fn new(clients: &Clients) -> Self {
-        Self::at(clients, clients.env.get("ORBIT_ELASTICSEARCH_URL"))
-    }
-
-    fn at(clients: &Clients, base: &str) -> Self {
-        Self {
-            http: clients.http.clone(),
-            base: base.trim_end_matches('/').to_string(),
-        }
-    }
-
-    async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
-        let response = self.http.get(format!("{}{path}", self.base)).send().await?;
-        Ok((response.status().as_u16(), response.json().await?))
-    }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: &Value,
-    ) -> anyhow::Result<Value> {
-        let response = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .json(body)
-            .send()
-            .await?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        anyhow::ensure!(status.is_success(), "{path}: {status} {body}");
-        Ok(body)
-    }
-
-    /// How many documents of `index` match `query`, counting everything written so far.
-    async fn count(&self, index: &str, query: Value) -> anyhow::Result<u64> {
-        self.send(
-            reqwest::Method::POST,
-            &format!("/{index}/_refresh"),
-            &json!({}),
-        )
-        .await
-        .ok();
-        let answer = self
-            .send(
-                reqwest::Method::POST,
-                &format!("/{index}/_count"),
-                &json!({ "query": query }),
-            )
-            .await?;
-        answer["count"].as_u64().context("no count")
-    }
-
-    async fn count_jobs(&self, index: &str, ids: &[String]) -> anyhow::Result<u64> {
-        self.count(index, json!({"terms": {"job_id": ids}})).await
-    }
-}
 
 async fn submit_all(clients: &Clients, stack: &Stack, jobs: usize) -> anyhow::Result<Vec<String>> {
     let mut ids = Vec::new();
