@@ -119,7 +119,7 @@ redis_users() {
     ">$(secret redis-orbit-gateway)" "${base[@]}" +set +mget +hgetall >/dev/null \
     || die "could not create the Redis user orbit-gateway"
   REDISCLI_AUTH="$(secret redis)" "${cli[@]}" ACL SETUSER orbit-sink reset on \
-    ">$(secret redis-orbit-sink)" "${base[@]}" +set +hincrby +eval +evalsha +script\|load \
+    ">$(secret redis-orbit-sink)" "${base[@]}" +set +get +hincrby +eval +evalsha +script\|load \
     +script\|exists >/dev/null || die "could not create the Redis user orbit-sink"
 }
 

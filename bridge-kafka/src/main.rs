@@ -59,8 +59,8 @@ async fn main() -> anyhow::Result<()> {
             .context("reading the results topic's tail")?
     };
     tracing::info!(
-        job_ids = delivered.keys.len(),
-        "job ids already in Kafka loaded"
+        records = delivered.keys.len(),
+        "results already in Kafka loaded"
     );
     health::spawn_probe(
         producer.clone(),

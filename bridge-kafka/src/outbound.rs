@@ -21,7 +21,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 
 use crate::health::Health;
-use crate::recent::TopicTail;
+use crate::recent::{record_identity, TopicTail};
 
 /// Record headers, for consumers that route without parsing the value.
 pub const FUNCTION_HEADER: &str = "orbit-function";
@@ -63,46 +63,47 @@ impl KafkaSink {
         }
     }
 
-    fn producing(&self, job_id: &str) -> bool {
+    fn producing(&self, record: &str) -> bool {
         self.in_flight
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .contains(job_id)
+            .contains(record)
     }
 
     /// Releases a batch's claim on its records (claimed in [`Self::to_produce`]): one lock
     /// per batch, not one per record.
-    fn stop_producing<'a>(&self, job_ids: impl Iterator<Item = &'a str>) {
+    fn stop_producing<'a>(&self, records: impl Iterator<Item = &'a str>) {
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        for job_id in job_ids {
-            in_flight.remove(job_id);
+        for record in records {
+            in_flight.remove(record);
         }
     }
 
-    async fn mark_delivered<'a>(&self, job_ids: impl Iterator<Item = &'a str>) {
+    async fn mark_delivered<'a>(&self, records: impl Iterator<Item = &'a str>) {
         let mut delivered = self.delivered.lock().await;
-        for job_id in job_ids {
-            delivered.keys.insert(job_id);
+        for record in records {
+            delivered.keys.insert(record);
         }
     }
 
     /// Which of `batch` to produce, claimed for this batch (marked in flight): not those
     /// already in the topic or being produced by another batch. A redelivered result not
     /// known yet makes the bridge read what was appended to the topic since it last looked.
-    async fn to_produce(&self, batch: &[StoredResult], received: &[Received]) -> Vec<usize> {
+    /// `records`: the [`record_identity`] of each of `batch`.
+    async fn to_produce(&self, records: &[String], received: &[Received]) -> Vec<usize> {
         // A result redelivered while this process is still producing its first delivery (a
         // write slower than the ack wait) waits for that one, then counts as delivered.
-        for (event, r) in batch.iter().zip(received) {
-            while r.redelivered && self.producing(event.job_id.as_str()) {
+        for (record, r) in records.iter().zip(received) {
+            while r.redelivered && self.producing(record) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
         let unknown_redelivery = {
             let tail = self.delivered.lock().await;
-            batch
+            records
                 .iter()
                 .zip(received)
-                .any(|(event, r)| r.redelivered && !tail.keys.contains(event.job_id.as_str()))
+                .any(|(record, r)| r.redelivered && !tail.keys.contains(record))
         };
         if unknown_redelivery {
             let tail = self.delivered.clone();
@@ -122,16 +123,16 @@ impl KafkaSink {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
             let mut mine = HashSet::new();
             let (mut chosen, mut theirs) = (Vec::new(), Vec::new());
-            for (i, event) in batch.iter().enumerate() {
-                let job_id = event.job_id.as_str();
-                if tail.keys.contains(job_id) || mine.contains(job_id) {
+            for (i, record) in records.iter().enumerate() {
+                let record = record.as_str();
+                if tail.keys.contains(record) || mine.contains(record) {
                     continue;
                 }
-                if in_flight.contains(job_id) {
+                if in_flight.contains(record) {
                     theirs.push(i);
                 } else {
-                    in_flight.insert(job_id.to_string());
-                    mine.insert(job_id);
+                    in_flight.insert(record.to_string());
+                    mine.insert(record);
                     chosen.push(i);
                 }
             }
@@ -140,7 +141,7 @@ impl KafkaSink {
         // Another batch is producing these now: this copy is acknowledged only once Kafka has
         // the record (that batch marks it delivered before it stops counting as in flight).
         for i in theirs {
-            while self.producing(batch[i].job_id.as_str()) {
+            while self.producing(&records[i]) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
@@ -249,10 +250,14 @@ impl Sink for KafkaSink {
         batch: &[StoredResult],
         received: &[Received],
     ) -> Result<(), SinkError> {
-        let chosen = self.to_produce(batch, received).await;
+        let records: Vec<String> = batch
+            .iter()
+            .map(|event| record_identity(event.job_id.as_str(), event.status.as_str()))
+            .collect();
+        let chosen = self.to_produce(&records, received).await;
         let skipped = (batch.len() - chosen.len()) as u64;
         let produced = chosen.len() as u64;
-        let chosen_ids = || chosen.iter().map(|&i| batch[i].job_id.as_str());
+        let chosen_ids = || chosen.iter().map(|&i| records[i].as_str());
         let delivery_seconds = metrics::histogram!("orbit_bridge_delivery_seconds");
         join_all(
             chosen

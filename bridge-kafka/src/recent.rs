@@ -1,5 +1,7 @@
-//! Which job ids are already in Kafka: the last `capacity` delivered, seeded at start from the
-//! tail of the results topic.
+//! Which results are already in Kafka: the last `capacity` delivered, seeded at start from the
+//! tail of the results topic. A result is known by its job id and status
+//! ([`record_identity`]): a job has one record per outcome, so a redriven job's success
+//! follows its failure onto the topic, each once.
 //!
 //! A crash between Kafka's delivery report and the JetStream ack makes JetStream deliver
 //! those results again. Kafka has no key-level dedupe outside transactions, so the bridge
@@ -15,9 +17,11 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::config::BridgeConfig;
+use crate::outbound::STATUS_HEADER;
 
 /// A bounded set, oldest out first. Both indexes share one allocation per key: every record
 /// the bridge delivers passes through here.
@@ -148,8 +152,16 @@ impl TopicTail {
                     continue;
                 };
                 let message = message?;
-                if let Some(key) = message.key().and_then(|k| std::str::from_utf8(k).ok()) {
-                    self.keys.insert(key);
+                let status = message.headers().and_then(|headers| {
+                    headers
+                        .iter()
+                        .find(|h| h.key == STATUS_HEADER)
+                        .and_then(|h| h.value)
+                        .and_then(|v| std::str::from_utf8(v).ok())
+                });
+                let key = message.key().and_then(|k| std::str::from_utf8(k).ok());
+                if let (Some(key), Some(status)) = (key, status) {
+                    self.keys.insert(&record_identity(key, status));
                 }
                 let (partition, offset) = (message.partition(), message.offset());
                 ends.retain(|&(p, high)| !(p == partition && offset + 1 >= high));
@@ -173,6 +185,12 @@ impl TopicTail {
         self.consumer
             .fetch_watermarks(&self.topic, partition, Duration::from_secs(10))
     }
+}
+
+/// How a result is known on the topic: its job id (the record's key) and its status (the
+/// `orbit-status` header).
+pub fn record_identity(job_id: &str, status: &str) -> String {
+    format!("{job_id} {status}")
 }
 
 /// Checks, a second apart, that the topic's ends no longer move.

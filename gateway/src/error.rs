@@ -17,6 +17,10 @@ pub enum ApiError {
     Invalid(FieldError),
     #[error("{0}")]
     NotFound(String),
+    /// The request cannot apply to the resource as it is (409): a dead letter that holds no
+    /// job cannot be redriven.
+    #[error("{0}")]
+    Conflict(String),
     #[error("request body is larger than {limit} bytes")]
     TooLarge { limit: usize },
     /// JOBS is full (discard-new): retry later (503 with Retry-After).
@@ -39,6 +43,7 @@ impl ApiError {
             ApiError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_request"),
             ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             ApiError::QueueFull => (StatusCode::SERVICE_UNAVAILABLE, "queue_full"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),

@@ -589,6 +589,46 @@ impl Clients {
         .await
     }
 
+    /// Plays a worker that pulls job `job_id` of `function` and dies with it: the job is
+    /// taken and never acknowledged, so JetStream delivers it again after the ack wait (and
+    /// counts that delivery). Other jobs pulled meanwhile are handed straight back.
+    pub async fn take_and_abandon(&self, function: &str, job_id: &str) -> anyhow::Result<()> {
+        let stream = self.jetstream.get_stream("JOBS").await?;
+        let consumer: async_nats::jetstream::consumer::PullConsumer = stream
+            .get_consumer(&format!("fn-{function}"))
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        loop {
+            let mut batch = consumer
+                .fetch()
+                .max_messages(100)
+                .expires(Duration::from_secs(2))
+                .messages()
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let mut taken = false;
+            while let Some(message) = batch.next().await {
+                let message = message.map_err(|e| anyhow::anyhow!(e))?;
+                let is_ours = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("Nats-Msg-Id"))
+                    .is_some_and(|id| id.as_str() == job_id);
+                if is_ours {
+                    taken = true;
+                } else {
+                    message
+                        .ack_with(async_nats::jetstream::AckKind::Nak(None))
+                        .await
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                }
+            }
+            if taken {
+                return Ok(());
+            }
+        }
+    }
+
     /// The last sequence of JOBS: it moves on every stored job, so an unchanged value proves
     /// nothing was enqueued (consumed jobs leave a work-queue stream, sequences do not).
     pub async fn jobs_last_sequence(&self) -> anyhow::Result<u64> {

@@ -1,11 +1,14 @@
 //! The dead letters through the API: two poison messages set aside by a replica are listed
 //! with their origin, job id and reason, paged, filtered by origin and reason, and shown whole;
-//! bad queries are 4xx with a JSON reason; the routes want an admin key.
+//! bad queries are 4xx with a JSON reason; the routes want an admin key. A job that ended
+//! failed in the dead letters is redriven: it keeps its id, and its success replaces the
+//! failure in Postgres, Redis and Elasticsearch, once; letters that hold no job are refused.
 
 use std::time::Duration;
 
-use orbit_e2e::{wait_until, Clients, Stack, StackOptions};
-use serde_json::Value;
+use orbit_e2e::search::Search;
+use orbit_e2e::{ma_job, wait_until, Clients, Stack, StackOptions};
+use serde_json::{json, Value};
 
 #[tokio::test]
 async fn dead_letters_are_listed_paged_filtered_and_shown() -> anyhow::Result<()> {
@@ -117,6 +120,35 @@ async fn dead_letters_are_listed_paged_filtered_and_shown() -> anyhow::Result<()
     assert_eq!(status, 200);
     assert_eq!(letter["payload"], "not json at all");
 
+    // Letters that hold no job cannot be redriven: a 409 naming why, and they stay.
+    let post = |path: String, body: Value| {
+        let (http, url, admin) = (clients.http.clone(), stack.url(&path), admin.clone());
+        async move {
+            let response = http.post(url).bearer_auth(admin).json(&body).send().await?;
+            let status = response.status().as_u16();
+            anyhow::Ok((
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            ))
+        }
+    };
+    let (status, refused) = post(format!("/api/v1/deadletter/{id}/redrive"), json!({})).await?;
+    assert_eq!(status, 409, "{refused}");
+    assert!(refused["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("holds no job")));
+    let (status, bulk) = post(
+        "/api/v1/deadletter/redrive".into(),
+        json!({"origin": "moving_average", "after": before}),
+    )
+    .await?;
+    assert_eq!(status, 202, "{bulk}");
+    assert_eq!(bulk["redriven"], json!([]), "{bulk}");
+    assert_eq!(bulk["skipped"].as_array().map(Vec::len), Some(2), "{bulk}");
+    assert_eq!(get(format!("/api/v1/deadletter/{id}")).await?.0, 200);
+    let (status, body) = post("/api/v1/deadletter/redrive".into(), json!({"limit": 5000})).await?;
+    assert_eq!(status, 422, "{body}");
+
     // Bad queries: 4xx with a reason; an id past the end: 404.
     for (path, expected) in [
         ("/api/v1/deadletter?limit=0".to_string(), 422),
@@ -141,5 +173,148 @@ async fn dead_letters_are_listed_paged_filtered_and_shown() -> anyhow::Result<()
         .send()
         .await?;
     assert_eq!(with_read_key.status(), 403);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_redriven_job_keeps_its_id_and_its_success_replaces_the_failure_once_everywhere(
+) -> anyhow::Result<()> {
+    let clients = Clients::connect().await?;
+    let admin = format!("orbit_{}", uuid::Uuid::now_v7().simple());
+    let mut stack = Stack::start(
+        &clients,
+        StackOptions {
+            gateway_env: vec![
+                ("ORBIT_AUTH", "on".into()),
+                ("ORBIT_ADMIN_KEY", admin.clone()),
+            ],
+            ..StackOptions::without_functions()
+        },
+    )
+    .await?;
+    let two_deliveries = [("ORBIT_MAX_DELIVER", "2".to_string())];
+    // A replica configures the shared consumer for two deliveries, then goes away.
+    stack
+        .add_replica_with(&clients, "configuring-replica", &two_deliveries)
+        .await?;
+    stack.functions.pop();
+    let before = clients.deadletter_last_sequence().await?;
+    let submit = clients
+        .http
+        .post(stack.url("/api/v1/inference/submit"))
+        .bearer_auth(&admin)
+        .json(&ma_job(48, 4))
+        .send()
+        .await?;
+    assert_eq!(submit.status(), 202);
+    let job_id = submit.json::<Value>().await?["job_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let job = std::slice::from_ref(&job_id);
+
+    // Its first run dies with a worker; the second delivery is the last allowed: it ends
+    // failed, recorded as such everywhere, with a dead letter.
+    clients.take_and_abandon("moving_average", &job_id).await?;
+    stack
+        .add_replica_with(&clients, "careful-replica", &two_deliveries)
+        .await?;
+    let letters = clients
+        .dead_letters_for(before, "orbit.deadletter.moving_average", job)
+        .await?;
+    let letter = letters[0].1.sequence;
+    let search = Search::new(&clients);
+    let stored = |expected: &'static str| {
+        let (clients, search, job_id) = (&clients, &search, job_id.clone());
+        async move {
+            wait_until(
+                &format!("{expected} in every store"),
+                Duration::from_secs(30),
+                || async {
+                    let row: Option<(String,)> =
+                        sqlx::query_as("SELECT status FROM inference_results WHERE job_id = $1")
+                            .bind(&job_id)
+                            .fetch_optional(&clients.pg)
+                            .await?;
+                    let cached = clients
+                        .cached_final_statuses(std::slice::from_ref(&job_id))
+                        .await?;
+                    let (_, document) =
+                        search.get(&format!("/orbit-results/_doc/{job_id}")).await?;
+                    Ok((row.is_some_and(|(s,)| s == expected)
+                        && cached[0].as_deref() == Some(expected)
+                        && document["_source"]["status"] == expected)
+                        .then_some(()))
+                },
+            )
+            .await
+        }
+    };
+    stored("failed").await?;
+
+    // Redriven: the same job id back on its queue, the letter gone.
+    let redrive = |path: String| {
+        let (http, url, admin) = (clients.http.clone(), stack.url(&path), admin.clone());
+        async move {
+            let response = http.post(url).bearer_auth(admin).send().await?;
+            let status = response.status().as_u16();
+            anyhow::Ok((
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            ))
+        }
+    };
+    let (status, answer) = redrive(format!("/api/v1/deadletter/{letter}/redrive")).await?;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["job_ids"], json!([job_id]));
+    stored("succeeded").await?;
+    assert_eq!(clients.recorded(job).await?, 1, "one row, replaced");
+    let status_view: Value = clients
+        .http
+        .get(stack.job_url(&job_id))
+        .bearer_auth(&admin)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(status_view["status"], "succeeded", "{status_view}");
+    let (status, gone) = redrive(format!("/api/v1/deadletter/{letter}/redrive")).await?;
+    assert_eq!(status, 404, "the letter left the dead letters: {gone}");
+
+    // A late copy of the failure (what a sink's redelivery looks like) changes nothing: no
+    // failure replaces a success.
+    let mut results = clients.jetstream.get_stream("RESULTS").await?;
+    let last = results.info().await?.state.last_sequence;
+    let failure_marker = format!("\"job_id\":\"{job_id}\"");
+    let mut failure = None;
+    for sequence in (last.saturating_sub(2000)..=last).rev() {
+        let Ok(message) = results.get_raw_message(sequence).await else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&message.payload);
+        if text.contains(&failure_marker) && text.contains("too_many_deliveries") {
+            failure = Some(message);
+            break;
+        }
+    }
+    let failure = failure.ok_or_else(|| anyhow::anyhow!("the failure is not on RESULTS"))?;
+    let mut headers = async_nats::HeaderMap::new();
+    for (name, values) in failure.headers.iter() {
+        if AsRef::<str>::as_ref(name) != "Nats-Msg-Id" {
+            for value in values {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+    }
+    clients
+        .jetstream
+        .publish_with_headers(failure.subject.clone(), headers, failure.payload.clone())
+        .await?
+        .await?;
+    for sink in ["sink-postgres", "sink-redis", "sink-elasticsearch"] {
+        clients.wait_caught_up(sink).await?;
+    }
+    stored("succeeded").await?;
+    assert_eq!(clients.recorded(job).await?, 1);
     Ok(())
 }

@@ -59,8 +59,11 @@ async fn results_are_indexed_once_under_their_job_id_and_a_jobs_logs_are_found_b
     assert!(search.count("orbit-results", by_function).await? >= 20);
 
     // The same results published again (what a redelivery or a replay of RESULTS does) are
-    // written again and overwrite: the count stays 20, each document's version moves.
-    let version_before = document["_version"].as_u64().context("no _version")?;
+    // written again and overwrite: the count stays 20, each document's sequence number moves,
+    // and its version stays the external version of a success (2; a failure is 1, so no late
+    // failure can overwrite a success, while a redriven success replaces a failure).
+    assert_eq!(document["_version"], 2, "{document}");
+    let seq_no_before = document["_seq_no"].as_u64().context("no _seq_no")?;
     let mut stream = clients.jetstream.get_stream("RESULTS").await?;
     let last = stream.info().await?.state.last_sequence;
     let mut republished = 0;
@@ -82,7 +85,10 @@ async fn results_are_indexed_once_under_their_job_id_and_a_jobs_logs_are_found_b
     let first = format!("/orbit-results/_doc/{}", ids[0]);
     wait_until("the replay rewritten", Duration::from_secs(30), || async {
         let (_, document) = search.get(&first).await?;
-        Ok((document["_version"].as_u64() > Some(version_before)).then_some(()))
+        Ok(
+            (document["_seq_no"].as_u64() > Some(seq_no_before) && document["_version"] == 2)
+                .then_some(()),
+        )
     })
     .await?;
     assert_eq!(search.count_jobs("orbit-results", &ids).await?, 20);

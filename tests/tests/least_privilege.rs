@@ -211,6 +211,19 @@ async fn postgres_roles_do_only_their_own_work() -> anyhow::Result<()> {
             .await,
         "the gateway dropping the table",
     );
+    // Not even the owner rewrites a recorded success (the table's trigger): the one change a
+    // row accepts is a redriven job's success replacing its failure.
+    let rewrite = sqlx::query(
+        "UPDATE inference_results SET status = 'failed' WHERE job_id = \
+         (SELECT job_id FROM inference_results WHERE status = 'succeeded' LIMIT 1)",
+    )
+    .execute(&clients.pg)
+    .await;
+    let error = rewrite.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        error.contains("changes only from failed to succeeded"),
+        "a recorded success was rewritten: {error:?}"
+    );
     // What each may do: the gateway reads results (a refusal fails the test here).
     sqlx::query("SELECT job_id, output FROM inference_results LIMIT 1")
         .execute(&gateway)

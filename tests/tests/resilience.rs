@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use orbit_e2e::{free_port, ma_job, scrape_counter, wait_until, Clients, Stack, StackOptions};
 use serde_json::{json, Value};
 
@@ -223,40 +222,8 @@ async fn a_job_that_keeps_killing_workers_ends_failed_not_lost() -> anyhow::Resu
 
     let job_id = stack.submit(&clients, &ma_job(64, 5)).await?;
 
-    // Play the worker that takes the job and dies with it: pull it and never ack.
-    let stream = clients.jetstream.get_stream("JOBS").await?;
-    let consumer: async_nats::jetstream::consumer::PullConsumer = stream
-        .get_consumer("fn-moving_average")
-        .await
-        .map_err(|e| anyhow::anyhow!(e))?;
-    let mut held = None;
-    while held.is_none() {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(100)
-            .expires(Duration::from_secs(2))
-            .messages()
-            .await
-            .map_err(|e| anyhow::anyhow!(e))?;
-        while let Some(message) = batch.next().await {
-            let message = message.map_err(|e| anyhow::anyhow!(e))?;
-            let is_ours = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("Nats-Msg-Id"))
-                .is_some_and(|id| id.as_str() == job_id);
-            if is_ours {
-                held = Some(message);
-            } else {
-                // Somebody else's job: hand it straight back.
-                message
-                    .ack_with(async_nats::jetstream::AckKind::Nak(None))
-                    .await
-                    .map_err(|e| anyhow::anyhow!(e))?;
-            }
-        }
-    }
-    drop(held);
+    // Play the worker that takes the job and dies with it.
+    clients.take_and_abandon("moving_average", &job_id).await?;
 
     // Its second delivery, after ack_wait, is the last allowed: not run again, ends failed.
     stack

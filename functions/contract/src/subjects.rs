@@ -17,6 +17,22 @@ pub const JOB_ID_HEADER: &str = "Orbit-Job-Id";
 /// gateway knows of a function while none of its replicas runs.
 pub const FUNCTIONS_BUCKET: &str = "orbit_functions";
 
+/// What a replayed job's message id (`Nats-Msg-Id`) carries after its job id: a job redriven
+/// from dead letter `N` is published as `<job id>:redrive:N`, and its results carry the same
+/// suffix, so JetStream's duplicate window (keyed on message ids) takes the replay for new
+/// work while a retried redrive of the same letter is still stored once.
+const REPLAY_MARK: &str = ":redrive:";
+
+/// The message id of job `job_id` replayed from dead letter `letter`.
+pub fn replay_message_id(job_id: &str, letter: u64) -> String {
+    format!("{job_id}{REPLAY_MARK}{letter}")
+}
+
+/// The replay suffix (`:redrive:N`) of a job message's id, if it is a replay.
+pub fn replay_suffix(message_id: &str) -> Option<&str> {
+    message_id.find(REPLAY_MARK).map(|at| &message_id[at..])
+}
+
 /// Header on a dead-lettered message naming why it was dead-lettered.
 pub const DEADLETTER_REASON_HEADER: &str = "Orbit-Deadletter-Reason";
 

@@ -47,8 +47,18 @@ impl Submission {
 
     /// Sends the job; the returned future resolves with JetStream's ack.
     pub async fn publish(&self, js: &Context) -> Result<PublishAckFuture, PublishError> {
+        self.publish_as(js, self.job_id.as_str()).await
+    }
+
+    /// Sends the job as message `message_id`: a replay of a job JetStream has already seen
+    /// (a redriven dead letter) needs an id of its own, or the duplicate window drops it.
+    pub async fn publish_as(
+        &self,
+        js: &Context,
+        message_id: &str,
+    ) -> Result<PublishAckFuture, PublishError> {
         let mut headers = HeaderMap::new();
-        headers.insert(async_nats::header::NATS_MESSAGE_ID, self.job_id.as_str());
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, message_id);
         headers.insert(JOB_ID_HEADER, self.job_id.as_str());
         js.publish_with_headers(job_subject(&self.function), headers, self.payload.clone())
             .await

@@ -110,6 +110,9 @@ const MAX_RESULT_BUNDLE_BYTES: usize = 768 * 1024;
 pub(crate) struct Span {
     pub jobs: Range<usize>,
     pub bundle: bool,
+    /// The job message's replay suffix ([`orbit_contract::subjects::replay_suffix`]): the
+    /// results of a redriven job are new messages, not duplicates of its first run's.
+    pub replay: Option<String>,
 }
 
 /// One message for RESULTS: a lone result, or a bundle of the results of one job bundle.
@@ -118,6 +121,8 @@ pub(crate) struct Publication {
     pub carrier: usize,
     subject: String,
     msg_id: String,
+    /// The job id of a lone result (its `Orbit-Job-Id` header).
+    job_id: Option<String>,
     /// `Some(n)` for a bundle of `n` results.
     documents: Option<usize>,
     payload: Bytes,
@@ -139,6 +144,7 @@ pub(crate) fn publications<'a>(
     let mut publications = Vec::new();
     for (carrier, span) in spans.into_iter().enumerate() {
         let span_events = &events[span.jobs.clone()];
+        let first = publications.len();
         if !span.bundle {
             for event in span_events {
                 publications.push(Publication {
@@ -146,21 +152,37 @@ pub(crate) fn publications<'a>(
                     ..Publication::single(event)?
                 });
             }
-            continue;
+        } else {
+            publish_bundles(&mut publications, carrier, &subject, span_events)?;
         }
-        let mut open: Option<OpenBundle> = None;
-        for (index, event) in span_events.iter().enumerate() {
-            let bundle = open.get_or_insert_with(|| OpenBundle::new(index, span_events.len()));
-            if let Some(overflow) = bundle.push(event)? {
-                let full = std::mem::replace(bundle, overflow);
-                publications.push(full.finish(carrier, &subject, span_events));
+        if let Some(replay) = &span.replay {
+            for publication in &mut publications[first..] {
+                publication.msg_id.push_str(replay);
             }
-        }
-        if let Some(bundle) = open {
-            publications.push(bundle.finish(carrier, &subject, span_events));
         }
     }
     Ok(publications)
+}
+
+/// The result bundles of one job bundle, cut to stay under the size limits.
+fn publish_bundles(
+    publications: &mut Vec<Publication>,
+    carrier: usize,
+    subject: &str,
+    span_events: &[ResultEvent],
+) -> Result<(), serde_json::Error> {
+    let mut open: Option<OpenBundle> = None;
+    for (index, event) in span_events.iter().enumerate() {
+        let bundle = open.get_or_insert_with(|| OpenBundle::new(index, span_events.len()));
+        if let Some(overflow) = bundle.push(event)? {
+            let full = std::mem::replace(bundle, overflow);
+            publications.push(full.finish(carrier, subject, span_events));
+        }
+    }
+    if let Some(bundle) = open {
+        publications.push(bundle.finish(carrier, subject, span_events));
+    }
+    Ok(())
 }
 
 /// About how many bytes an input encodes to.
@@ -235,6 +257,7 @@ impl OpenBundle {
             carrier,
             subject: subject.to_string(),
             msg_id: bundle::bundle_id(span_events[self.first].job_id.as_str(), self.documents),
+            job_id: None,
             documents: Some(self.documents),
             payload: self.payload.into(),
         }
@@ -249,6 +272,7 @@ impl Publication {
             carrier: 0,
             subject: result_subject(&event.function),
             msg_id: event.job_id.as_str().to_string(),
+            job_id: Some(event.job_id.as_str().to_string()),
             documents: None,
             payload: {
                 // About what a result of this size encodes to, so the buffer rarely grows.
@@ -266,9 +290,11 @@ impl Publication {
     ) -> Result<PublishAckFuture, async_nats::Error> {
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, self.msg_id.as_str());
-        match self.documents {
-            None => headers.insert(JOB_ID_HEADER, self.msg_id.as_str()),
-            Some(count) => headers.insert(BUNDLE_SIZE_HEADER, count.to_string().as_str()),
+        if let Some(job_id) = &self.job_id {
+            headers.insert(JOB_ID_HEADER, job_id.as_str());
+        }
+        if let Some(count) = self.documents {
+            headers.insert(BUNDLE_SIZE_HEADER, count.to_string().as_str());
         }
         Ok(js
             .publish_with_headers(self.subject.clone(), headers, self.payload.clone())
@@ -330,11 +356,33 @@ mod tests {
     }
 
     #[test]
+    fn a_replayed_job_has_results_of_its_own() {
+        let events: Vec<ResultEvent> = (0..3).map(|i| event(i, 4)).collect();
+        let spans = [
+            Span {
+                jobs: 0..1,
+                bundle: false,
+                replay: Some(":redrive:7".into()),
+            },
+            Span {
+                jobs: 1..3,
+                bundle: true,
+                replay: Some(":redrive:8".into()),
+            },
+        ];
+        let publications = publications("moving_average", &spans, &events).expect("encode");
+        let ids: Vec<&str> = publications.iter().map(|p| p.msg_id.as_str()).collect();
+        assert_eq!(ids, ["job-0:redrive:7", "job-1+2:redrive:8"]);
+        assert_eq!(publications[0].job_id.as_deref(), Some("job-0"));
+    }
+
+    #[test]
     fn bundles_are_cut_at_the_document_limit() {
         let events: Vec<ResultEvent> = (0..2500).map(|i| event(i, 4)).collect();
         let spans = [Span {
             jobs: 0..events.len(),
             bundle: true,
+            replay: None,
         }];
         let publications = publications("moving_average", &spans, &events).expect("encode");
         let bundles = bundles_of(&publications);
@@ -355,10 +403,12 @@ mod tests {
             Span {
                 jobs: 0..1,
                 bundle: false,
+                replay: None,
             },
             Span {
                 jobs: 1..events.len(),
                 bundle: true,
+                replay: None,
             },
         ];
         let publications = publications("moving_average", &spans, &events).expect("encode");

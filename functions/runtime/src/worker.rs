@@ -16,8 +16,8 @@ use async_nats::HeaderMap;
 use chrono::Utc;
 use futures::future::join_all;
 use orbit_contract::subjects::{
-    deadletter_subject, job_subject, started_subject, DEADLETTER_REASON_HEADER, JOBS_STREAM,
-    JOB_ID_HEADER,
+    deadletter_subject, job_subject, replay_suffix, started_subject, DEADLETTER_REASON_HEADER,
+    JOBS_STREAM, JOB_ID_HEADER,
 };
 use orbit_contract::{bundle, JobEnvelope, JobFailure, RecordedInput, Source};
 
@@ -198,11 +198,18 @@ async fn unpack(
                     envelope,
                     attempt,
                 }));
+                let replay = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+                    .and_then(|id| replay_suffix(id.as_str()))
+                    .map(str::to_string);
                 carriers.push(Carrier {
                     message,
                     span: results::Span {
                         jobs: first..deliveries.len(),
                         bundle,
+                        replay,
                     },
                 });
             }

@@ -159,6 +159,9 @@ impl Elastic {
                 };
                 match (result.status, result.error) {
                     (200..=299, _) => ItemOutcome::Stored,
+                    // A versioned document the index already holds at this version or a
+                    // later one (a redelivered failure after its redriven success).
+                    (409, _) => ItemOutcome::Stored,
                     (status, error) => {
                         let reason = describe(status, error.as_ref());
                         if status == 429 || status >= 500 {

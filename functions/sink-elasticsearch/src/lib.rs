@@ -1,7 +1,8 @@
 //! `sink-elasticsearch`: results and logs, searchable.
 //!
 //! Two sinks on the shared sink runtime, one process: [`ElasticSink::results`] indexes every
-//! result into `orbit-results` under its job id (a replay overwrites, never duplicates), and
+//! result into `orbit-results` under its job id (a replay overwrites, never duplicates, and a
+//! failure never replaces a success: results carry an external version), and
 //! [`ElasticSink::logs`] indexes every process's log events from the LOGS stream into daily
 //! `orbit-logs-YYYY.MM.DD` indices under their event id. Both write through `_bulk`, batched
 //! by count and by time by the runtime's puller, and read the answer item by item
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use client::{Elastic, ElasticError, ItemOutcome};
 use documents::{log_index, ResultDocument};
-use orbit_contract::{LogRecord, StoredResult};
+use orbit_contract::{JobState, LogRecord, StoredResult};
 use orbit_runtime::{Received, Rejected, Sink, SinkError, SinkEvent};
 use serde::Serialize;
 
@@ -27,10 +28,11 @@ pub use client::ElasticConfig;
 /// handed back to the runtime for a later retry.
 const ITEM_RETRY_ROUNDS: u32 = 8;
 
-/// One `_bulk` action: `index` this document under this id.
+/// One `_bulk` action: `index` this document under this id (at this external version).
 struct Action {
     index: String,
     id: String,
+    version: Option<u64>,
     document: Vec<u8>,
 }
 
@@ -65,11 +67,13 @@ impl BulkWriter {
                 let action = &actions[i];
                 // The index name and the id come from Orbit (a validated job id, a UUID, a
                 // configured prefix), but are encoded anyway.
-                serde_json::to_writer(
-                    &mut body,
-                    &serde_json::json!({"index": {"_index": action.index, "_id": action.id}}),
-                )
-                .map_err(SinkError::new)?;
+                let mut meta = serde_json::json!({"_index": action.index, "_id": action.id});
+                if let Some(version) = action.version {
+                    meta["version"] = version.into();
+                    meta["version_type"] = "external_gte".into();
+                }
+                serde_json::to_writer(&mut body, &serde_json::json!({ "index": meta }))
+                    .map_err(SinkError::new)?;
                 body.push(b'\n');
                 body.extend_from_slice(&action.document);
                 body.push(b'\n');
@@ -119,6 +123,10 @@ pub trait Indexed: SinkEvent {
     fn index(&self, target: &str) -> String;
     /// The document; `with_data`: with the job's own values (series, output, parameters).
     fn document(&self, with_data: bool) -> Result<Vec<u8>, SinkError>;
+    /// An external version: a write with a lower one than the index holds changes nothing.
+    fn version(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl Indexed for StoredResult {
@@ -129,6 +137,16 @@ impl Indexed for StoredResult {
 
     fn document(&self, with_data: bool) -> Result<Vec<u8>, SinkError> {
         encode(&ResultDocument::of(self, with_data))
+    }
+
+    /// A failure is version 1 and a success version 2 (`external_gte`): a redriven job's
+    /// success replaces its failure, and no failure, however late, replaces a success.
+    fn version(&self) -> Option<u64> {
+        Some(if self.status == JobState::Succeeded {
+            2
+        } else {
+            1
+        })
     }
 }
 
@@ -193,6 +211,7 @@ impl<E: Indexed> ElasticSink<E> {
                 Ok(Action {
                     index: event.index(&self.target),
                     id: event.id().to_string(),
+                    version: event.version(),
                     document: event.document(self.with_data)?,
                 })
             })

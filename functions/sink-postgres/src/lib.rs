@@ -1,8 +1,9 @@
 //! `sink-postgres`: results into the `inference_results` table.
 //!
 //! A whole batch goes in as one multi-row `INSERT ... SELECT FROM UNNEST(...)` (one statement,
-//! one transaction, one round trip), and `ON CONFLICT (job_id) DO NOTHING` makes a redelivered
-//! result a no-op, so each job is recorded exactly once however often it arrives.
+//! one transaction, one round trip), and `ON CONFLICT (job_id)` makes a redelivered result a
+//! no-op, so each job is recorded exactly once however often it arrives. The one change a
+//! recorded row accepts is a redriven job's success replacing its failure.
 //!
 //! A batch the database refuses for a reason that will not clear by retrying (a data
 //! exception or a constraint of class 22 or 23: a NUL byte in a text, a value out of range) is
@@ -12,7 +13,7 @@
 
 use std::time::Duration;
 
-use orbit_contract::StoredResult;
+use orbit_contract::{JobState, StoredResult};
 use orbit_runtime::{Received, Rejected, Sink, SinkError};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
@@ -24,19 +25,22 @@ const RESULTS_TABLE: &str = "inference_results";
 
 /// Gives the services' own roles exactly what they need on the tables the migrations made:
 /// `writers` (the sink) may insert results (and read the job id, which `ON CONFLICT (job_id)`
-/// needs), `readers` (the gateway) may read them; neither may update, delete, drop or create
-/// anything. Run as the owner, after the migrations (`sink-postgres migrate`); a table a later
-/// migration adds gets its grants here. Role names are checked against `pg_roles` and quoted,
+/// needs) and call `orbit_replace_failures` (a redriven job's success replacing its failure,
+/// with the owner's rights); `readers` (the gateway) may read them; neither may update,
+/// delete, drop or create anything. Run as the owner, after the migrations (`sink-postgres
+/// migrate`); a table a later migration adds gets its grants here. Role names are checked against `pg_roles` and quoted,
 /// never spliced in raw.
 pub async fn grant(
     pool: &PgPool,
     writers: &[String],
     readers: &[String],
 ) -> Result<(), sqlx::Error> {
-    for (roles, privilege) in [
-        (writers, "INSERT"),
-        (writers, "SELECT (job_id)"),
-        (readers, "SELECT"),
+    let results = format!("ON {RESULTS_TABLE}");
+    for (roles, privilege, object) in [
+        (writers, "INSERT", results.as_str()),
+        (writers, "SELECT (job_id)", &results),
+        (writers, "EXECUTE", "ON FUNCTION orbit_replace_failures"),
+        (readers, "SELECT", &results),
     ] {
         for role in roles {
             let quoted: Option<String> =
@@ -49,7 +53,7 @@ pub async fn grant(
                     "no Postgres role {role:?} to grant {privilege} to"
                 )));
             };
-            sqlx::query(&format!("GRANT {privilege} ON {RESULTS_TABLE} TO {quoted}"))
+            sqlx::query(&format!("GRANT {privilege} {object} TO {quoted}"))
                 .execute(pool)
                 .await?;
         }
@@ -81,6 +85,16 @@ FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
              parameters, source, worker_id, attempt, batch_size, submitted_at, started_at,
              finished_at, queue_ms, compute_ms)
 ON CONFLICT (job_id) DO NOTHING
+RETURNING job_id
+"#;
+
+/// A success that met a recorded failure of its job (a redriven job): the owner's function of
+/// migrations/*_results_redrive.sql replaces failures, and only failures.
+const REPLACE_FAILURES: &str = r#"
+SELECT orbit_replace_failures($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+    $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int4[],
+    $13::int4[], $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::float8[],
+    $18::float8[])
 "#;
 
 /// Writes result batches to Postgres.
@@ -103,7 +117,7 @@ fn optional_json<T: serde::Serialize>(value: &Option<T>) -> Result<Option<String
 
 /// Whether the database refused the statement for good: retrying it would be refused again.
 /// Classes 22 (data exception) and 23 (integrity constraint violation); a unique violation
-/// cannot happen (`ON CONFLICT DO NOTHING`). Permission errors (42501) are not here: an
+/// cannot happen (`ON CONFLICT`). Permission errors (42501) are not here: an
 /// operator fixes a grant and the retries succeed.
 fn refused_for_good(err: &sqlx::Error) -> bool {
     match err {
@@ -115,77 +129,149 @@ fn refused_for_good(err: &sqlx::Error) -> bool {
 }
 
 impl PostgresSink {
-    /// One multi-row insert of `batch`.
+    /// One multi-row insert of `batch`; then, if a success met a recorded failure of its job,
+    /// one call that replaces those failures.
     async fn insert(&self, batch: &[StoredResult]) -> Result<(), InsertError> {
+        let events: Vec<&StoredResult> = batch.iter().collect();
+        let inserted: Vec<String> = Columns::of(&events)?
+            .bind(sqlx::query_scalar(INSERT))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(InsertError::Database)?;
+        if inserted.len() == batch.len() {
+            return Ok(());
+        }
+        let inserted: std::collections::HashSet<&str> =
+            inserted.iter().map(String::as_str).collect();
+        let successes: Vec<&StoredResult> = batch
+            .iter()
+            .filter(|e| e.status == JobState::Succeeded && !inserted.contains(e.job_id.as_str()))
+            .collect();
+        if successes.is_empty() {
+            return Ok(());
+        }
+        let replaced: i32 = Columns::of(&successes)?
+            .bind(sqlx::query_scalar(REPLACE_FAILURES))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(InsertError::Database)?;
+        if replaced > 0 {
+            tracing::info!(
+                replaced,
+                "failures replaced by the success of a redriven job"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The results of a batch, column by column, as `UNNEST` takes them.
+struct Columns<'a> {
+    job_id: Vec<&'a str>,
+    model_name: Vec<&'a str>,
+    model_version: Vec<&'a str>,
+    status: Vec<&'a str>,
+    input: Vec<&'a str>,
+    output: Vec<Option<&'a str>>,
+    error: Vec<Option<String>>,
+    metadata: Vec<&'a str>,
+    parameters: Vec<&'a str>,
+    source: Vec<&'a str>,
+    worker_id: Vec<&'a str>,
+    attempt: Vec<i32>,
+    batch_size: Vec<i32>,
+    submitted_at: Vec<chrono::DateTime<chrono::Utc>>,
+    started_at: Vec<chrono::DateTime<chrono::Utc>>,
+    finished_at: Vec<chrono::DateTime<chrono::Utc>>,
+    queue_ms: Vec<f64>,
+    compute_ms: Vec<f64>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(batch: &[&'a StoredResult]) -> Result<Self, SinkError> {
         let n = batch.len();
-        let mut job_id = Vec::with_capacity(n);
-        let mut model_name = Vec::with_capacity(n);
-        let mut model_version = Vec::with_capacity(n);
-        let mut status = Vec::with_capacity(n);
-        let mut input = Vec::with_capacity(n);
-        let mut output = Vec::with_capacity(n);
-        let mut error = Vec::with_capacity(n);
-        let mut metadata = Vec::with_capacity(n);
-        let mut parameters = Vec::with_capacity(n);
-        let mut source = Vec::with_capacity(n);
-        let mut worker_id = Vec::with_capacity(n);
-        let mut attempt = Vec::with_capacity(n);
-        let mut batch_size = Vec::with_capacity(n);
-        let mut submitted_at = Vec::with_capacity(n);
-        let mut started_at = Vec::with_capacity(n);
-        let mut finished_at = Vec::with_capacity(n);
-        let mut queue_ms = Vec::with_capacity(n);
-        let mut compute_ms = Vec::with_capacity(n);
+        let mut columns = Columns {
+            job_id: Vec::with_capacity(n),
+            model_name: Vec::with_capacity(n),
+            model_version: Vec::with_capacity(n),
+            status: Vec::with_capacity(n),
+            input: Vec::with_capacity(n),
+            output: Vec::with_capacity(n),
+            error: Vec::with_capacity(n),
+            metadata: Vec::with_capacity(n),
+            parameters: Vec::with_capacity(n),
+            source: Vec::with_capacity(n),
+            worker_id: Vec::with_capacity(n),
+            attempt: Vec::with_capacity(n),
+            batch_size: Vec::with_capacity(n),
+            submitted_at: Vec::with_capacity(n),
+            started_at: Vec::with_capacity(n),
+            finished_at: Vec::with_capacity(n),
+            queue_ms: Vec::with_capacity(n),
+            compute_ms: Vec::with_capacity(n),
+        };
         for event in batch {
-            job_id.push(event.job_id.as_str());
-            model_name.push(event.function.as_str());
-            model_version.push(event.function_version.as_str());
-            status.push(event.status.as_str());
+            columns.job_id.push(event.job_id.as_str());
+            columns.model_name.push(event.function.as_str());
+            columns.model_version.push(event.function_version.as_str());
+            columns.status.push(event.status.as_str());
             // The JSON text as the function wrote it: no parse, no reprint.
-            input.push(event.input.get());
-            output.push(
+            columns.input.push(event.input.get());
+            columns.output.push(
                 event
                     .output
                     .as_deref()
                     .map(|raw| raw.get())
                     .filter(|t| *t != "null"),
             );
-            error.push(optional_json(&event.error)?);
-            metadata.push(StoredResult::object_text(&event.metadata));
-            parameters.push(StoredResult::object_text(&event.parameters));
-            source.push(event.source.as_str());
-            worker_id.push(event.worker_id.as_str());
-            attempt.push(event.attempt.min(i32::MAX as u32) as i32);
-            batch_size.push(event.batch_size.min(i32::MAX as u32) as i32);
-            submitted_at.push(event.timings.submitted_at);
-            started_at.push(event.timings.started_at);
-            finished_at.push(event.timings.finished_at);
-            queue_ms.push(event.timings.queue_ms);
-            compute_ms.push(event.timings.compute_ms);
+            columns.error.push(optional_json(&event.error)?);
+            columns
+                .metadata
+                .push(StoredResult::object_text(&event.metadata));
+            columns
+                .parameters
+                .push(StoredResult::object_text(&event.parameters));
+            columns.source.push(event.source.as_str());
+            columns.worker_id.push(event.worker_id.as_str());
+            columns
+                .attempt
+                .push(event.attempt.min(i32::MAX as u32) as i32);
+            columns
+                .batch_size
+                .push(event.batch_size.min(i32::MAX as u32) as i32);
+            columns.submitted_at.push(event.timings.submitted_at);
+            columns.started_at.push(event.timings.started_at);
+            columns.finished_at.push(event.timings.finished_at);
+            columns.queue_ms.push(event.timings.queue_ms);
+            columns.compute_ms.push(event.timings.compute_ms);
         }
-        sqlx::query(INSERT)
-            .bind(job_id)
-            .bind(model_name)
-            .bind(model_version)
-            .bind(status)
-            .bind(input)
-            .bind(output)
-            .bind(error)
-            .bind(metadata)
-            .bind(parameters)
-            .bind(source)
-            .bind(worker_id)
-            .bind(attempt)
-            .bind(batch_size)
-            .bind(submitted_at)
-            .bind(started_at)
-            .bind(finished_at)
-            .bind(queue_ms)
-            .bind(compute_ms)
-            .execute(&self.pool)
-            .await
-            .map_err(InsertError::Database)?;
-        Ok(())
+        Ok(columns)
+    }
+
+    /// Binds the columns as `$1` to `$18`, in the order of [`INSERT`].
+    fn bind<O>(
+        self,
+        query: sqlx::query::QueryScalar<'a, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryScalar<'a, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        query
+            .bind(self.job_id)
+            .bind(self.model_name)
+            .bind(self.model_version)
+            .bind(self.status)
+            .bind(self.input)
+            .bind(self.output)
+            .bind(self.error)
+            .bind(self.metadata)
+            .bind(self.parameters)
+            .bind(self.source)
+            .bind(self.worker_id)
+            .bind(self.attempt)
+            .bind(self.batch_size)
+            .bind(self.submitted_at)
+            .bind(self.started_at)
+            .bind(self.finished_at)
+            .bind(self.queue_ms)
+            .bind(self.compute_ms)
     }
 }
 
@@ -227,7 +313,7 @@ impl Sink for PostgresSink {
             Ok(()) => Ok(Vec::new()),
             Err(err) if err.for_good() => {
                 // Something in the batch is refused for good: find what, one at a time. The
-                // rows stored meanwhile are stored once (ON CONFLICT DO NOTHING) if the batch
+                // rows stored meanwhile are stored once (ON CONFLICT) if the batch
                 // comes back.
                 tracing::warn!(error = %err, batch = batch.len(), "batch refused; writing it one result at a time");
                 let mut rejected = Vec::new();

@@ -7,7 +7,7 @@
 //!   first; `sink-redis` writes `running` over it from the workers' started notices.
 //! - `orbit:result:<id>` = the final [`orbit_contract::JobView`] JSON, written once with `SET ... NX`
 //!   by [`FINISH_SCRIPT`], which moves the counters only when it wrote it: a redelivered
-//!   result changes nothing.
+//!   result changes nothing. Only a redriven job's success replaces a failure.
 //!
 //! A reader takes both with one `MGET`, and a result wins over any state, so a late `running`
 //! notice (a redelivery) cannot hide a final state. An earlier layout kept one hash per job
@@ -56,23 +56,38 @@ pub const SCRIPT_CHUNK: usize = 256;
 /// Records final views, each once. KEYS[1] the stats hash, KEYS[1 + i] a result key; ARGV[1]
 /// TTL seconds, then per job three values: status, function, view JSON. Counters move only for
 /// views this call wrote (a redelivery changes nothing), in one HINCRBY per distinct field.
-/// Returns how many jobs it recorded.
+/// The one overwrite: a success replaces a failure (a redriven job), moving its count from
+/// `failed` to `succeeded`. Returns how many jobs it recorded or replaced.
 pub const FINISH_SCRIPT: &str = r#"
 local ttl = ARGV[1]
 local counts = {}
 local recorded = 0
+local function count(field, n)
+  counts[field] = (counts[field] or 0) + n
+end
 for i = 2, #KEYS do
   local base = (i - 2) * 3 + 1
-  local status, fn = ARGV[base + 1], ARGV[base + 2]
-  if redis.call('SET', KEYS[i], ARGV[base + 3], 'EX', ttl, 'NX') then
-    counts[status] = (counts[status] or 0) + 1
-    local per_fn = fn .. ':' .. status
-    counts[per_fn] = (counts[per_fn] or 0) + 1
+  local status, fn, view = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
+  if redis.call('SET', KEYS[i], view, 'EX', ttl, 'NX') then
+    count(status, 1)
+    count(fn .. ':' .. status, 1)
     recorded = recorded + 1
+  elseif status == 'succeeded' then
+    local ok, earlier = pcall(cjson.decode, redis.call('GET', KEYS[i]) or 'null')
+    if ok and type(earlier) == 'table' and earlier['status'] == 'failed' then
+      redis.call('SET', KEYS[i], view, 'EX', ttl)
+      count('failed', -1)
+      count(fn .. ':failed', -1)
+      count('succeeded', 1)
+      count(fn .. ':succeeded', 1)
+      recorded = recorded + 1
+    end
   end
 end
 for field, n in pairs(counts) do
-  redis.call('HINCRBY', KEYS[1], field, n)
+  if n ~= 0 then
+    redis.call('HINCRBY', KEYS[1], field, n)
+  end
 end
 return recorded
 "#;

@@ -35,7 +35,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/statistics", get(statistics::statistics))
         .route("/api/v1/models", get(statistics::models))
         .route("/api/v1/deadletter", get(deadletter::list))
+        .route("/api/v1/deadletter/redrive", post(deadletter::redrive_many))
         .route("/api/v1/deadletter/{id}", get(deadletter::one))
+        .route(
+            "/api/v1/deadletter/{id}/redrive",
+            post(deadletter::redrive_one),
+        )
         .route("/api/{*rest}", any(unknown_route))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
