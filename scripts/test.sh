@@ -8,6 +8,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 "$ROOT/scripts/infra.sh" up
 "$ROOT/scripts/install-browser.sh"
+"$ROOT/scripts/install-tansu-storage.sh"
 set -a; source "$ENV_FILE"; set +a
 
 say "unit and component tests"

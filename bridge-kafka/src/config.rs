@@ -35,6 +35,10 @@ pub struct BridgeConfig {
     pub dedupe_window: usize,
     /// `ORBIT_KAFKA_SESSION_TIMEOUT_MS`, default 10000 (consumer group liveness).
     pub session_timeout_ms: u32,
+    /// `ORBIT_KAFKA_STALL_MS`, default 20000: a record not acknowledged this long while the
+    /// broker answers is stuck (a broker that lost its producer state answers every retry
+    /// with UNKNOWN_PRODUCER_ID), and the bridge starts a new producer.
+    pub stall: std::time::Duration,
     /// `ORBIT_KAFKA_CONSUMER`, default `kafka`: the bridge's JetStream consumer is
     /// `sink-<this>`. Bridges sharing a name share the work; another name mirrors RESULTS again
     /// (to another cluster, say).
@@ -67,6 +71,9 @@ impl BridgeConfig {
             compression: env_or("ORBIT_KAFKA_COMPRESSION", "lz4".to_string())?,
             dedupe_window: env_or("ORBIT_KAFKA_DEDUPE_WINDOW", 50_000usize)?.max(1000),
             session_timeout_ms: env_or("ORBIT_KAFKA_SESSION_TIMEOUT_MS", 10_000u32)?,
+            stall: std::time::Duration::from_millis(
+                env_or("ORBIT_KAFKA_STALL_MS", 20_000u64)?.max(1000),
+            ),
             consumer: env_or("ORBIT_KAFKA_CONSUMER", "kafka".to_string())?,
             http_addr: env_or(
                 "ORBIT_BRIDGE_HTTP_ADDR",

@@ -12,10 +12,11 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer;
 use serde_json::{json, Value};
 
 use crate::config::BridgeConfig;
+use crate::producer::Producers;
 use crate::topics::TopicAdmin;
 
 #[derive(Debug, Default)]
@@ -44,7 +45,7 @@ impl Health {
 /// without the topic (deleted, or a broker restarted empty) gets its topics created again
 /// (when the bridge may create topics), so the producer does not wait on a missing one forever.
 pub fn spawn_probe(
-    producer: FutureProducer,
+    producers: Arc<Producers>,
     admin: Arc<TopicAdmin>,
     config: BridgeConfig,
     topics: Vec<String>,
@@ -54,7 +55,7 @@ pub fn spawn_probe(
     let topic = config.results_topic.clone();
     tokio::spawn(async move {
         loop {
-            let (producer_, topic_) = (producer.clone(), topic.clone());
+            let (producer_, topic_) = (producers.current().1, topic.clone());
             let ready = tokio::task::spawn_blocking(move || {
                 producer_
                     .client()

@@ -19,7 +19,7 @@ use orbit_runtime::Shutdown;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::Message;
 use serde_json::json;
 
@@ -39,7 +39,7 @@ pub struct Inbound {
     pub jetstream: Context,
     /// What functions exist: a record is checked against its function's declaration.
     pub registry: Registry,
-    pub producer: FutureProducer,
+    pub producers: std::sync::Arc<crate::producer::Producers>,
 }
 
 impl Inbound {
@@ -170,7 +170,8 @@ impl Inbound {
             if let Some(key) = message.key() {
                 record = record.key(key);
             }
-            match self.producer.send(record, Duration::from_secs(5)).await {
+            let (_, producer) = self.producers.current();
+            match producer.send(record, Duration::from_secs(5)).await {
                 Ok(_) => {
                     metrics::counter!("orbit_bridge_requests_deadlettered_total").increment(1);
                     tracing::info!(partition = message.partition(), offset = message.offset(), error = %err, "malformed request dead-lettered");

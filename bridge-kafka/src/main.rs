@@ -8,11 +8,12 @@ use bridge_kafka::config::BridgeConfig;
 use bridge_kafka::health::{self, Health};
 use bridge_kafka::inbound::Inbound;
 use bridge_kafka::outbound::KafkaSink;
+use bridge_kafka::producer::Producers;
 use bridge_kafka::recent::TopicTail;
 use bridge_kafka::topics::TopicAdmin;
 use orbit_runtime::registry::Registry;
 use orbit_runtime::{catalog, nats, run_sink, streams, telemetry, RuntimeConfig, Shutdown};
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer;
 
 #[global_allocator]
 static ALLOCATOR: orbit_runtime::Allocator = orbit_runtime::Allocator;
@@ -48,10 +49,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let producer: FutureProducer = config
-        .producer()
-        .create()
-        .context("creating the Kafka producer")?;
+    let producers = Arc::new(Producers::new(&config).context("creating the Kafka producer")?);
     let delivered = {
         let (config, topic) = (config.clone(), config.results_topic.clone());
         tokio::task::spawn_blocking(move || TopicTail::load(&config, &topic, config.dedupe_window))
@@ -63,7 +61,7 @@ async fn main() -> anyhow::Result<()> {
         "results already in Kafka loaded"
     );
     health::spawn_probe(
-        producer.clone(),
+        producers.clone(),
         admin,
         config.clone(),
         topic_names,
@@ -94,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
                     topic,
                     jetstream: js.clone(),
                     registry,
-                    producer: producer.clone(),
+                    producers: producers.clone(),
                 }
                 .run(shutdown.clone()),
             )
@@ -102,7 +100,8 @@ async fn main() -> anyhow::Result<()> {
 
     let sink = KafkaSink::new(
         &config.consumer,
-        producer.clone(),
+        producers.clone(),
+        config.stall,
         config.results_topic.clone(),
         delivered,
         health,
@@ -112,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(inbound) = inbound {
         inbound.await?.context("inbound")?;
     }
+    let (_, producer) = producers.current();
     tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await??;
     client.flush().await?;
     http.await??;

@@ -17,10 +17,11 @@ use orbit_contract::StoredResult;
 use orbit_runtime::{Received, Sink, SinkError};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use serde_json::json;
 
 use crate::health::Health;
+use crate::producer::Producers;
 use crate::recent::{record_identity, TopicTail};
 
 /// Record headers, for consumers that route without parsing the value.
@@ -32,7 +33,10 @@ pub const TRUNCATED_HEADER: &str = "orbit-truncated";
 
 pub struct KafkaSink {
     name: &'static str,
-    producer: FutureProducer,
+    producers: Arc<Producers>,
+    /// How long a record may wait for Kafka's ack, the broker answering, before the producer
+    /// is taken for stuck ([`Producers`]).
+    stall: Duration,
     topic: String,
     /// Job ids in the topic: the tail read at start plus everything delivered since.
     delivered: Arc<tokio::sync::Mutex<TopicTail>>,
@@ -47,14 +51,16 @@ impl KafkaSink {
     /// `name` names the JetStream consumer (`sink-<name>`); it lives as long as the process.
     pub fn new(
         name: &str,
-        producer: FutureProducer,
+        producers: Arc<Producers>,
+        stall: Duration,
         topic: String,
         delivered: TopicTail,
         health: Arc<Health>,
     ) -> Self {
         Self {
             name: Box::leak(name.to_string().into_boxed_str()),
-            producer,
+            producers,
+            stall,
             topic,
             delivered: Arc::new(tokio::sync::Mutex::new(delivered)),
             in_flight: Default::default(),
@@ -148,6 +154,26 @@ impl KafkaSink {
         chosen
     }
 
+    /// Whether the topic holds `event`'s record, reading what was appended since the bridge
+    /// last looked unless a read that began after `since` (the moment this record's fate
+    /// became unknown) already did: after a stall, every record in flight asks at once, and
+    /// one read answers them all.
+    async fn in_topic(&self, event: &StoredResult, since: std::time::Instant) -> bool {
+        let record = record_identity(event.job_id.as_str(), event.status.as_str());
+        let tail = self.delivered.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            let mut tail = tail.blocking_lock();
+            if tail.caught_up_at.is_none_or(|at| at < since) {
+                if let Err(err) = tail.catch_up(0) {
+                    tracing::warn!(error = %err, "could not read the topic's tail; a record may repeat");
+                }
+            }
+            tail.keys.contains(&record)
+        })
+        .await;
+        matches!(found, Ok(true))
+    }
+
     /// Produces `payload` for `event`; resolves when Kafka has it (or refused it).
     async fn produce(
         &self,
@@ -178,8 +204,9 @@ impl KafkaSink {
             .key(event.job_id.as_str())
             .payload(payload)
             .headers(headers);
+        let (generation, producer) = self.producers.current();
         let delivery = loop {
-            match self.producer.send_result(record) {
+            match producer.send_result(record) {
                 Ok(delivery) => break delivery,
                 // The local queue is full: Kafka is slow or down. Wait for room.
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
@@ -189,10 +216,38 @@ impl KafkaSink {
                 Err((err, _)) => return Err(err),
             }
         };
-        match delivery.await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err((err, _))) => Err(err),
-            Err(_) => Err(KafkaError::Canceled),
+        tokio::pin!(delivery);
+        loop {
+            match tokio::time::timeout(self.stall, &mut delivery).await {
+                Ok(Ok(Ok(_))) => return Ok(()),
+                Ok(Ok(Err((err, _)))) => return Err(err),
+                Ok(Err(_)) => return Err(KafkaError::Canceled),
+                // The broker answers, yet this record waited the whole stall: the producer is
+                // stuck. While the broker is down, waiting is right.
+                Err(_) if self.health.kafka_ready() => {
+                    let (producers, topic, stall) =
+                        (self.producers.clone(), self.topic.clone(), self.stall);
+                    let replaced = tokio::task::spawn_blocking(move || {
+                        producers.replace_if_stuck(generation, &topic, stall)
+                    })
+                    .await;
+                    match replaced {
+                        // Replaced, now or by another record's wait: send it again.
+                        Ok(Ok(true)) => {
+                            return Err(KafkaError::MessageProduction(
+                                RDKafkaErrorCode::MessageTimedOut,
+                            ))
+                        }
+                        // Slow, or not answering: wait on.
+                        Ok(Ok(false)) => {}
+                        Ok(Err(err)) => {
+                            tracing::debug!(error = %err, "stalled record, broker away: waiting")
+                        }
+                        Err(err) => tracing::warn!(error = %err, "producer check failed"),
+                    }
+                }
+                Err(_) => {}
+            }
         }
     }
 
@@ -203,7 +258,16 @@ impl KafkaSink {
         let mut pause = Duration::from_millis(100);
         let mut truncated = false;
         let mut stand_in = Vec::new();
+        // Since when a produce of this record stalled or was purged: the broker may have
+        // taken it all the same, so the topic is read before it is sent again.
+        let mut uncertain: Option<std::time::Instant> = None;
         loop {
+            if let Some(since) = uncertain {
+                if self.in_topic(event, since).await {
+                    delivery_seconds.record(started.elapsed().as_secs_f64());
+                    return;
+                }
+            }
             let body = if truncated { &stand_in[..] } else { payload };
             match self.produce(event, body, truncated).await {
                 Ok(()) => {
@@ -219,6 +283,9 @@ impl KafkaSink {
                     truncated = true;
                 }
                 Err(err) => {
+                    if is_stalled_or_purged(&err) {
+                        uncertain = Some(std::time::Instant::now());
+                    }
                     metrics::counter!("orbit_bridge_produce_retries_total").increment(1);
                     tracing::warn!(job_id = %event.job_id, error = %err, retry_in = ?pause, "record not stored; producing again");
                     self.health.set_kafka(false);
@@ -276,6 +343,18 @@ impl Sink for KafkaSink {
         metrics::counter!("orbit_bridge_records_total").increment(produced);
         Ok(())
     }
+}
+
+/// A record whose fate is unknown: the producer was taken for stuck, or replaced under it.
+fn is_stalled_or_purged(err: &KafkaError) -> bool {
+    matches!(
+        err.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageTimedOut
+                | RDKafkaErrorCode::PurgeQueue
+                | RDKafkaErrorCode::PurgeInflight
+        )
+    )
 }
 
 fn is_too_large(err: &KafkaError) -> bool {

@@ -74,6 +74,8 @@ pub struct TopicTail {
     topic: String,
     read_to: HashMap<i32, i64>,
     pub keys: RecentKeys,
+    /// When the last catch-up that read up to the ends began.
+    pub caught_up_at: Option<Instant>,
 }
 
 impl TopicTail {
@@ -92,6 +94,7 @@ impl TopicTail {
             topic: topic.to_string(),
             read_to: HashMap::new(),
             keys: RecentKeys::new(capacity),
+            caught_up_at: None,
         };
         let partitions = tail.partitions()?;
         if !partitions.is_empty() {
@@ -110,19 +113,21 @@ impl TopicTail {
     /// Reads what was appended since the last read, until the ends stayed put for `settle`
     /// checks a second apart (0: read up to the current ends once).
     pub fn catch_up(&mut self, settle: u32) -> Result<(), KafkaError> {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let began = Instant::now();
+        let deadline = began + Duration::from_secs(60);
         let mut settled = 0;
         loop {
             let mut assignment = TopicPartitionList::new();
             let mut ends = Vec::new();
             for partition in self.partitions()? {
                 let (low, high) = self.watermarks(partition)?;
-                let from = self
-                    .read_to
-                    .get(&partition)
-                    .copied()
-                    .unwrap_or(low)
-                    .max(low);
+                let from = match self.read_to.get(&partition).copied() {
+                    // The partition ends before where reading stopped: the topic was made
+                    // anew (a broker restarted without its log). Read it from its start.
+                    Some(read) if read > high => low,
+                    Some(read) => read.max(low),
+                    None => low,
+                };
                 if high > from {
                     assignment.add_partition_offset(
                         &self.topic,
@@ -135,6 +140,7 @@ impl TopicTail {
             }
             if ends.is_empty() {
                 if settled >= settle {
+                    self.caught_up_at = Some(began);
                     return Ok(());
                 }
                 settled += 1;
@@ -148,10 +154,16 @@ impl TopicTail {
                     tracing::warn!("topic tail not fully read; a redelivered result may repeat");
                     return Ok(());
                 }
-                let Some(message) = self.consumer.poll(Duration::from_millis(500)) else {
-                    continue;
+                let message = match self.consumer.poll(Duration::from_millis(500)) {
+                    Some(Ok(message)) => message,
+                    // Errors librdkafka queued while a broker was away (AllBrokersDown, a
+                    // transport failure) arrive here long after it is back: not this read's.
+                    Some(Err(err)) => {
+                        tracing::debug!(error = %err, "topic tail reader: an earlier error");
+                        continue;
+                    }
+                    None => continue,
                 };
-                let message = message?;
                 let status = message.headers().and_then(|headers| {
                     headers
                         .iter()

@@ -17,11 +17,31 @@ pub struct JobCache {
     ttl_secs: u64,
 }
 
+/// The longest any cache call may take. The connection's own timeouts bound one attempt, but
+/// with Redis away its reconnects (with back-off) come on top, and a submit waited seconds
+/// (measured: more than 5 s for 143 of 750 submits while Redis was stopped); so every call is
+/// also cut off here, and the caller goes on without the cache.
+const ANSWER_BUDGET: Duration = Duration::from_millis(500);
+
+/// `call`, or a timeout error once [`ANSWER_BUDGET`] has passed.
+async fn within_budget<T>(
+    call: impl std::future::Future<Output = Result<T, redis::RedisError>>,
+) -> Result<T, redis::RedisError> {
+    tokio::time::timeout(ANSWER_BUDGET, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(redis::RedisError::from((
+                redis::ErrorKind::IoError,
+                "Redis did not answer within the budget",
+            )))
+        })
+}
+
 impl JobCache {
     pub async fn connect(url: &str, ttl: Duration) -> Result<Self, redis::RedisError> {
         // Half a second at most: a submit marks its job queued in Redis before answering, and
         // Redis being away must not hold the answer (the job is safe in JetStream already).
-        let connection = sink_redis::connect(url, Duration::from_millis(500)).await?;
+        let connection = sink_redis::connect(url, ANSWER_BUDGET).await?;
         Ok(Self {
             connection,
             ttl_secs: ttl.as_secs().max(1),
@@ -41,17 +61,19 @@ impl JobCache {
                 .arg("NX")
                 .ignore();
         }
-        pipe.query_async::<()>(&mut self.connection.clone()).await
+        within_budget(pipe.query_async::<()>(&mut self.connection.clone())).await
     }
 
     /// The cached state of a job, if the cache knows it: its final view, else its pending
     /// state.
     pub async fn lookup(&self, job_id: &JobId) -> Result<Option<JobView>, redis::RedisError> {
-        let (view, state): (Option<String>, Option<String>) = redis::cmd("MGET")
-            .arg(result_key(job_id.as_str()))
-            .arg(state_key(job_id.as_str()))
-            .query_async(&mut self.connection.clone())
-            .await?;
+        let (view, state): (Option<String>, Option<String>) = within_budget(
+            redis::cmd("MGET")
+                .arg(result_key(job_id.as_str()))
+                .arg(state_key(job_id.as_str()))
+                .query_async(&mut self.connection.clone()),
+        )
+        .await?;
         if let Some(view) = view {
             if let Ok(view) = serde_json::from_str::<JobView>(&view) {
                 return Ok(Some(view));
@@ -65,15 +87,16 @@ impl JobCache {
 
     /// The counters `sink-redis` moves once per finished job (`sink_redis::layout::STATS_KEY`).
     pub async fn counters(&self) -> Result<HashMap<String, u64>, redis::RedisError> {
-        redis::cmd("HGETALL")
-            .arg(STATS_KEY)
-            .query_async(&mut self.connection.clone())
-            .await
+        within_budget(
+            redis::cmd("HGETALL")
+                .arg(STATS_KEY)
+                .query_async(&mut self.connection.clone()),
+        )
+        .await
     }
 
     pub async fn ping(&self) -> Result<(), redis::RedisError> {
-        redis::cmd("PING")
-            .query_async::<String>(&mut self.connection.clone())
+        within_budget(redis::cmd("PING").query_async::<String>(&mut self.connection.clone()))
             .await
             .map(|_| ())
     }

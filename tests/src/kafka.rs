@@ -34,6 +34,8 @@ impl Bridge {
             ("ORBIT_KAFKA_DEADLETTER_TOPIC", deadletter_topic.clone()),
             ("ORBIT_KAFKA_GROUP", format!("orbit-bridge-{run}")),
             ("ORBIT_KAFKA_SESSION_TIMEOUT_MS", "6000".into()),
+            // A producer a restarted broker no longer knows is replaced after 5 s, not 20.
+            ("ORBIT_KAFKA_STALL_MS", "5000".into()),
             ("ORBIT_BRIDGE_HTTP_ADDR", format!("127.0.0.1:{port}")),
         ];
         Ok(Self {

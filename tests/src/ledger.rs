@@ -10,10 +10,22 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
-use crate::kafka::{consume, Bridge};
+use crate::kafka::{consume, fresh_results, Bridge};
 use crate::load::Outcome;
 use crate::search::Search;
-use crate::{wait_until, Clients};
+use crate::{wait_until, Clients, Stack, StackOptions};
+
+/// The stack fault tests and the chaos soak run, with every store the ledger reads: two
+/// moving-average replicas, the three sinks, the gateway, and a Kafka bridge with topics of its
+/// own (its process is the last of `stack.others`), from an empty RESULTS.
+pub async fn whole_stack(clients: &Clients) -> anyhow::Result<(Stack, Bridge)> {
+    fresh_results(clients).await?;
+    let mut stack = Stack::start(clients, StackOptions::with_replicas(2)).await?;
+    let bridge = Bridge::new(clients, None)?;
+    stack.others.push(bridge.start(clients)?);
+    bridge.wait_ready(clients).await?;
+    Ok((stack, bridge))
+}
 
 /// One store's side of the ledger.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -130,6 +142,17 @@ impl Ledger {
                 .count(),
             stores,
         })
+    }
+
+    /// The ledger of a [`whole_stack`]: all four stores.
+    pub async fn of_whole_stack(
+        clients: &Clients,
+        outcome: &Outcome,
+        bridge: &Bridge,
+        settle: Duration,
+    ) -> anyhow::Result<Self> {
+        let search = Search::new(clients);
+        Self::take(clients, outcome, Some(&search), Some(bridge), settle).await
     }
 
     /// Every store holds every accepted job once.

@@ -113,6 +113,7 @@ struct Launch {
     args: Vec<String>,
     /// The whole environment on top of ours, in the order it applies.
     env: Vec<(String, String)>,
+    dir: PathBuf,
     log: PathBuf,
 }
 
@@ -125,7 +126,7 @@ impl Launch {
         let mut command = Command::new(&self.path);
         command
             .args(&self.args)
-            .current_dir(workspace_root())
+            .current_dir(&self.dir)
             .env_remove("ORBIT_NATS_ADMIN_PASSWORD")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -156,6 +157,18 @@ impl Proc {
         env: &TestEnv,
         extra: &[(&str, String)],
     ) -> anyhow::Result<Self> {
+        Self::spawn_path_in(name, path, args, &workspace_root(), env, extra)
+    }
+
+    /// The same, running in directory `dir`.
+    pub fn spawn_path_in(
+        name: &str,
+        path: &std::path::Path,
+        args: &[String],
+        dir: &std::path::Path,
+        env: &TestEnv,
+        extra: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let logs = workspace_root().join("target/e2e-logs");
         std::fs::create_dir_all(&logs)?;
         let metrics_addr = match extra.iter().find(|(k, _)| *k == "ORBIT_METRICS_ADDR") {
@@ -179,6 +192,7 @@ impl Proc {
             path: path.to_path_buf(),
             args: args.to_vec(),
             env: vars,
+            dir: dir.to_path_buf(),
             log: logs.join(format!("{name}.log")),
         };
         let child = launch.spawn()?;
@@ -212,6 +226,11 @@ impl Proc {
             bail!("kill -{signal} {} failed", self.name);
         }
         Ok(())
+    }
+
+    /// How it ended, if it has.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// Freezes the process where it stands (SIGSTOP).

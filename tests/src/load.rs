@@ -32,6 +32,8 @@ pub struct Outcome {
     pub unanswered: Vec<String>,
     /// Tries answered with anything but a 202, or not at all (each later retried).
     pub failed_tries: u64,
+    /// Those tries by what went wrong: an HTTP status, `timeout`, `connect` or `other`.
+    pub failures: std::collections::BTreeMap<String, u64>,
     /// Tries answered 4xx: a bug in the load or the gateway, never retried.
     pub rejected: u64,
 }
@@ -147,6 +149,15 @@ async fn submit(http: reqwest::Client, url: String, key: String, tally: Arc<Tall
             }
             _ => {
                 tally.failed_tries.fetch_add(1, Ordering::Relaxed);
+                let kind = match &answer {
+                    Ok(response) => response.status().as_u16().to_string(),
+                    Err(err) if err.is_timeout() => "timeout".to_string(),
+                    Err(err) if err.is_connect() => "connect".to_string(),
+                    Err(_) => "other".to_string(),
+                };
+                if let Ok(mut outcome) = tally.outcome.lock() {
+                    *outcome.failures.entry(kind).or_default() += 1;
+                }
             }
         }
         if tokio::time::Instant::now() + RETRY_PAUSE > deadline {

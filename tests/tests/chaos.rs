@@ -7,11 +7,9 @@
 
 use std::time::Duration;
 
-use orbit_e2e::kafka::{fresh_results, Bridge};
-use orbit_e2e::ledger::Ledger;
+use orbit_e2e::ledger::{whole_stack, Ledger};
 use orbit_e2e::load::Load;
-use orbit_e2e::search::Search;
-use orbit_e2e::{wait_until, Clients, Stack, StackOptions};
+use orbit_e2e::{wait_until, Clients};
 
 /// The records of one produce request the local broker may apply after a killed bridge's
 /// successor read the topic's tail (see the Kafka test of a killed bridge): the one known
@@ -21,11 +19,7 @@ const KAFKA_IN_FLIGHT: usize = 200;
 #[tokio::test]
 async fn every_component_killed_under_load_loses_no_accepted_job() -> anyhow::Result<()> {
     let clients = Clients::connect().await?;
-    fresh_results(&clients).await?;
-    let mut stack = Stack::start(&clients, StackOptions::with_replicas(2)).await?;
-    let bridge = Bridge::new(&clients, None)?;
-    let mut bridge_process = bridge.start(&clients)?;
-    bridge.wait_ready(&clients).await?;
+    let (mut stack, bridge) = whole_stack(&clients).await?;
 
     let load = Load::start(&clients, &stack, 100);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -38,14 +32,10 @@ async fn every_component_killed_under_load_loses_no_accepted_job() -> anyhow::Re
         "bridge-kafka",
     ];
     for victim in victims {
-        let process = if victim == "bridge-kafka" {
-            &mut bridge_process
-        } else {
-            stack
-                .processes_mut()
-                .find(|p| p.name == victim)
-                .ok_or_else(|| anyhow::anyhow!("no process {victim} in the stack"))?
-        };
+        let process = stack
+            .processes_mut()
+            .find(|p| p.name == victim)
+            .ok_or_else(|| anyhow::anyhow!("no process {victim} in the stack"))?;
         let accepted_before = load.accepted().len();
         process.kill_hard()?;
         eprintln!("killed {victim} with {accepted_before} jobs accepted");
@@ -64,15 +54,8 @@ async fn every_component_killed_under_load_loses_no_accepted_job() -> anyhow::Re
     let outcome = load.stop().await?;
     assert_eq!(outcome.rejected, 0, "no submit was refused as invalid");
 
-    let search = Search::new(&clients);
-    let ledger = Ledger::take(
-        &clients,
-        &outcome,
-        Some(&search),
-        Some(&bridge),
-        Duration::from_secs(120),
-    )
-    .await?;
+    let ledger =
+        Ledger::of_whole_stack(&clients, &outcome, &bridge, Duration::from_secs(120)).await?;
     eprintln!("{ledger}");
     for (store, count) in &ledger.stores {
         assert_eq!(count.lost, 0, "{store} lost jobs:\n{ledger}");

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use orbit_e2e::kafka::{consume, consume_with, fresh_results, produce, Bridge, Consumed};
+use orbit_e2e::kafka::{consume, consume_with, fresh_results, produce, scratch, Bridge, Consumed};
 use orbit_e2e::{free_port, ma_job, wait_until, Clients, Proc, Stack, StackOptions};
 use serde_json::{json, Value};
 
@@ -28,6 +28,25 @@ async fn submit_many(clients: &Clients, stack: &Stack, jobs: usize) -> anyhow::R
         );
     }
     Ok(ids)
+}
+
+/// Reads the whole topic and checks it holds each of `ids` once, and nothing else.
+async fn every_job_once(
+    clients: &Clients,
+    brokers: &str,
+    topic: &str,
+    ids: &[String],
+    what: &str,
+) -> anyhow::Result<()> {
+    let consumed = consume(clients, brokers, topic, ids.len()).await?;
+    let duplicates = check_topic(clients, &consumed, ids).await?;
+    eprintln!(
+        "{what}: {} records for {} jobs, {duplicates} duplicates",
+        consumed.records.len(),
+        ids.len()
+    );
+    anyhow::ensure!(duplicates == 0, "{}", consumed.summary);
+    Ok(())
 }
 
 /// Checks the topic holds each of `ids` (and nothing else), each value the same result
@@ -202,14 +221,14 @@ async fn a_broker_that_starts_late_and_then_freezes_delays_results_but_loses_non
     broker.thaw()?;
     bridge.wait_ready(&clients).await?;
 
-    let consumed = consume(&clients, &brokers, &bridge.results_topic, ids.len()).await?;
-    let duplicates = check_topic(&clients, &consumed, &ids).await?;
-    eprintln!(
-        "broker outage: {} records for {} jobs, {duplicates} duplicates",
-        consumed.records.len(),
-        ids.len()
-    );
-    assert_eq!(duplicates, 0, "{}", consumed.summary);
+    every_job_once(
+        &clients,
+        &brokers,
+        &bridge.results_topic,
+        &ids,
+        "broker outage",
+    )
+    .await?;
     Ok(())
 }
 
@@ -303,5 +322,149 @@ async fn kafka_records_become_jobs_and_malformed_ones_are_dead_lettered() -> any
             .fetch_one(&clients.pg)
             .await?;
     assert_eq!(bad, 0);
+    Ok(())
+}
+
+/// A stack, and a bridge writing to a tansu broker of the test's own on a free port.
+struct OwnBroker {
+    stack: Stack,
+    bridge: Bridge,
+    brokers: String,
+    broker: Proc,
+    _bridge: Proc,
+}
+
+/// Starts an [`OwnBroker`] from an empty RESULTS. `storage` is `memory://tansu/` (the log
+/// lives and dies with the process) or `sqlite://...` (kept across restarts, by the binary
+/// built with storage engines, `ORBIT_TANSU_STORAGE_BIN`); `binary` names the setting with the
+/// binary. The broker runs in a directory of its own: tansu takes a SQLite path relative to
+/// where it runs.
+async fn with_own_broker(
+    clients: &Clients,
+    name: &str,
+    binary: &str,
+    storage: &str,
+) -> anyhow::Result<OwnBroker> {
+    fresh_results(clients).await?;
+    let stack = Stack::start(clients, StackOptions::default()).await?;
+    let dir = scratch(&format!("tansu-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(dir.join("data"))?;
+    let brokers = format!("127.0.0.1:{}", free_port()?);
+    let listener = format!("tcp://{brokers}");
+    let broker = Proc::spawn_path_in(
+        name,
+        &PathBuf::from(clients.env.get(binary)),
+        &[
+            "broker".into(),
+            "--listener-url".into(),
+            listener.clone(),
+            "--advertised-listener-url".into(),
+            listener,
+            "--storage-engine".into(),
+            storage.into(),
+        ],
+        &dir,
+        &clients.env,
+        &[("RUST_LOG", "warn".into())],
+    )?;
+    let bridge = Bridge::new(clients, Some(brokers.clone()))?;
+    let bridge_process = bridge.start(clients)?;
+    bridge.wait_ready(clients).await?;
+    Ok(OwnBroker {
+        stack,
+        bridge,
+        brokers,
+        broker,
+        _bridge: bridge_process,
+    })
+}
+
+#[tokio::test]
+async fn a_persistent_broker_killed_and_restarted_loses_no_record() -> anyhow::Result<()> {
+    let clients = Clients::connect().await?;
+    let run = with_own_broker(
+        &clients,
+        "tansu-persistent",
+        "ORBIT_TANSU_STORAGE_BIN",
+        "sqlite://data/tansu.db",
+    )
+    .await?;
+    let (stack, bridge, brokers, mut broker) = (&run.stack, &run.bridge, &run.brokers, run.broker);
+
+    let mut ids = submit_many(&clients, stack, 2_000).await?;
+    wait_until("bridge mid-run", Duration::from_secs(60), || async {
+        Ok((bridge.records_produced(&clients).await >= 500.0).then_some(()))
+    })
+    .await?;
+    broker.kill_hard()?;
+    ids.extend(submit_many(&clients, stack, 2_000).await?);
+    clients.wait_recorded(&ids, Duration::from_secs(60)).await?;
+    wait_until("bridge unready", Duration::from_secs(30), || async {
+        Ok((!bridge.ready(&clients).await).then_some(()))
+    })
+    .await?;
+    broker.restart()?;
+    if let Err(err) = bridge.wait_ready(&clients).await {
+        anyhow::bail!("{err}; the broker: {:?}", broker.exited());
+    }
+
+    every_job_once(
+        &clients,
+        brokers,
+        &bridge.results_topic,
+        &ids,
+        "persistent broker kill -9",
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_broker_restarted_empty_is_written_again_not_waited_on_forever() -> anyhow::Result<()> {
+    let clients = Clients::connect().await?;
+    let run = with_own_broker(
+        &clients,
+        "tansu-amnesiac",
+        "ORBIT_TANSU_BIN",
+        "memory://tansu/",
+    )
+    .await?;
+    let (stack, bridge, brokers, mut broker) = (&run.stack, &run.bridge, &run.brokers, run.broker);
+    let before = submit_many(&clients, stack, 1_000).await?;
+    wait_until(
+        "the first results in Kafka",
+        Duration::from_secs(60),
+        || async { Ok((bridge.records_produced(&clients).await >= 1_000.0).then_some(())) },
+    )
+    .await?;
+
+    // The broker comes back with nothing: no topic, no producer state, no records.
+    broker.kill_hard()?;
+    broker.restart()?;
+    let after = submit_many(&clients, stack, 1_000).await?;
+    // The bridge makes its topics again and produces with a producer the broker accepts,
+    // rather than waiting forever on a topic that is gone or a producer it no longer knows.
+    let consumed = consume(&clients, brokers, &bridge.results_topic, after.len()).await?;
+    let keys: HashSet<&str> = consumed
+        .records
+        .iter()
+        .filter_map(|r| r["key"].as_str())
+        .collect();
+    let missing = after
+        .iter()
+        .filter(|id| !keys.contains(id.as_str()))
+        .count();
+    eprintln!(
+        "broker restarted empty: {} records after the restart, {missing} of {} new jobs missing, \
+         {} of the {} earlier ones written again",
+        consumed.records.len(),
+        after.len(),
+        before
+            .iter()
+            .filter(|id| keys.contains(id.as_str()))
+            .count(),
+        before.len()
+    );
+    assert_eq!(missing, 0, "{}", consumed.summary);
     Ok(())
 }

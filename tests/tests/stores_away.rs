@@ -87,7 +87,11 @@ async fn postgres_away_for_twenty_seconds_delays_records_and_loses_none() -> any
     .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let outcome = load.stop().await?;
-    assert_eq!(outcome.failed_tries, 0, "every submit was accepted at once");
+    assert_eq!(
+        outcome.failed_tries, 0,
+        "every submit was accepted at once: {:?}",
+        outcome.failures
+    );
     let accepted = outcome.accepted;
 
     // Every accepted job recorded, once (job_id is the key: `recorded` counts rows).
@@ -131,7 +135,11 @@ async fn redis_away_reads_fall_back_to_postgres_and_redis_catches_up() -> anyhow
     .await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let outcome = load.stop().await?;
-    assert_eq!(outcome.failed_tries, 0, "every submit was accepted at once");
+    assert_eq!(
+        outcome.failed_tries, 0,
+        "every submit was accepted at once: {:?}",
+        outcome.failures
+    );
     let accepted = outcome.accepted;
     clients
         .wait_recorded(&accepted, Duration::from_secs(60))

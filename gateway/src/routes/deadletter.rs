@@ -31,8 +31,10 @@ const DEADLETTER_SUBJECT_PREFIX: &str = "orbit.deadletter.";
 /// request read the whole stream.
 const MAX_SCANNED: usize = 2000;
 
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
+/// Which letters a listing or a bulk redrive is about.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Selection {
     /// The function, or `sink-<name>`, `results`, `logs`: the subject's last token.
     origin: Option<String>,
     /// Letters whose reason contains this text.
@@ -42,30 +44,36 @@ pub struct ListQuery {
     limit: Option<usize>,
 }
 
+impl Selection {
+    /// The page of letters selected, `limit` defaulting to `default` and at most `max`.
+    async fn page(
+        &self,
+        state: &AppState,
+        default: usize,
+        max: usize,
+    ) -> Result<(Stream<()>, Page), ApiError> {
+        let limit = self.limit.unwrap_or(default);
+        if !(1..=max).contains(&limit) {
+            return Err(ApiError::Invalid(FieldError::new(
+                "limit",
+                format!("must be 1 to {max}"),
+            )));
+        }
+        let subject = origin_subject(self.origin.as_deref())?;
+        let stream = dead_letters(state).await?;
+        let page = scan(&stream, &subject, self.after, self.reason.as_deref(), limit).await?;
+        Ok((stream, page))
+    }
+}
+
 /// `GET /api/v1/deadletter?origin=&reason=&after=&limit=`.
 pub async fn list(
     State(state): State<AppState>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<Selection>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(query) =
+    let Query(selection) =
         query.map_err(|err| ApiError::Malformed(FieldError::new("query", err.body_text())))?;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::Invalid(FieldError::new(
-            "limit",
-            "must be 1 to 500",
-        )));
-    }
-    let subject = origin_subject(query.origin.as_deref())?;
-    let stream = dead_letters(&state).await?;
-    let page = scan(
-        &stream,
-        &subject,
-        query.after,
-        query.reason.as_deref(),
-        limit,
-    )
-    .await?;
+    let (_, page) = selection.page(&state, 50, 500).await?;
     let letters: Vec<Value> = page.letters.iter().map(summary).collect();
     Ok(Json(json!({
         "dead_letters": letters,
@@ -192,41 +200,16 @@ pub async fn redrive_one(
     ))
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedriveQuery {
-    origin: Option<String>,
-    reason: Option<String>,
-    after: Option<u64>,
-    limit: Option<usize>,
-}
-
 /// `POST /api/v1/deadletter/redrive` with `{"origin", "reason", "after", "limit"}` (each
 /// optional, as in the listing; `limit` up to 1000, default 100): redrives every letter of the
 /// page that holds jobs, lists those it skipped and why, and says where the next page starts.
 pub async fn redrive_many(
     State(state): State<AppState>,
-    body: Result<Json<RedriveQuery>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<Selection>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(query) =
+    let Json(selection) =
         body.map_err(|err| ApiError::Malformed(FieldError::new("body", err.body_text())))?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::Invalid(FieldError::new(
-            "limit",
-            "must be 1 to 1000",
-        )));
-    }
-    let subject = origin_subject(query.origin.as_deref())?;
-    let stream = dead_letters(&state).await?;
-    let page = scan(
-        &stream,
-        &subject,
-        query.after,
-        query.reason.as_deref(),
-        limit,
-    )
-    .await?;
+    let (stream, page) = selection.page(&state, 100, 1000).await?;
     let (mut redriven, mut skipped) = (Vec::new(), Vec::new());
     for message in &page.letters {
         match redrive(&state, &stream, message).await {

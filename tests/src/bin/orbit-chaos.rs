@@ -10,11 +10,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use orbit_e2e::kafka::{fresh_results, Bridge};
-use orbit_e2e::ledger::Ledger;
+use orbit_e2e::ledger::{whole_stack, Ledger};
 use orbit_e2e::load::Load;
-use orbit_e2e::search::Search;
-use orbit_e2e::{Clients, Proc, Stack, StackOptions};
+use orbit_e2e::{Clients, Proc};
 
 struct Options {
     minutes: f64,
@@ -64,12 +62,7 @@ impl Dice {
 async fn main() -> anyhow::Result<()> {
     let options = options()?;
     let clients = Clients::connect().await?;
-    fresh_results(&clients).await?;
-    let mut stack = Stack::start(&clients, StackOptions::with_replicas(2)).await?;
-    let bridge = Bridge::new(&clients, None)?;
-    let bridge_process = bridge.start(&clients)?;
-    bridge.wait_ready(&clients).await?;
-    stack.others.push(bridge_process);
+    let (mut stack, bridge) = whole_stack(&clients).await?;
 
     eprintln!(
         "chaos: {} min at {} jobs/s, a kill every {} s, seed {}",
@@ -108,15 +101,8 @@ async fn main() -> anyhow::Result<()> {
         "load stopped after {:.0} s; settling (up to 3 minutes)",
         started.elapsed().as_secs_f64()
     );
-    let search = Search::new(&clients);
-    let ledger = Ledger::take(
-        &clients,
-        &outcome,
-        Some(&search),
-        Some(&bridge),
-        Duration::from_secs(180),
-    )
-    .await?;
+    let ledger =
+        Ledger::of_whole_stack(&clients, &outcome, &bridge, Duration::from_secs(180)).await?;
     let kills: Vec<String> = kills.iter().map(|(n, k)| format!("{n} x{k}")).collect();
     println!("kills: {}", kills.join(", "));
     println!(
