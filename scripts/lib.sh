@@ -82,8 +82,25 @@ spawn() {
 }
 
 # stop NAME: SIGTERM the process in pid file NAME, wait for it to drain, SIGKILL if it won't.
+# A supervised process (scripts/supervise.py) is stopped through its supervisor, which passes
+# the signal on and does not restart it.
 stop() {
-  local name="$1" file="$RUN/$1.pid"
+  local name="$1" file="$RUN/$1.pid" supervisor="$RUN/$1.supervisor.pid"
+  if [[ -f "$supervisor" ]]; then
+    local spid child=""; spid="$(cat "$supervisor")"
+    [[ -f "$file" ]] && child="$(cat "$file")"
+    if kill -0 "$spid" 2>/dev/null; then
+      kill -TERM "$spid" 2>/dev/null || true
+      for _ in $(seq 1 120); do kill -0 "$spid" 2>/dev/null || break; sleep 0.1; done
+      if kill -0 "$spid" 2>/dev/null; then
+        say "$name did not stop in 12 s; killing"
+        kill -KILL "$spid" ${child:+"$child"} 2>/dev/null || true
+      fi
+      say "stopped $name"
+    fi
+    rm -f "$supervisor" "$file" "$RUN/$name.state"
+    return 0
+  fi
   [[ -f "$file" ]] || return 0
   local pid; pid="$(cat "$file")"
   if kill -0 "$pid" 2>/dev/null; then

@@ -32,6 +32,22 @@ PY
   cat "$file"
 }
 
+# supervise NAME COMMAND...: starts COMMAND under scripts/supervise.py, which starts it again
+# (with back-off) whenever it dies unasked, like a deployment's restart policy. NAME.pid holds
+# the process's own pid, NAME.supervisor.pid the supervisor's.
+supervise() {
+  local name="$1"; shift
+  if pid_alive "$name.supervisor"; then
+    say "$name already running (pid $(cat "$RUN/$name.pid" 2>/dev/null), supervised)"
+    return 0
+  fi
+  mkdir -p "$RUN" "$LOGS"
+  rm -f "$RUN/$name.pid"
+  nohup python3 "$ROOT/scripts/supervise.py" "$RUN" "$name" -- "$@" >>"$LOGS/$name.log" 2>&1 &
+  for _ in $(seq 1 50); do [[ -s "$RUN/$name.pid" ]] && break; sleep 0.1; done
+  say "started $name (pid $(cat "$RUN/$name.pid" 2>/dev/null), supervised, log $LOGS/$name.log)"
+}
+
 # The processes of stack.toml, one line each (see scripts/manifest.py).
 processes() { python3 "$ROOT/scripts/manifest.py" "$ROOT/stack.toml"; }
 
@@ -98,7 +114,7 @@ up() {
       [[ -f "$own" ]] || die "no credentials for $name in $SECRETS/process; run scripts/infra.sh up"
       mapfile -t credentials <"$own"
       extra+=("${credentials[@]}")
-      spawn "$instance" env -u ORBIT_NATS_ADMIN_PASSWORD "${extra[@]}" "$BIN/$binary"
+      supervise "$instance" env -u ORBIT_NATS_ADMIN_PASSWORD "${extra[@]}" "$BIN/$binary"
     done
   done < <(processes)
   wait_port "$HTTP_PORT" 30 || die "gateway did not start; see $LOGS/gateway.log"
@@ -142,7 +158,9 @@ down() {
   while IFS=$'\t' read -r name binary kind replicas metrics switch needs env; do
     for instance in $(instances "$name" "$kind" "$replicas"); do stop "$instance"; rm -f "$RUN/$instance.metrics"; done
     # Replicas started with a larger ORBIT_REPLICAS_<NAME> earlier.
-    for file in "$RUN/$name"-*.pid; do [[ -e "$file" ]] && stop "$(basename "$file" .pid)"; done
+    for file in "$RUN/$name"-*.supervisor.pid "$RUN/$name"-*.pid; do
+      [[ -e "$file" ]] && stop "$(basename "$(basename "$file" .pid)" .supervisor)"
+    done
   done < <(processes | tac)
   "$ROOT/scripts/infra.sh" down
 }
@@ -154,10 +172,22 @@ status() {
   for file in "$RUN"/*.pid; do
     [[ -e "$file" ]] || continue
     name="$(basename "$file" .pid)"
+    [[ "$name" == *.supervisor ]] && continue
     [[ "$name" == nats || "$name" == redis || "$name" == kafka || "$name" == elasticsearch ]] && continue
-    local metrics=""
+    local metrics="" supervised=""
     [[ -f "$RUN/$name.metrics" ]] && metrics=", metrics http://127.0.0.1:$(cat "$RUN/$name.metrics")/metrics"
-    if pid_alive "$name"; then echo "  $name: running (pid $(cat "$file")$metrics)"; else echo "  $name: stopped (stale pid file)"; fi
+    if [[ -f "$RUN/$name.state" ]]; then
+      supervised="$(python3 -c 'import json, sys
+s = json.load(open(sys.argv[1]))
+print(", supervised: %d restarts%s" % (s["restarts"], ", last exit " + s["last_exit"] if s["last_exit"] else ""))' "$RUN/$name.state" 2>/dev/null)"
+    fi
+    if pid_alive "$name"; then
+      echo "  $name: running (pid $(cat "$file")$metrics$supervised)"
+    elif pid_alive "$name.supervisor"; then
+      echo "  $name: restarting$supervised"
+    else
+      echo "  $name: stopped (stale pid file)"
+    fi
   done
   if port_busy "$HTTP_PORT"; then echo "  http: http://127.0.0.1:$HTTP_PORT/"; fi
 }
