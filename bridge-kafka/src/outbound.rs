@@ -38,9 +38,10 @@ pub struct KafkaSink {
     /// is taken for stuck ([`Producers`]).
     stall: Duration,
     topic: String,
-    /// Job ids in the topic: the tail read at start plus everything delivered since.
+    /// Records in the topic ([`record_identity`]): the tail read at start plus everything
+    /// delivered since.
     delivered: Arc<tokio::sync::Mutex<TopicTail>>,
-    /// Job ids being produced right now by this process.
+    /// Records being produced right now by this process.
     in_flight: std::sync::Mutex<std::collections::HashSet<String>>,
     health: Arc<Health>,
     /// [`RESULT_SCHEMA_VERSION`] as the header carries it.
@@ -112,12 +113,7 @@ impl KafkaSink {
                 .any(|(record, r)| r.redelivered && !tail.keys.contains(record))
         };
         if unknown_redelivery {
-            let tail = self.delivered.clone();
-            let caught_up =
-                tokio::task::spawn_blocking(move || tail.blocking_lock().catch_up(0)).await;
-            if !matches!(caught_up, Ok(Ok(()))) {
-                tracing::warn!("could not read the topic's tail; a redelivered result may repeat");
-            }
+            self.read_tail(None).await;
         }
         // Choose and claim in one step, under both locks: a result that is neither in the
         // topic nor being produced is this batch's to produce. Checking first and claiming
@@ -154,24 +150,37 @@ impl KafkaSink {
         chosen
     }
 
-    /// Whether the topic holds `event`'s record, reading what was appended since the bridge
-    /// last looked unless a read that began after `since` (the moment this record's fate
-    /// became unknown) already did: after a stall, every record in flight asks at once, and
-    /// one read answers them all.
-    async fn in_topic(&self, event: &StoredResult, since: std::time::Instant) -> bool {
-        let record = record_identity(event.job_id.as_str(), event.status.as_str());
+    /// Reads what was appended to the topic since the bridge last looked, unless a read that
+    /// began after `since` already did: after a stall, every record in flight asks at once,
+    /// and one read answers them all.
+    async fn read_tail(&self, since: Option<std::time::Instant>) {
         let tail = self.delivered.clone();
-        let found = tokio::task::spawn_blocking(move || {
+        let read = tokio::task::spawn_blocking(move || {
             let mut tail = tail.blocking_lock();
-            if tail.caught_up_at.is_none_or(|at| at < since) {
-                if let Err(err) = tail.catch_up(0) {
-                    tracing::warn!(error = %err, "could not read the topic's tail; a record may repeat");
-                }
+            let fresh =
+                matches!((since, tail.caught_up_at), (Some(since), Some(at)) if at >= since);
+            if fresh {
+                Ok(())
+            } else {
+                tail.catch_up(0)
             }
-            tail.keys.contains(&record)
         })
         .await;
-        matches!(found, Ok(true))
+        match read {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "could not read the topic's tail; a record may repeat")
+            }
+            Err(err) => tracing::warn!(error = %err, "topic tail reader failed"),
+        }
+    }
+
+    /// Whether the topic holds `event`'s record, read after `since` (the moment its fate
+    /// became unknown).
+    async fn in_topic(&self, event: &StoredResult, since: std::time::Instant) -> bool {
+        self.read_tail(Some(since)).await;
+        let record = record_identity(event.job_id.as_str(), event.status.as_str());
+        self.delivered.lock().await.keys.contains(&record)
     }
 
     /// Produces `payload` for `event`; resolves when Kafka has it (or refused it).

@@ -38,7 +38,7 @@ impl Producers {
         })
     }
 
-    /// The producer to use now, with its generation (to name it to [`Self::replace`]).
+    /// The producer to use now, with its generation (to name it to [`Self::replace_if_stuck`]).
     pub fn current(&self) -> (u64, FutureProducer) {
         let current = self.current.read().unwrap_or_else(|e| e.into_inner());
         (current.0, current.1.clone())
@@ -57,30 +57,39 @@ impl Producers {
         topic: &str,
         stall: Duration,
     ) -> Result<bool, KafkaError> {
-        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-        if current.0 != generation {
+        // The checks talk to the broker (seconds, if it is away) without the lock: records
+        // being produced meanwhile take the current producer from it on async threads.
+        let (current, producer) = self.current();
+        if current != generation {
             return Ok(true);
         }
         // A broker that does not answer is away: waiting for it is right.
-        let ends = topic_ends(&current.1, topic)?;
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        match *seen {
-            Some((g, e, since)) if g == generation && e == ends => {
-                if since.elapsed() < stall {
+        let ends = topic_ends(&producer, topic)?;
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            match *seen {
+                Some((g, e, since)) if g == generation && e == ends => {
+                    if since.elapsed() < stall {
+                        return Ok(false);
+                    }
+                }
+                _ => {
+                    *seen = Some((generation, ends, Instant::now()));
                     return Ok(false);
                 }
             }
-            _ => {
-                *seen = Some((generation, ends, Instant::now()));
-                return Ok(false);
-            }
         }
         let fresh: FutureProducer = self.config.producer().create()?;
-        let stuck = std::mem::replace(&mut current.1, fresh);
-        current.0 += 1;
-        *seen = None;
-        drop(seen);
-        drop(current);
+        let stuck = {
+            let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+            if current.0 != generation {
+                // Another record's wait replaced it first; the fresh one is not needed.
+                return Ok(true);
+            }
+            current.0 += 1;
+            std::mem::replace(&mut current.1, fresh)
+        };
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = None;
         stuck.purge(PurgeConfig::default().queue().inflight());
         metrics::counter!("orbit_bridge_producer_replaced_total").increment(1);
         tracing::warn!(

@@ -8,7 +8,7 @@
 //! submit into: accepted (a 202, so the job must end up in every store exactly once), and
 //! unanswered (given up without a 202: it may exist, at most once).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,18 +30,23 @@ pub struct Outcome {
     pub accepted: Vec<String>,
     /// Job ids that never got a 202 (no answer, or only 5xx, for [`GIVE_UP`]).
     pub unanswered: Vec<String>,
-    /// Tries answered with anything but a 202, or not at all (each later retried).
-    pub failed_tries: u64,
-    /// Those tries by what went wrong: an HTTP status, `timeout`, `connect` or `other`.
+    /// Tries answered with anything but a 202, or not at all (each later retried), by what
+    /// went wrong: an HTTP status, `timeout`, `connect` or `other`.
     pub failures: std::collections::BTreeMap<String, u64>,
     /// Tries answered 4xx: a bug in the load or the gateway, never retried.
     pub rejected: u64,
 }
 
+impl Outcome {
+    /// Tries that failed and were retried, whatever went wrong.
+    pub fn failed_tries(&self) -> u64 {
+        self.failures.values().sum()
+    }
+}
+
 #[derive(Default)]
 struct Tally {
     outcome: Mutex<Outcome>,
-    failed_tries: AtomicU64,
 }
 
 /// A running load; [`Load::stop`] waits for the submits in flight and returns the [`Outcome`].
@@ -94,25 +99,17 @@ impl Load {
             .unwrap_or_default()
     }
 
-    /// Tries that failed so far (no answer, or not a 202).
-    pub fn failed_tries(&self) -> u64 {
-        self.tally.failed_tries.load(Ordering::Relaxed)
-    }
-
     /// Stops offering, waits for every submit still retrying, and says what each came to.
     pub async fn stop(self) -> anyhow::Result<Outcome> {
         self.running.store(false, Ordering::Relaxed);
         for submit in self.task.await? {
             submit.await?;
         }
-        let mut outcome = self
-            .tally
+        self.tally
             .outcome
             .lock()
             .map(|o| o.clone())
-            .map_err(|_| anyhow::anyhow!("a submit task panicked"))?;
-        outcome.failed_tries = self.tally.failed_tries.load(Ordering::Relaxed);
-        Ok(outcome)
+            .map_err(|_| anyhow::anyhow!("a submit task panicked"))
     }
 }
 
@@ -148,7 +145,6 @@ async fn submit(http: reqwest::Client, url: String, key: String, tally: Arc<Tall
                 return;
             }
             _ => {
-                tally.failed_tries.fetch_add(1, Ordering::Relaxed);
                 let kind = match &answer {
                     Ok(response) => response.status().as_u16().to_string(),
                     Err(err) if err.is_timeout() => "timeout".to_string(),

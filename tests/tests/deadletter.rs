@@ -8,7 +8,30 @@ use std::time::Duration;
 
 use orbit_e2e::search::Search;
 use orbit_e2e::{ma_job, wait_until, Clients, Stack, StackOptions};
+use reqwest::Method;
 use serde_json::{json, Value};
+
+/// `method path` on the stack's gateway with the admin key (and a JSON `body`); the status and
+/// the JSON answer (`null` when there is none).
+async fn as_admin(
+    clients: &Clients,
+    stack: &Stack,
+    admin: &str,
+    method: Method,
+    path: String,
+    body: Option<Value>,
+) -> anyhow::Result<(u16, Value)> {
+    let mut request = clients
+        .http
+        .request(method, stack.url(&path))
+        .bearer_auth(admin);
+    if let Some(body) = &body {
+        request = request.json(body);
+    }
+    let response = request.send().await?;
+    let status = response.status().as_u16();
+    Ok((status, response.json().await.unwrap_or(Value::Null)))
+}
 
 #[tokio::test]
 async fn dead_letters_are_listed_paged_filtered_and_shown() -> anyhow::Result<()> {
@@ -27,17 +50,7 @@ async fn dead_letters_are_listed_paged_filtered_and_shown() -> anyhow::Result<()
         },
     )
     .await?;
-    let get = |path: String| {
-        let (http, url, admin) = (clients.http.clone(), stack.url(&path), admin.clone());
-        async move {
-            let response = http.get(url).bearer_auth(admin).send().await?;
-            let status = response.status().as_u16();
-            anyhow::Ok((
-                status,
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            ))
-        }
-    };
+    let get = |path: String| as_admin(&clients, &stack, &admin, Method::GET, path, None);
     let before = clients.deadletter_last_sequence().await?;
 
     // Two messages that are not jobs, straight onto the job subject.
@@ -122,15 +135,7 @@ async fn dead_letters_are_listed_paged_filtered_and_shown() -> anyhow::Result<()
 
     // Letters that hold no job cannot be redriven: a 409 naming why, and they stay.
     let post = |path: String, body: Value| {
-        let (http, url, admin) = (clients.http.clone(), stack.url(&path), admin.clone());
-        async move {
-            let response = http.post(url).bearer_auth(admin).json(&body).send().await?;
-            let status = response.status().as_u16();
-            anyhow::Ok((
-                status,
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            ))
-        }
+        as_admin(&clients, &stack, &admin, Method::POST, path, Some(body))
     };
     let (status, refused) = post(format!("/api/v1/deadletter/{id}/redrive"), json!({})).await?;
     assert_eq!(status, 409, "{refused}");
@@ -253,30 +258,21 @@ async fn a_redriven_job_keeps_its_id_and_its_success_replaces_the_failure_once_e
     stored("failed").await?;
 
     // Redriven: the same job id back on its queue, the letter gone.
-    let redrive = |path: String| {
-        let (http, url, admin) = (clients.http.clone(), stack.url(&path), admin.clone());
-        async move {
-            let response = http.post(url).bearer_auth(admin).send().await?;
-            let status = response.status().as_u16();
-            anyhow::Ok((
-                status,
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            ))
-        }
-    };
+    let redrive = |path: String| as_admin(&clients, &stack, &admin, Method::POST, path, None);
     let (status, answer) = redrive(format!("/api/v1/deadletter/{letter}/redrive")).await?;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["job_ids"], json!([job_id]));
     stored("succeeded").await?;
     assert_eq!(clients.recorded(job).await?, 1, "one row, replaced");
-    let status_view: Value = clients
-        .http
-        .get(stack.job_url(&job_id))
-        .bearer_auth(&admin)
-        .send()
-        .await?
-        .json()
-        .await?;
+    let (_, status_view) = as_admin(
+        &clients,
+        &stack,
+        &admin,
+        Method::GET,
+        format!("/api/v1/inference/{job_id}"),
+        None,
+    )
+    .await?;
     assert_eq!(status_view["status"], "succeeded", "{status_view}");
     let (status, gone) = redrive(format!("/api/v1/deadletter/{letter}/redrive")).await?;
     assert_eq!(status, 404, "the letter left the dead letters: {gone}");

@@ -61,6 +61,35 @@ async fn ready_until(
     .await
 }
 
+/// Ends the outage of `store`, waits until `/readyz` reports it back, lets the load run a
+/// moment longer, and stops it: every submit, before, during and after, must have been
+/// accepted at its first try. The accepted job ids, in the order their 202s arrived.
+async fn back_then_stop(
+    outage: Outage,
+    clients: &Clients,
+    stack: &Stack,
+    load: Load,
+    store: &str,
+) -> anyhow::Result<Vec<String>> {
+    outage.end()?;
+    ready_until(
+        clients,
+        stack,
+        &format!("readyz reporting {store} back"),
+        |b| b[store] == true,
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let outcome = load.stop().await?;
+    assert_eq!(
+        outcome.failed_tries(),
+        0,
+        "every submit was accepted at once: {:?}",
+        outcome.failures
+    );
+    Ok(outcome.accepted)
+}
+
 #[tokio::test]
 async fn postgres_away_for_thirty_seconds_delays_records_and_loses_none() -> anyhow::Result<()> {
     let clients = Clients::connect().await?;
@@ -80,19 +109,7 @@ async fn postgres_away_for_thirty_seconds_delays_records_and_loses_none() -> any
         load.accepted().len() > before + 100,
         "the gateway kept accepting while Postgres was away"
     );
-    outage.end()?;
-    ready_until(&clients, &stack, "readyz reporting Postgres back", |b| {
-        b["postgres"] == true
-    })
-    .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let outcome = load.stop().await?;
-    assert_eq!(
-        outcome.failed_tries, 0,
-        "every submit was accepted at once: {:?}",
-        outcome.failures
-    );
-    let accepted = outcome.accepted;
+    let accepted = back_then_stop(outage, &clients, &stack, load, "postgres").await?;
 
     // Every accepted job recorded, once (job_id is the key: `recorded` counts rows).
     clients
@@ -128,19 +145,7 @@ async fn redis_away_reads_fall_back_to_postgres_and_redis_catches_up() -> anyhow
     assert_eq!(status, 200, "{view}");
     assert_eq!(view["status"], "succeeded", "{view}");
 
-    outage.end()?;
-    ready_until(&clients, &stack, "readyz reporting Redis back", |b| {
-        b["redis"] == true
-    })
-    .await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let outcome = load.stop().await?;
-    assert_eq!(
-        outcome.failed_tries, 0,
-        "every submit was accepted at once: {:?}",
-        outcome.failures
-    );
-    let accepted = outcome.accepted;
+    let accepted = back_then_stop(outage, &clients, &stack, load, "redis").await?;
     clients
         .wait_recorded(&accepted, Duration::from_secs(60))
         .await?;
@@ -184,7 +189,7 @@ async fn a_restarted_nats_server_is_rejoined_by_every_process_and_loses_no_accep
     let outcome = load.stop().await?;
     // Submits while NATS was away were answered 503 (never a 202 for a job the stream does
     // not hold), and each was accepted when its client tried again.
-    assert!(outcome.failed_tries > 0, "{outcome:?}");
+    assert!(outcome.failed_tries() > 0, "{outcome:?}");
     assert!(outcome.unanswered.is_empty(), "{outcome:?}");
     let accepted = outcome.accepted;
     clients

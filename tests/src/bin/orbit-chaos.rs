@@ -107,7 +107,8 @@ async fn main() -> anyhow::Result<()> {
     println!("kills: {}", kills.join(", "));
     println!(
         "submit tries that failed and were retried: {}; refused as invalid: {}",
-        outcome.failed_tries, outcome.rejected
+        outcome.failed_tries(),
+        outcome.rejected
     );
     print!("{ledger}");
     if !ledger.is_whole() {
