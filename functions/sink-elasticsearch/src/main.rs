@@ -5,6 +5,8 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use orbit_contract::{LogRecord, StoredResult};
+use orbit_runtime::sink::sink_consumer;
 use orbit_runtime::worker::backoff;
 use orbit_runtime::{env_or, nats, run_sink, streams, telemetry, RuntimeConfig, Shutdown};
 use sink_elasticsearch::client::Elastic;
@@ -39,12 +41,23 @@ async fn main() -> anyhow::Result<()> {
 
     orbit_runtime::metrics::install(config.metrics_addr)?;
     let elastic = Elastic::new(&elastic_config)?;
-    if !prepare(&elastic, &results_index, &logs_prefix, &shutdown).await {
-        return Ok(());
-    }
     let client = nats::connect(&config.nats_url, &config.worker_id).await?;
     let js = nats::jetstream(client.clone());
     streams::ensure(&js, &streams::StreamSettings::from_env()?).await?;
+    // The consumers exist before Elasticsearch is waited for: results published while the
+    // cluster is away (or slow to answer at start) wait in them, which matters most for a
+    // consumer made at the streams' end (`ORBIT_SINK_DELIVER=new`).
+    sink_consumer::<StoredResult>(&js, results_name, &config)
+        .await
+        .map_err(|err| anyhow::anyhow!("creating the results consumer: {err}"))?;
+    if index_logs {
+        sink_consumer::<LogRecord>(&js, logs_name, &config)
+            .await
+            .map_err(|err| anyhow::anyhow!("creating the logs consumer: {err}"))?;
+    }
+    if !prepare(&elastic, &results_index, &logs_prefix, &shutdown).await {
+        return Ok(());
+    }
 
     let writer = BulkWriter::new(elastic);
     let mut results_sink = ElasticSink::results(writer.clone(), results_name, results_index);
