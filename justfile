@@ -27,6 +27,11 @@ test *ARGS:
 chaos *ARGS:
     scripts/chaos.sh {{ARGS}}
 
+# Regenerate compose.yaml, deploy/k8s/ and the other deployment files from stack.toml
+# (scripts/deploy.py); `just test` fails while they are stale.
+deploy-files:
+    python3 scripts/deploy.py generate
+
 # Format, lint, and look for repeated code.
 check:
     cargo fmt --all -- --check

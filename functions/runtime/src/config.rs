@@ -92,6 +92,25 @@ pub enum SyncRecord {
     Sent,
 }
 
+/// A replica's name when `ORBIT_WORKER_ID` is not set: `<prefix>-<pid>`, or in a container,
+/// where every replica is pid 1, `<prefix>-<hostname>` (the container's id under Compose, the
+/// pod's name under Kubernetes), so replicas scaled from one definition stay apart in results,
+/// logs and NATS connection names.
+pub fn default_worker_id(prefix: &str) -> String {
+    let pid = std::process::id();
+    if pid == 1 {
+        let hostname = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .map(|name| name.trim().to_string())
+            .filter(|name| !name.is_empty());
+        if let Some(hostname) = hostname {
+            return format!("{prefix}-{hostname}");
+        }
+    }
+    format!("{prefix}-{pid}")
+}
+
 impl RuntimeConfig {
     /// Settings of a function process.
     pub fn from_env(default_worker_prefix: &str) -> Result<Self, ConfigError> {
@@ -125,10 +144,7 @@ impl RuntimeConfig {
         };
         Ok(Self {
             nats_url: env_or("ORBIT_NATS_URL", "nats://127.0.0.1:4222".to_string())?,
-            worker_id: env_or(
-                "ORBIT_WORKER_ID",
-                format!("{default_worker_prefix}-{}", std::process::id()),
-            )?,
+            worker_id: env_or("ORBIT_WORKER_ID", default_worker_id(default_worker_prefix))?,
             fetch_batch: env_or("ORBIT_FETCH_BATCH", default_fetch_batch)?.max(1),
             fetch_max_bytes: env_or("ORBIT_FETCH_MAX_BYTES", default_fetch_max_bytes)?.max(1024),
             fetch_linger: Duration::from_millis(env_or(

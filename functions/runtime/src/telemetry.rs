@@ -77,7 +77,7 @@ pub fn ship(client: &async_nats::Client) {
     let worker = std::env::var("ORBIT_WORKER_ID")
         .ok()
         .filter(|w| !w.is_empty())
-        .unwrap_or_else(|| format!("{service}-{}", std::process::id()));
+        .unwrap_or_else(|| crate::config::default_worker_id(&service));
     tokio::spawn(publish_logs(client.clone(), receiver, service, worker));
 }
 
