@@ -18,4 +18,7 @@ cargo test --workspace --exclude orbit-e2e --quiet
 say "building binaries for the end-to-end suite"
 cargo build --bins --quiet
 say "end-to-end tests (real services; one at a time, each starts its own Orbit processes)"
+# Each process's log (target/e2e-logs/<name>.log) is appended to across restarts within a run;
+# a new run starts them afresh, so they hold this run and do not grow run after run.
+rm -rf "$ROOT/target/e2e-logs"
 ORBIT_TEST_ENV_FILE="$ENV_FILE" cargo test -p orbit-e2e --quiet -- --test-threads=1 "$@"

@@ -9,13 +9,29 @@ use anyhow::{bail, Context};
 
 use crate::resources::Processes;
 
-/// The stack's readers of RESULTS.
-const SINKS: &[&str] = &[
-    "sink-postgres",
-    "sink-redis",
-    "sink-elasticsearch",
-    "bridge-kafka",
-];
+/// The stack's readers of RESULTS: the sinks and bridges of `stack.toml`, the one list of the
+/// stack's processes (`just up` writes their pid files under the same names).
+fn readers_of_results(root: &Path) -> anyhow::Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Manifest {
+        process: Vec<Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        name: String,
+        kind: String,
+    }
+    let path = root.join("stack.toml");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+    let manifest: Manifest =
+        toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+    Ok(manifest
+        .process
+        .into_iter()
+        .filter(|p| p.kind == "sink" || p.kind == "bridge")
+        .map(|p| p.name)
+        .collect())
+}
 
 pub struct Stack {
     pub root: PathBuf,
@@ -175,10 +191,9 @@ impl Stack {
 
     /// Freezes the stack's sinks and bridge (SIGSTOP) so a scenario measures one component
     /// alone; they catch up after [`Stack::resume`].
-    pub fn pause_sinks(&self) -> anyhow::Result<Vec<&'static str>> {
-        let paused: Vec<&'static str> = SINKS
-            .iter()
-            .copied()
+    pub fn pause_sinks(&self) -> anyhow::Result<Vec<String>> {
+        let paused: Vec<String> = readers_of_results(&self.root)?
+            .into_iter()
             .filter(|name| self.pid(name).is_some())
             .collect();
         for name in &paused {
@@ -187,7 +202,7 @@ impl Stack {
         Ok(paused)
     }
 
-    pub fn resume(&self, paused: &[&str]) {
+    pub fn resume(&self, paused: &[String]) {
         for name in paused {
             let _ = self.signal(name, "CONT");
         }
@@ -229,4 +244,29 @@ pub fn children_of(parent: u32) -> Vec<u32> {
         }
     }
     children
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readers_of_results_are_the_sinks_and_bridges_of_stack_toml() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let readers = readers_of_results(&root).expect("stack.toml");
+        for name in [
+            "sink-postgres",
+            "sink-redis",
+            "sink-elasticsearch",
+            "bridge-kafka",
+        ] {
+            assert!(
+                readers.iter().any(|r| r == name),
+                "{name} missing: {readers:?}"
+            );
+        }
+        assert!(!readers
+            .iter()
+            .any(|r| r == "gateway" || r == "moving_average"));
+    }
 }

@@ -67,11 +67,14 @@ async fn the_pipeline_runs_over_tls_with_client_certificates() -> anyhow::Result
     let pki = make_pki(&dir)?;
     let port = free_port()?;
     let config = dir.join("nats.conf");
+    // Explicit JetStream limits, as every other server of the suite has: without them the
+    // server reserves from the disk's free space, and on a filling disk refuses the streams
+    // (`insufficient storage resources`).
     std::fs::write(
         &config,
         format!(
             "host: 127.0.0.1\nport: {port}\nmax_payload: 8MB\n\
-             jetstream {{ store_dir: {store:?} }}\n\
+             jetstream {{ store_dir: {store:?}, max_memory_store: 256MB, max_file_store: 16GB }}\n\
              tls {{\n  cert_file: {cert:?}\n  key_file: {key:?}\n  ca_file: {ca:?}\n  verify: true\n  timeout: 5\n}}\n",
             store = dir.join("store").display().to_string(),
             cert = pki.server_cert.display().to_string(),
