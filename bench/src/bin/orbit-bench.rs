@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use orbit_bench::e2e::{self, Load, Target};
+use orbit_bench::ratios::{Figures, OpenRow};
 use orbit_bench::resources::{Sampler, Usage};
 use orbit_bench::stack::Stack;
 use orbit_bench::{bridge, elastic, probe, relay, scaling, settle, sync};
@@ -93,6 +94,7 @@ struct Bench {
     nats: async_nats::Client,
     js: async_nats::jetstream::Context,
     results: Vec<Value>,
+    figures: Figures,
 }
 
 impl Bench {
@@ -143,6 +145,18 @@ impl Bench {
                 report.latency.p999_ms,
                 report.errors
             );
+            if concurrency == 1 && !sinks_paused {
+                let slot = match path {
+                    sync::Path::NatsEcho => Some(&mut self.figures.echo),
+                    sync::Path::Nats => Some(&mut self.figures.nats),
+                    sync::Path::HttpRun => Some(&mut self.figures.http_run),
+                    sync::Path::KServe => Some(&mut self.figures.kserve),
+                    sync::Path::KServeBinary => None,
+                };
+                if let Some(slot) = slot {
+                    slot.get_or_insert(report.latency);
+                }
+            }
             self.record(
                 "sync",
                 format!("{} x{concurrency}{label}", report.path),
@@ -192,7 +206,51 @@ impl Bench {
             report.http.p50_ms, report.http.p99_ms
         );
         print_cpu_per_job(&usage, report.jobs);
+        if scenario == "batch" {
+            self.figures.batch_cpu_us = cpu_per_job_us(&usage, report.jobs);
+        }
         self.record(scenario, label, serde_json::to_value(&report)?, usage);
+        Ok(())
+    }
+
+    /// Single submits offered at `rate` a second for `seconds`, open loop.
+    async fn open_row(&mut self, rate: f64, seconds: u64) -> anyhow::Result<()> {
+        let load = Load {
+            model: self.model("moving_average"),
+            points: 64,
+            batch_size: 1,
+        };
+        let sampler = Sampler::start(&self.stack, self_process());
+        let report = e2e::open(&self.target, &load, rate, Duration::from_secs(seconds)).await?;
+        let usage = sampler.finish();
+        let label = format!(
+            "{} single submits offered at {rate:.0}/s for {seconds} s",
+            load.model
+        );
+        println!("\n== open: {label}");
+        if let Some(s) = report.scheduled_to_row {
+            println!(
+                "  scheduled->row p50 {:>8.2} ms  p99 {:>8.2} ms  p99.9 {:>8.2} ms  max {:>8.2} ms",
+                s.p50_ms, s.p99_ms, s.p999_ms, s.max_ms
+            );
+        }
+        println!(
+            "  accepted->row  p50 {:>8.2} ms  p99 {:>8.2} ms",
+            report.latency.p50_ms, report.latency.p99_ms
+        );
+        println!(
+            "  scheduled->202 p50 {:>8.2} ms  p99 {:>8.2} ms   rejected {}",
+            report.http.p50_ms, report.http.p99_ms, report.rejected
+        );
+        print_cpu_per_job(&usage, report.jobs);
+        if let Some(cpu_us_per_job) = cpu_per_job_us(&usage, report.jobs) {
+            self.figures.open.push(OpenRow {
+                rate,
+                cpu_us_per_job,
+                scheduled_to_row: report.scheduled_to_row,
+            });
+        }
+        self.record("open", label, serde_json::to_value(&report)?, usage);
         Ok(())
     }
 
@@ -238,35 +296,17 @@ impl Bench {
                 self.e2e_closed("lstm", load, jobs, conns, Vec::new()).await
             }
             "open" => {
-                let rate = self.options.rate.unwrap_or(1000.0);
-                let seconds = self.options.seconds.unwrap_or(if long { 60 } else { 10 });
-                let load = Load {
-                    model: self.model("moving_average"),
-                    points: 64,
-                    batch_size: 1,
+                // Where the cost per job is measured against saturation: the rate given, or
+                // 1,000 and 100 jobs/s (and 400 in the long suite).
+                let rates = match self.options.rate {
+                    Some(rate) => vec![rate],
+                    None if long => vec![1000.0, 400.0, 100.0],
+                    None => vec![1000.0, 100.0],
                 };
-                let sampler = Sampler::start(&self.stack, self_process());
-                let report =
-                    e2e::open(&self.target, &load, rate, Duration::from_secs(seconds)).await?;
-                let usage = sampler.finish();
-                let label = format!(
-                    "{} single submits offered at {rate:.0}/s for {seconds} s",
-                    load.model
-                );
-                println!("\n== open: {label}");
-                if let Some(s) = report.scheduled_to_row {
-                    println!("  scheduled->row p50 {:>8.2} ms  p99 {:>8.2} ms  p99.9 {:>8.2} ms  max {:>8.2} ms", s.p50_ms, s.p99_ms, s.p999_ms, s.max_ms);
+                let seconds = self.options.seconds.unwrap_or(if long { 60 } else { 10 });
+                for rate in rates {
+                    self.open_row(rate, seconds).await?;
                 }
-                println!(
-                    "  accepted->row  p50 {:>8.2} ms  p99 {:>8.2} ms",
-                    report.latency.p50_ms, report.latency.p99_ms
-                );
-                println!(
-                    "  scheduled->202 p50 {:>8.2} ms  p99 {:>8.2} ms   rejected {}",
-                    report.http.p50_ms, report.http.p99_ms, report.rejected
-                );
-                print_cpu_per_job(&usage, report.jobs);
-                self.record("open", label, serde_json::to_value(&report)?, usage);
                 Ok(())
             }
             "sync" => {
@@ -455,13 +495,16 @@ fn self_process() -> Vec<(String, Vec<u32>)> {
 /// The whole box's CPU per job, load generator included: the figure a throughput target on
 /// this machine comes down to (2 cores at 20,000 jobs/s leave 100 us a job), and far steadier
 /// from run to run than the rate itself.
+/// CPU per job across the measured processes, in microseconds.
+fn cpu_per_job_us(usage: &[Usage], jobs: usize) -> Option<f64> {
+    let total: f64 = usage.iter().map(|u| u.cpu_seconds).sum();
+    (jobs > 0).then(|| total * 1e6 / jobs as f64)
+}
+
 fn print_cpu_per_job(usage: &[Usage], jobs: usize) {
     let total: f64 = usage.iter().map(|u| u.cpu_seconds).sum();
-    if jobs > 0 {
-        println!(
-            "  cpu per job    {:>8.1} us  ({total:.2} cpu s in all)",
-            total * 1e6 / jobs as f64
-        );
+    if let Some(per_job) = cpu_per_job_us(usage, jobs) {
+        println!("  cpu per job    {per_job:>8.1} us  ({total:.2} cpu s in all)");
     }
 }
 
@@ -508,6 +551,7 @@ async fn main() -> anyhow::Result<()> {
         nats,
         js,
         results: Vec::new(),
+        figures: Figures::default(),
     };
     println!(
         "orbit-bench {} ({} suite) against {}",
@@ -531,10 +575,17 @@ async fn main() -> anyhow::Result<()> {
             .await
             .with_context(|| format!("scenario {scenario}"))?;
     }
+    let ratios = bench.figures.report();
+    if !ratios.is_empty() {
+        println!("\n== ratios (each between two figures of this run)");
+        for line in &ratios {
+            println!("  {line}");
+        }
+    }
     let out = PathBuf::from("bench/results");
     std::fs::create_dir_all(&out)?;
     let file = out.join(format!("{}.json", started.format("%Y%m%dT%H%M%S")));
-    let document = json!({ "started": started, "long": bench.options.long, "machine": machine(), "machine_probes": reference, "results": bench.results });
+    let document = json!({ "started": started, "long": bench.options.long, "machine": machine(), "machine_probes": reference, "results": bench.results, "ratios": ratios });
     std::fs::write(&file, serde_json::to_string_pretty(&document)?)?;
     println!("\nwrote {}", file.display());
     Ok(())
