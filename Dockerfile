@@ -23,6 +23,8 @@ ARG RUNTIME_IMAGE=debian:bookworm-20251229-slim
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 ARG BINARIES=build
 ARG ONNX_DEVICE=cpu
+# The same ONNX Runtime as scripts/lib.sh's ORT_VERSION (scripts/deploy.py check holds them equal).
+ARG ORT_VERSION=1.31.1
 ARG ORT_STAGE=ort-${ONNX_DEVICE}
 
 # ---- the workspace, built once for every image -------------------------------------------
@@ -52,7 +54,7 @@ FROM ${BINARIES} AS binaries
 
 # ---- ONNX Runtime's shared library, from the same PyPI wheels as scripts/install*.sh ------
 FROM ${PYTHON_IMAGE} AS ort-cpu
-ARG ORT_VERSION=1.31.1
+ARG ORT_VERSION
 WORKDIR /wheels
 RUN pip download --no-cache-dir --no-deps --only-binary=:all: "onnxruntime==${ORT_VERSION}" \
     && mkdir -p /ort \
@@ -60,7 +62,7 @@ RUN pip download --no-cache-dir --no-deps --only-binary=:all: "onnxruntime==${OR
     && ln -s "libonnxruntime.so.${ORT_VERSION}" /ort/libonnxruntime.so
 
 FROM ${PYTHON_IMAGE} AS ort-cuda
-ARG ORT_VERSION=1.31.1
+ARG ORT_VERSION
 WORKDIR /wheels
 # cuBLAS is not among onnxruntime-gpu's extras but its CUDA provider needs it.
 RUN pip download --no-cache-dir --no-deps --only-binary=:all: "onnxruntime-gpu==${ORT_VERSION}" \

@@ -112,7 +112,7 @@ CONF
 # ACL users per component, from deploy/redis/users.acl (compose.yaml's Redis reads the same
 # file): the default user, with the requirepass password, is the operators' and the tests'.
 redis_users() {
-  local cli=(redis-cli -h 127.0.0.1 -p "$REDIS_PORT") name rules
+  local cli=(redis-cli -h 127.0.0.1 -p "$REDIS_PORT") name rest rules
   while read -r name rest; do
     [[ -z "$name" || "$name" == \#* ]] && continue
     read -r -a rules <<<"$rest"

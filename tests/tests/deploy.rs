@@ -19,21 +19,28 @@ use anyhow::{bail, Context};
 use orbit_e2e::{binary, free_port, wait_until, workspace_root, Proc, TestEnv};
 use serde_json::{json, Value};
 
-/// Runs `scripts/deploy.py args` and returns its standard output.
-fn deploy_py(args: &[&str]) -> anyhow::Result<String> {
-    let output = Command::new("python3")
-        .arg(workspace_root().join("scripts/deploy.py"))
-        .args(args)
+/// Runs `command` and returns its standard output; a failure carries both outputs.
+fn stdout_of(mut command: Command, what: &str) -> anyhow::Result<String> {
+    let output = command
         .output()
-        .context("running scripts/deploy.py")?;
+        .with_context(|| format!("running {what}"))?;
     if !output.status.success() {
         bail!(
-            "scripts/deploy.py {args:?} failed:\n{}{}",
+            "{what} failed:\n{}{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Runs `scripts/deploy.py args` and returns its standard output.
+fn deploy_py(args: &[&str]) -> anyhow::Result<String> {
+    let mut command = Command::new("python3");
+    command
+        .arg(workspace_root().join("scripts/deploy.py"))
+        .args(args);
+    stdout_of(command, &format!("scripts/deploy.py {args:?}"))
 }
 
 #[test]
@@ -58,34 +65,34 @@ impl Buildah {
         Ok(Self { root })
     }
 
+    /// The arguments that point buildah at this storage, before its subcommand.
+    fn storage_args(&self) -> Vec<String> {
+        vec![
+            "--root".into(),
+            self.root.join("storage").display().to_string(),
+            "--runroot".into(),
+            self.root.join("run").display().to_string(),
+            "--storage-driver".into(),
+            "vfs".into(),
+        ]
+    }
+
     fn command(&self) -> Command {
         let mut command = Command::new("buildah");
         command
-            .arg("--root")
-            .arg(self.root.join("storage"))
-            .arg("--runroot")
-            .arg(self.root.join("run"))
-            .arg("--storage-driver")
-            .arg("vfs")
+            .args(self.storage_args())
             .current_dir(workspace_root());
         command
     }
 
-    /// Runs `buildah args` and returns its standard output, trimmed.
+    /// Runs `buildah args` (scripts/install-deploy-tools.sh installs it) and returns its
+    /// standard output, trimmed.
     fn run(&self, args: &[&str]) -> anyhow::Result<String> {
-        let output = self
-            .command()
-            .args(args)
-            .output()
-            .context("running buildah (scripts/install-deploy-tools.sh installs it)")?;
-        if !output.status.success() {
-            bail!(
-                "buildah {args:?} failed:\n{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+        let mut command = self.command();
+        command.args(args);
+        Ok(stdout_of(command, &format!("buildah {args:?}"))?
+            .trim()
+            .to_string())
     }
 
     /// Commits an image from scratch holding `files` (source on this machine, path inside).
@@ -168,19 +175,14 @@ fn run_args(
     user: &str,
     env: &[(String, String)],
 ) -> Vec<String> {
-    let mut args: Vec<String> = vec![
-        "--root".into(),
-        buildah.root.join("storage").display().to_string(),
-        "--runroot".into(),
-        buildah.root.join("run").display().to_string(),
-        "--storage-driver".into(),
-        "vfs".into(),
+    let mut args = buildah.storage_args();
+    args.extend([
         "run".into(),
         "--isolation".into(),
         "chroot".into(),
         "--user".into(),
         user.into(),
-    ];
+    ]);
     for (key, value) in env {
         args.push("--env".into());
         args.push(format!("{key}={value}"));
@@ -357,6 +359,8 @@ async fn images_built_from_the_dockerfile_serve_through_composes_nats_as_an_unpr
             .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string()))
             .collect();
         let user = oci["User"].as_str().unwrap_or_default();
+        // The container's environment is `--env` above; a NATS user set here only stops the
+        // harness handing buildah itself the test stack's credentials.
         running.push(Proc::spawn_path(
             &format!("image-{}", case.bin),
             Path::new("/usr/bin/buildah"),
