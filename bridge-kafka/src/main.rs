@@ -15,14 +15,22 @@ use orbit_runtime::registry::Registry;
 use orbit_runtime::{catalog, nats, run_sink, streams, telemetry, RuntimeConfig, Shutdown};
 use rdkafka::producer::Producer;
 
+/// How long a batch of results waits to fill before it is produced to Kafka: downstream
+/// consumers poll, so tens of milliseconds are not noticed, and each produce and its ack cost
+/// the broker about as much for one record as for a hundred.
+const LINGER: Duration = Duration::from_millis(50);
+
 #[global_allocator]
 static ALLOCATOR: orbit_runtime::Allocator = orbit_runtime::Allocator;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    orbit_runtime::threads::async_runtime(1)?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     telemetry::init();
     let config = BridgeConfig::from_env()?;
-    let runtime = RuntimeConfig::sink_from_env("bridge-kafka")?;
+    let runtime = RuntimeConfig::sink_from_env("bridge-kafka", LINGER)?;
     let shutdown = Shutdown::on_signals();
     let metrics = orbit_runtime::metrics::install(None)?;
     let health = Arc::new(Health::default());

@@ -18,8 +18,11 @@ use orbit_runtime::{telemetry, Shutdown};
 #[global_allocator]
 static ALLOCATOR: orbit_runtime::Allocator = orbit_runtime::Allocator;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    orbit_runtime::threads::async_runtime(orbit_runtime::threads::half_the_cores())?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("keys") {
         return keys(&args[1..]);

@@ -59,10 +59,7 @@ fn run<F: Function>(function: F, command: &str) -> ExitCode {
             Err(_) => ExitCode::FAILURE,
         };
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::threads::async_runtime(1) {
         Ok(runtime) => runtime,
         Err(err) => {
             tracing::error!(error = %err, "cannot start the async runtime");

@@ -47,10 +47,10 @@ pub struct RuntimeConfig {
     /// pulled per fetch. A bundle carries up to hundreds of jobs, so this, not the message
     /// count, is what bounds a replica's memory.
     pub fetch_max_bytes: usize,
-    /// `ORBIT_FETCH_LINGER_MS`, default 0: how long a pull that found a batch not yet full
-    /// waits for more (the first message after an idle spell never waits). Group commit for a
-    /// sink whose writes are expensive (a remote database); on the one-box stack 2 ms made the
-    /// open-loop p99 and sync calls worse, not better (`bench/README.md`).
+    /// `ORBIT_FETCH_LINGER_MS`, default 0 for functions and each sink's own for sinks
+    /// ([`RuntimeConfig::sink_from_env`]): how long a batch that is not full gathers after its
+    /// first message before it is handed out (see [`crate::pull`]). Group commit for a store:
+    /// one write and one wakeup per batch instead of per message at a trickle of work.
     pub fetch_linger: Duration,
     /// `ORBIT_INFLIGHT_BATCHES`, default 4 for functions and 2 for sinks: fetched batches
     /// processed at once, so fetching, computing, publishing and acking overlap instead of
@@ -75,6 +75,10 @@ pub struct RuntimeConfig {
     pub sink_deliver_new: bool,
     /// `ORBIT_SYNC_RECORD`, `acked` (default) or `sent`: when a sync call's reply leaves.
     pub sync_record: SyncRecord,
+    /// `ORBIT_STARTED_NOTICE_MS`, default 50: how long a batch of jobs runs before its jobs
+    /// are announced `running` (the job cache's state); 0 announces every batch as it starts.
+    /// Jobs that finish sooner go from `queued` to their result with no notice.
+    pub started_notice_after: Duration,
 }
 
 /// When a synchronous call is answered relative to its record on RESULTS.
@@ -117,9 +121,14 @@ impl RuntimeConfig {
         Self::with_fetch_batch(default_worker_prefix, 256, 2 << 20, 4, 0)
     }
 
-    /// Settings of a sink process.
-    pub fn sink_from_env(default_worker_prefix: &str) -> Result<Self, ConfigError> {
-        Self::with_fetch_batch(default_worker_prefix, 1000, 4 << 20, 2, 0)
+    /// Settings of a sink process, whose batches wait up to `default_linger` to fill
+    /// (`ORBIT_FETCH_LINGER_MS` overrides it).
+    pub fn sink_from_env(
+        default_worker_prefix: &str,
+        default_linger: Duration,
+    ) -> Result<Self, ConfigError> {
+        let linger_ms = u64::try_from(default_linger.as_millis()).unwrap_or(u64::MAX);
+        Self::with_fetch_batch(default_worker_prefix, 1000, 4 << 20, 2, linger_ms)
     }
 
     fn with_fetch_batch(
@@ -167,6 +176,7 @@ impl RuntimeConfig {
                     })
                 }
             },
+            started_notice_after: Duration::from_millis(env_or("ORBIT_STARTED_NOTICE_MS", 50u64)?),
             sink_deliver_new: match env_or("ORBIT_SINK_DELIVER", "all".to_string())?.as_str() {
                 "all" => false,
                 "new" => true,

@@ -28,6 +28,7 @@ pub mod sink;
 pub mod stats;
 pub mod streams;
 pub mod telemetry;
+pub mod threads;
 pub mod worker;
 
 /// The allocator every Orbit process installs (`#[global_allocator]` in each binary): glibc's

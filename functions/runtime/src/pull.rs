@@ -97,6 +97,8 @@ struct OpenRequest {
 enum Ended {
     /// It delivered all it asked for, in messages or in bytes.
     Filled,
+    /// A no-wait request delivered what was waiting, fewer than it asked for.
+    Drained,
     /// A no-wait request found nothing (404, or 408 with nothing delivered).
     NothingWaiting,
     /// A long poll expired (408), or its answer never came.
@@ -149,12 +151,19 @@ impl Puller {
 
     /// The next batch: between 1 and `max` messages, or empty on shutdown, an idle poll
     /// timeout or a lost pull request.
+    ///
+    /// Without a linger, a long poll for a whole batch stays open and each message is handed
+    /// out as it comes. With one, the batch gathers: an idle loop asks for one message; once
+    /// it has one, no request is open while the batch lingers (unless the consumer says a
+    /// batch's worth is already waiting), so what arrives meanwhile waits on the server, and a
+    /// no-wait request then takes it all in one burst. At a trickle of work that is a few
+    /// messages and one wakeup per batch instead of a delivery and a wakeup per message.
     pub async fn next_batch(&mut self, shutdown: &Shutdown) -> Result<Vec<Pulled>, PullError> {
         let max = self.settings.max.max(1);
-        let linger = self.settings.linger;
+        let lingers = !self.settings.linger.is_zero();
         self.drain_inbox()?;
         let mut batch: Vec<(Instant, async_nats::Message)> = Vec::new();
-        let mut linger_until: Option<Instant> = None;
+        let mut gathered = false;
         loop {
             while batch.len() < max {
                 match self.ready.pop_front() {
@@ -166,14 +175,20 @@ impl Puller {
                 break;
             }
             if !batch.is_empty() {
-                if linger.is_zero() {
+                if !lingers {
                     if !self.more_is_coming(&batch) {
                         break;
                     }
-                } else if Instant::now()
-                    >= *linger_until.get_or_insert_with(|| Instant::now() + linger)
-                {
-                    break;
+                } else if self.open.is_none() {
+                    if gathered {
+                        break;
+                    }
+                    self.linger(&batch, max, shutdown).await;
+                    if shutdown.is_triggered() {
+                        break;
+                    }
+                    self.request(max - batch.len(), true).await?;
+                    gathered = true;
                 }
             }
             if self.open.is_none() {
@@ -188,14 +203,21 @@ impl Puller {
                         tokio::time::sleep(Duration::from_millis(10)).await;
                         break;
                     }
-                    Some(Ended::NothingWaiting) => self.request(false).await?,
-                    _ => self.request(linger.is_zero()).await?,
+                    // The last batch filled up: there may be a backlog, take it at once.
+                    Some(Ended::Filled) if lingers => self.request(max, true).await?,
+                    // Idle and gathering: wait for the first message of the next batch.
+                    _ if lingers => self.request(1, false).await?,
+                    Some(Ended::NothingWaiting) => self.request(max, false).await?,
+                    _ => self.request(max, true).await?,
                 }
             }
-            let mut deadline = self.open.as_ref().map_or_else(Instant::now, |o| o.deadline);
-            if let Some(until) = linger_until {
-                deadline = deadline.min(until);
+            // Seen empty just before waiting, so what the wait brings is marked as arriving
+            // during it: a linger counts from there, not from before an idle spell.
+            self.drain_inbox()?;
+            if !self.ready.is_empty() {
+                continue;
             }
+            let deadline = self.open.as_ref().map_or_else(Instant::now, |o| o.deadline);
             let next = tokio::select! {
                 next = tokio::time::timeout_at(deadline, self.subscription.next()) => next,
                 _ = shutdown.wait() => break,
@@ -224,6 +246,32 @@ impl Puller {
             }
         }
         Ok(self.hand_out(batch))
+    }
+
+    /// Lets a batch that is not full wait until its linger after its first message is over,
+    /// unless the consumer says enough messages to fill it are already waiting.
+    async fn linger(
+        &self,
+        batch: &[(Instant, async_nats::Message)],
+        max: usize,
+        shutdown: &Shutdown,
+    ) {
+        let Some((first_arrived, _)) = batch.first() else {
+            return;
+        };
+        let waiting = batch
+            .last()
+            .and_then(|(_, m)| m.reply.as_deref())
+            .and_then(pending_after)
+            .unwrap_or(0);
+        if usize::try_from(waiting).unwrap_or(usize::MAX) >= max - batch.len() {
+            return;
+        }
+        let until = *first_arrived + self.settings.linger;
+        tokio::select! {
+            _ = tokio::time::sleep_until(until) => {}
+            _ = shutdown.wait() => {}
+        }
     }
 
     /// Stops pulling: waits for the open request to end, so that nothing more arrives for a
@@ -268,20 +316,12 @@ impl Puller {
             .collect()
     }
 
-    /// Sends a pull request for up to a batch: no-wait (take what is there now, and the
-    /// server marks the end), or a long poll that hands each message out as it comes.
-    async fn request(&mut self, no_wait: bool) -> Result<(), PullError> {
-        let expires = if no_wait {
-            None
-        } else if self.settings.linger.is_zero() {
-            Some(IDLE_POLL)
-        } else {
-            Some(self.settings.linger.max(Duration::from_millis(1)))
-        };
-        let max = self.settings.max.max(1);
+    /// Sends a pull request for up to `count` messages: no-wait (take what is there now, and
+    /// the server marks the end), or a long poll that hands each message out as it comes.
+    async fn request(&mut self, count: usize, no_wait: bool) -> Result<(), PullError> {
         self.send(BatchConfig {
-            batch: max,
-            expires,
+            batch: count.max(1),
+            expires: (!no_wait).then_some(IDLE_POLL),
             no_wait,
             max_bytes: self.settings.max_bytes,
             ..Default::default()
@@ -365,7 +405,7 @@ impl Puller {
             Some(StatusCode::IDLE_HEARTBEAT) => return Ok(None),
             Some(StatusCode::NOT_FOUND) | Some(StatusCode::TIMEOUT) => match &self.open {
                 Some(open) if open.no_wait && open.delivered == 0 => Ended::NothingWaiting,
-                Some(open) if open.no_wait => Ended::Filled,
+                Some(open) if open.no_wait => Ended::Drained,
                 _ => Ended::Expired,
             },
             Some(StatusCode::REQUEST_TERMINATED) => {

@@ -235,7 +235,6 @@ async fn process_batch<F: Function>(
         return;
     }
     let _held = InFlight::hold(name, deliveries.len());
-    announce_started(client, name, &deliveries).await;
 
     // A job on its last allowed delivery has crashed or stalled a worker every time before: it
     // is not run again but ends `failed`, with a copy kept in DEADLETTER for inspection.
@@ -290,7 +289,13 @@ async fn process_batch<F: Function>(
         .collect();
 
     let started_at = Utc::now();
-    let outputs = run_keeping_alive(hosted, valid, &carriers, config.ack_wait).await;
+    let started = StartedNotice {
+        client,
+        function: name,
+        deliveries: &deliveries,
+        after: config.started_notice_after,
+    };
+    let outputs = run_keeping_alive(hosted, valid, &carriers, config.ack_wait, started).await;
     let finished_at = Utc::now();
 
     let producer = Producer {
@@ -437,21 +442,43 @@ async fn store_results_then_ack(
     }
 }
 
+/// The `running` notice of a batch, sent once the batch has run for `after`.
+struct StartedNotice<'a> {
+    client: &'a async_nats::Client,
+    function: &'a str,
+    deliveries: &'a [Delivery],
+    after: Duration,
+}
+
 /// Runs the batch through the executor, telling JetStream the work is still in progress so
-/// a long batch is not redelivered mid-flight.
+/// a long batch is not redelivered mid-flight, and announcing its jobs `running` if it is
+/// still at work after the notice's delay. A batch that ends sooner goes from `queued`
+/// straight to its result: a notice for it would cost a NATS message, a wakeup of
+/// `sink-redis` and a Redis write per job only to be overwritten a moment later.
 async fn run_keeping_alive<F: Function>(
     hosted: &Hosted<F>,
     jobs: Vec<Job<F::Params>>,
     carriers: &[Carrier],
     ack_wait: Duration,
+    started: StartedNotice<'_>,
 ) -> Vec<Outcome> {
+    let mut announced = started.after.is_zero();
+    if announced {
+        announce_started(started.client, started.function, started.deliveries).await;
+    }
     let work = hosted.executor.run(jobs);
     tokio::pin!(work);
+    let notice = tokio::time::sleep(started.after);
+    tokio::pin!(notice);
     let mut heartbeat = tokio::time::interval(ack_wait / 3);
     heartbeat.tick().await;
     loop {
         tokio::select! {
             outcomes = &mut work => return outcomes,
+            _ = &mut notice, if !announced => {
+                announced = true;
+                announce_started(started.client, started.function, started.deliveries).await;
+            }
             _ = heartbeat.tick() => {
                 for carrier in carriers {
                     let _ = carrier.message.ack_with(AckKind::Progress).await;

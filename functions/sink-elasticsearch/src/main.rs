@@ -13,11 +13,20 @@ use sink_elasticsearch::client::Elastic;
 use sink_elasticsearch::documents::{logs_template, results_template};
 use sink_elasticsearch::{BulkWriter, ElasticConfig, ElasticSink};
 
+/// How long a batch of results or log records waits to fill before it is indexed: up to a
+/// second, the index's refresh interval, so a document becomes searchable at most one refresh
+/// later than it would have. A `_bulk` request costs the cluster far more than the documents
+/// it carries.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
 #[global_allocator]
 static ALLOCATOR: orbit_runtime::Allocator = orbit_runtime::Allocator;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    orbit_runtime::threads::async_runtime(1)?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     telemetry::init();
     let elastic_config = elastic_config()?;
     let results_index: String =
@@ -36,7 +45,7 @@ async fn main() -> anyhow::Result<()> {
     let name: String = env_or("ORBIT_ELASTICSEARCH_CONSUMER", "elasticsearch".into())?;
     let results_name: &'static str = Box::leak(name.clone().into_boxed_str());
     let logs_name: &'static str = Box::leak(format!("{name}-logs").into_boxed_str());
-    let config = RuntimeConfig::sink_from_env("sink-elasticsearch")?;
+    let config = RuntimeConfig::sink_from_env("sink-elasticsearch", LINGER)?;
     let shutdown = Shutdown::on_signals();
 
     orbit_runtime::metrics::install(config.metrics_addr)?;

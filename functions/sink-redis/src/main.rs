@@ -9,18 +9,26 @@ use orbit_contract::subjects::{started_function, STARTED_WILDCARD};
 use orbit_runtime::{env_or, nats, serve_sink, telemetry, RuntimeConfig, Shutdown};
 use sink_redis::{connect, mark_running, RedisSink};
 
+/// How long a batch of results waits to fill before it is written: a status read that finds
+/// a job still `queued` or `running` in the cache reads Postgres, so a cache that trails the
+/// row by this much shows no stale state, it only sends those reads to Postgres meanwhile.
+const LINGER: Duration = Duration::from_millis(50);
+
 #[global_allocator]
 static ALLOCATOR: orbit_runtime::Allocator = orbit_runtime::Allocator;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    orbit_runtime::threads::async_runtime(1)?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     telemetry::init();
     let redis_url: String = env_or("ORBIT_REDIS_URL", "redis://127.0.0.1:6379/0".to_string())?;
     let ttl = Duration::from_secs(env_or("ORBIT_JOB_TTL_SECS", 86_400u64)?);
     let connection = connect(&redis_url, std::time::Duration::from_secs(5))
         .await
         .context("connecting to Redis (ORBIT_REDIS_URL)")?;
-    let config = RuntimeConfig::sink_from_env("sink-redis")?;
+    let config = RuntimeConfig::sink_from_env("sink-redis", LINGER)?;
     let shutdown = Shutdown::on_signals();
 
     let started = tokio::spawn(follow_started(
