@@ -9,7 +9,10 @@ use crate::latency::Summary;
 #[derive(Debug, Clone, Copy)]
 pub struct OpenRow {
     pub rate: f64,
+    /// The stack's CPU per job (the load generator's not counted), and Orbit's own share of
+    /// it (the rest is NATS, Postgres, Redis, Kafka and Elasticsearch).
     pub cpu_us_per_job: f64,
+    pub orbit_us_per_job: f64,
     pub scheduled_to_row: Option<Summary>,
 }
 
@@ -33,8 +36,11 @@ impl Figures {
         let verdict = |met: bool| if met { "met" } else { "not met" };
         for row in &self.open {
             let mut line = format!(
-                "open {:>5.0}/s: cpu per job {:>7.0} us",
-                row.rate, row.cpu_us_per_job
+                "open {:>5.0}/s: cpu per job {:>7.0} us (Orbit {:.0}, infrastructure {:.0})",
+                row.rate,
+                row.cpu_us_per_job,
+                row.orbit_us_per_job,
+                row.cpu_us_per_job - row.orbit_us_per_job
             );
             if let Some(batch) = self.batch_cpu_us.filter(|b| *b > 0.0) {
                 let ratio = row.cpu_us_per_job / batch;
@@ -107,11 +113,13 @@ mod tests {
                 OpenRow {
                     rate: 1000.0,
                     cpu_us_per_job: 300.0,
+                    orbit_us_per_job: 120.0,
                     scheduled_to_row: Some(summary(5.0, 20.0)),
                 },
                 OpenRow {
                     rate: 100.0,
                     cpu_us_per_job: 7500.0,
+                    orbit_us_per_job: 2500.0,
                     scheduled_to_row: Some(summary(4.0, 12.0)),
                 },
             ],
@@ -125,7 +133,10 @@ mod tests {
             report.contains("= 1.5x the batch run's 200 us (target <= 2x: met)"),
             "{report}"
         );
-        assert!(report.contains("7500 us = 37.5x"), "{report}");
+        assert!(
+            report.contains("7500 us (Orbit 2500, infrastructure 5000) = 37.5x"),
+            "{report}"
+        );
         assert!(report.contains("(target <= 1000 us: not met)"), "{report}");
         assert!(
             report.contains("= 13.0x the echo's 0.150 ms (target <= 2x: not met)"),

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use orbit_bench::e2e::{self, Load, Target};
 use orbit_bench::ratios::{Figures, OpenRow};
-use orbit_bench::resources::{Sampler, Usage};
+use orbit_bench::resources::{CpuPerJob, Sampler, Usage};
 use orbit_bench::stack::Stack;
 use orbit_bench::{bridge, elastic, probe, relay, scaling, settle, sync};
 use serde_json::{json, Value};
@@ -243,10 +243,11 @@ impl Bench {
             report.http.p50_ms, report.http.p99_ms, report.rejected
         );
         print_cpu_per_job(&usage, report.jobs);
-        if let Some(cpu_us_per_job) = cpu_per_job_us(&usage, report.jobs) {
+        if let Some(cpu) = CpuPerJob::of(&usage, report.jobs) {
             self.figures.open.push(OpenRow {
                 rate,
-                cpu_us_per_job,
+                cpu_us_per_job: cpu.total_us,
+                orbit_us_per_job: cpu.orbit_us,
                 scheduled_to_row: report.scheduled_to_row,
             });
         }
@@ -492,19 +493,23 @@ fn self_process() -> Vec<(String, Vec<u32>)> {
     vec![("orbit-bench".into(), vec![std::process::id()])]
 }
 
-/// The whole box's CPU per job, load generator included: the figure a throughput target on
-/// this machine comes down to (2 cores at 20,000 jobs/s leave 100 us a job), and far steadier
-/// from run to run than the rate itself.
-/// CPU per job across the measured processes, in microseconds.
+/// CPU per job of the stack (Orbit's processes and the infrastructure, not the load
+/// generator), in microseconds: far steadier from run to run than a rate.
 fn cpu_per_job_us(usage: &[Usage], jobs: usize) -> Option<f64> {
-    let total: f64 = usage.iter().map(|u| u.cpu_seconds).sum();
-    (jobs > 0).then(|| total * 1e6 / jobs as f64)
+    CpuPerJob::of(usage, jobs).map(|cpu| cpu.total_us)
 }
 
 fn print_cpu_per_job(usage: &[Usage], jobs: usize) {
-    let total: f64 = usage.iter().map(|u| u.cpu_seconds).sum();
-    if let Some(per_job) = cpu_per_job_us(usage, jobs) {
-        println!("  cpu per job    {per_job:>8.1} us  ({total:.2} cpu s in all)");
+    if let Some(cpu) = CpuPerJob::of(usage, jobs) {
+        println!(
+            "  cpu per job    {:>8.1} us  (Orbit {:.0} us: {}; infrastructure {:.0} us: {}; the load generator's {:.0} us not counted)",
+            cpu.total_us,
+            cpu.orbit_us,
+            CpuPerJob::largest(usage, jobs, false, 3),
+            cpu.infrastructure_us,
+            CpuPerJob::largest(usage, jobs, true, 5),
+            cpu.load_generator_us,
+        );
     }
 }
 
