@@ -168,6 +168,25 @@ pub struct CpuPerJob {
     pub load_generator_us: f64,
 }
 
+/// Where a component's CPU counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Orbit,
+    Infrastructure,
+    /// The load generator and the supervisors (which only wait).
+    NotCounted,
+}
+
+fn side(component: &str) -> Side {
+    if component == LOAD_GENERATOR || component.ends_with(".supervisor") {
+        Side::NotCounted
+    } else if INFRASTRUCTURE.contains(&component) {
+        Side::Infrastructure
+    } else {
+        Side::Orbit
+    }
+}
+
 impl CpuPerJob {
     pub fn of(usage: &[Usage], jobs: usize) -> Option<Self> {
         if jobs == 0 {
@@ -176,14 +195,14 @@ impl CpuPerJob {
         let per_job = |keep: &dyn Fn(&str) -> bool| {
             usage
                 .iter()
-                .filter(|u| keep(&u.component) && !u.component.ends_with(".supervisor"))
+                .filter(|u| keep(&u.component))
                 .map(|u| u.cpu_seconds)
                 .sum::<f64>()
                 * 1e6
                 / jobs as f64
         };
-        let orbit_us = per_job(&|name| name != LOAD_GENERATOR && !INFRASTRUCTURE.contains(&name));
-        let infrastructure_us = per_job(&|name| INFRASTRUCTURE.contains(&name));
+        let orbit_us = per_job(&|name| side(name) == Side::Orbit);
+        let infrastructure_us = per_job(&|name| side(name) == Side::Infrastructure);
         Some(Self {
             total_us: orbit_us + infrastructure_us,
             orbit_us,
@@ -192,18 +211,20 @@ impl CpuPerJob {
         })
     }
 
-    /// The largest components of each side, per job: `nats 1520 us, postgres 640 us`.
+    /// The largest components of one side, per job: `nats 1520 us, postgres 640 us`.
     pub fn largest(usage: &[Usage], jobs: usize, infrastructure: bool, count: usize) -> String {
-        let mut side: Vec<&Usage> = usage
+        let wanted = if infrastructure {
+            Side::Infrastructure
+        } else {
+            Side::Orbit
+        };
+        let mut components: Vec<&Usage> = usage
             .iter()
-            .filter(|u| {
-                u.component != LOAD_GENERATOR
-                    && !u.component.ends_with(".supervisor")
-                    && INFRASTRUCTURE.contains(&u.component.as_str()) == infrastructure
-            })
+            .filter(|u| side(&u.component) == wanted)
             .collect();
-        side.sort_by(|a, b| b.cpu_seconds.total_cmp(&a.cpu_seconds));
-        side.iter()
+        components.sort_by(|a, b| b.cpu_seconds.total_cmp(&a.cpu_seconds));
+        components
+            .iter()
             .take(count)
             .map(|u| {
                 format!(

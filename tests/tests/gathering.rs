@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
 use async_nats::jetstream::{stream, Context};
-use orbit_e2e::Clients;
+use orbit_e2e::{wait_until, Clients};
 use orbit_runtime::pull::{PullSettings, Puller};
 use orbit_runtime::Shutdown;
 
@@ -103,6 +103,21 @@ async fn messages_that_trickle_in_while_a_batch_lingers_come_in_that_batch() -> 
         scratch.publish(index).await?;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // While the batch lingers no pull request is open: the rest waits on the server, to come
+    // in one burst, instead of being delivered (and waking the puller) one by one.
+    let consumer = scratch.consumer.clone();
+    wait_until(
+        "the batch lingering with the rest on the server",
+        Duration::from_secs(3),
+        || {
+            let mut consumer = consumer.clone();
+            async move {
+                let info = consumer.info().await?;
+                Ok((info.num_waiting == 0 && info.num_pending >= 8).then_some(()))
+            }
+        },
+    )
+    .await?;
     let (puller, batch) = pulling.await?;
     let batch = batch.map_err(|err| anyhow::anyhow!("pulling: {err}"))?;
     let indices = take(batch).await?;
