@@ -194,10 +194,16 @@ def main() -> int:
         help="first: the 20 series of the model card; second: 6 more, kept apart (sktime's)",
     )
     parser.add_argument("--json", help="write every case's figures here")
+    parser.add_argument(
+        "--dump",
+        help="write every case's context, target and the baselines' MASE here, for the "
+        "in-process replay (cargo run --release -p forecast --example replay -- FILE); "
+        "with --models '' no stack is needed",
+    )
     args = parser.parse_args()
 
-    declared = declared_parameters(args.url)
     orbit_models = [m for m in args.models.split(",") if m]
+    declared = declared_parameters(args.url) if orbit_models else {}
     for model in orbit_models:
         if model not in declared:
             print(f"{model} is not served at {args.url}", file=sys.stderr)
@@ -228,6 +234,8 @@ def main() -> int:
                 "h": h,
                 "target": target.tolist(),
             }
+            if args.dump:
+                case["values"] = context.tolist()
             for method, (mean, intervals) in forecasts.items():
                 figures = {
                     "mase": mase(target, mean, context, m),
@@ -240,10 +248,15 @@ def main() -> int:
                 case[method] = figures
             cases.append(case)
 
+    if args.dump:
+        Path(args.dump).write_text(json.dumps([dict(c, collection=args.collection) for c in cases]))
     methods = [k for k in cases[0] if isinstance(cases[0][k], dict)]
+    if not orbit_models:
+        contenders = ["AutoETS", "AutoTheta"]
     # "Best" is counted among the primary Orbit model (the first of --models) and the two
     # strong baselines, the comparison a user makes.
-    contenders = ["AutoETS", "AutoTheta", f"orbit:{orbit_models[0]}"]
+    else:
+        contenders = ["AutoETS", "AutoTheta", f"orbit:{orbit_models[0]}"]
     print(
         f"{args.collection} collection: {len(collection)} series, {len(cases)} cases, "
         f"context {args.context}, horizons {sorted(set(c[3] for c in collection))}"

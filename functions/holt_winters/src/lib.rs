@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use fit::Bound;
-use model::{Season, Spec, Trend};
+use model::{Errors, Season, Spec, Trend};
 
 /// The most steps one request may forecast.
 pub const MAX_HORIZON: usize = 1000;
@@ -41,6 +41,15 @@ pub enum SeasonKind {
     None,
 }
 
+/// How the one-step errors are modelled (see [`model::Errors`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    #[default]
+    Additive,
+    Multiplicative,
+}
+
 /// The parameters, as the declared schema has checked them.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Params {
@@ -49,6 +58,8 @@ pub struct Params {
     pub season_length: Option<usize>,
     pub trend: TrendKind,
     pub seasonal: SeasonKind,
+    #[serde(default)]
+    pub error: ErrorKind,
     #[serde(default)]
     pub alpha: Option<f64>,
     #[serde(default)]
@@ -104,6 +115,8 @@ impl Function for HoltWinters {
                     "trend": {"enum": ["additive", "damped", "none"], "default": "additive"},
                     "seasonal": {"enum": ["auto", "additive", "multiplicative", "none"], "default": "auto",
                         "description": "auto: additive when the series has a season (given or detected), none otherwise"},
+                    "error": {"enum": ["additive", "multiplicative"], "default": "additive",
+                        "description": "multiplicative: errors in proportion to the level (positive series), which changes the fit and widens intervals with the forecast"},
                     "alpha": smoothing("level smoothing; fitted when absent"),
                     "beta": smoothing("trend smoothing; fitted when absent"),
                     "gamma": smoothing("season smoothing; fitted when absent"),
@@ -175,10 +188,21 @@ pub fn forecast(series: &[f64], params: &Params) -> Result<Value, JobFailure> {
             ))
         }
     };
-    if season == Season::Multiplicative && series.iter().any(|&y| y <= 0.0) {
+    let errors = match params.error {
+        ErrorKind::Additive => Errors::Additive,
+        ErrorKind::Multiplicative => Errors::Multiplicative,
+    };
+    let positive = series.iter().all(|&y| y > 0.0);
+    if season == Season::Multiplicative && !positive {
         return Err(invalid(
             "data",
             "multiplicative seasonality needs every value above 0".into(),
+        ));
+    }
+    if errors == Errors::Multiplicative && !positive {
+        return Err(invalid(
+            "data",
+            "multiplicative errors need every value above 0".into(),
         ));
     }
     let spec = Spec {
@@ -239,23 +263,54 @@ pub fn forecast(series: &[f64], params: &Params) -> Result<Value, JobFailure> {
             0.9,
         ),
     ];
-    let parameters = fit::fit(series, &spec, bounds).ok_or_else(|| {
+    let (parameters, start) = fit::fit(series, &spec, errors, bounds).ok_or_else(|| {
         JobFailure::function_error("no finite fit of this series (values too extreme?)")
     })?;
-    let fitted = model::smooth(series, &spec, &parameters)
+    let fitted = model::smooth_from(series, &spec, &parameters, &start)
         .ok_or_else(|| JobFailure::function_error("the fitted model diverges on this series"))?;
     let points = model::forecast(&fitted, &spec, &parameters, params.horizon);
     if !points.iter().all(|v| v.is_finite()) {
         return Err(JobFailure::overflow());
     }
-    let sigma = (fitted.sse / fitted.points as f64).sqrt();
+    let rmse = (fitted.sse / fitted.points as f64).sqrt();
+    // The one-step error's spread, counting what the fit estimated (free parameters and the
+    // starting state), as R's `ets` does: the in-sample RMSE understates it, and intervals
+    // built on it covered less than their level on held-out series.
+    let estimated = bounds.iter().filter(|b| b.fixed.is_none()).count()
+        + 1
+        + usize::from(trend != Trend::None)
+        + if season == Season::None {
+            0
+        } else {
+            spec.period - 1
+        };
+    let squares = match errors {
+        Errors::Additive => fitted.sse,
+        Errors::Multiplicative => fitted.relative_sse,
+    };
+    let sigma = (squares / fitted.points.saturating_sub(estimated).max(1) as f64).sqrt();
+    // AICc, with the error's spread counted as one more estimate.
+    let (n, k) = (fitted.points as f64, (estimated + 1) as f64);
+    let aicc = if n - k - 1.0 > 0.0 {
+        fitted.deviance(errors) + 2.0 * k + 2.0 * k * (k + 1.0) / (n - k - 1.0)
+    } else {
+        f64::INFINITY
+    };
     let factors = model::variance_factors(&spec, &parameters, params.horizon);
     let intervals: Vec<Value> = params
         .level
         .iter()
         .map(|&level| {
             let z = normal_quantile(0.5 + level / 200.0);
-            let half: Vec<f64> = factors.iter().map(|f| z * sigma * f.sqrt()).collect();
+            // Multiplicative errors scale with the forecast (the usual approximation).
+            let half: Vec<f64> = factors
+                .iter()
+                .zip(&points)
+                .map(|(f, p)| match errors {
+                    Errors::Additive => z * sigma * f.sqrt(),
+                    Errors::Multiplicative => z * sigma * p.abs() * f.sqrt(),
+                })
+                .collect();
             json!({
                 "level": level,
                 "lower": points.iter().zip(&half).map(|(p, h)| p - h).collect::<Vec<_>>(),
@@ -274,7 +329,10 @@ pub fn forecast(series: &[f64], params: &Params) -> Result<Value, JobFailure> {
         "beta": (trend != Trend::None).then_some(parameters.beta),
         "gamma": (season != Season::None).then_some(parameters.gamma),
         "phi": (trend == Trend::Damped).then_some(parameters.phi),
-        "rmse": sigma,
+        "error": match errors { Errors::Additive => "additive", Errors::Multiplicative => "multiplicative" },
+        "rmse": rmse,
+        "sigma": sigma,
+        "aicc": aicc.is_finite().then_some(aicc),
         "intervals": intervals,
     }))
 }
@@ -398,6 +456,45 @@ mod tests {
         );
         let failure = HoltWinters
             .call(&job(json!({"data": [1, -2, 3, 4, 5, 6, 7, 8], "parameters": {"season_length": 2, "seasonal": "multiplicative"}})).unwrap())
+            .unwrap_err();
+        assert_eq!(failure.field.as_deref(), Some("data"));
+    }
+
+    #[test]
+    fn the_starting_trend_is_fitted_not_read_off_the_first_step() {
+        // A straight line whose first step is flat: a start taken from that step alone
+        // began with no trend at all.
+        let mut series: Vec<f64> = (0..40).map(|t| 50.0 + 3.0 * t as f64).collect();
+        series[1] = series[0];
+        let output = HoltWinters
+            .call(&job(json!({"data": series, "parameters": {"horizon": 3, "seasonal": "none", "alpha": 0.1, "beta": 0.1}})).unwrap())
+            .unwrap();
+        let forecast: Vec<f64> = serde_json::from_value(output["forecast"].clone()).unwrap();
+        for (h, value) in forecast.iter().enumerate() {
+            let truth = 50.0 + 3.0 * (40 + h) as f64;
+            assert!((value - truth).abs() < 1.0, "step {h}: {value} vs {truth}");
+        }
+    }
+
+    #[test]
+    fn multiplicative_errors_scale_the_intervals_with_the_forecast() {
+        // Growing 3 % a step with noise of about 5 % of the level.
+        let noise = [0.04, -0.05, 0.06, -0.03, 0.05, -0.06, 0.02, -0.04];
+        let series: Vec<f64> = (0..60)
+            .map(|t| 100.0 * 1.03f64.powi(t) * (1.0 + noise[t as usize % noise.len()]))
+            .collect();
+        let output = HoltWinters
+            .call(&job(json!({"data": series, "parameters": {"horizon": 2, "seasonal": "none", "error": "multiplicative", "level": [95]}})).unwrap())
+            .unwrap();
+        assert_eq!(output["error"], "multiplicative");
+        assert!(output["aicc"].as_f64().is_some(), "{output}");
+        let forecast: Vec<f64> = serde_json::from_value(output["forecast"].clone()).unwrap();
+        let upper = output["intervals"][0]["upper"][0].as_f64().unwrap();
+        // The half-width is a share of the forecast near the noise's size (z * sigma).
+        let share = (upper - forecast[0]) / forecast[0];
+        assert!(share > 0.03 && share < 0.25, "{share}");
+        let failure = HoltWinters
+            .call(&job(json!({"data": [1, -2, 3, 4, 5], "parameters": {"seasonal": "none", "error": "multiplicative"}})).unwrap())
             .unwrap_err();
         assert_eq!(failure.field.as_deref(), Some("data"));
     }

@@ -40,6 +40,17 @@ pub struct Parameters {
     pub phi: f64,
 }
 
+/// How the one-step errors are modelled. Both run the same recursions and give the same point
+/// forecasts for the same parameters; they differ in what a good fit is. Additive: errors of
+/// one size throughout (least squares). Multiplicative: errors in proportion to the forecast,
+/// for positive series whose noise grows with their level (the ETS(M,..) models of Hyndman et
+/// al. 2008), so a fit is not ruled by the series' largest stretch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Errors {
+    Additive,
+    Multiplicative,
+}
+
 /// The state after the last observation, and how well the model tracked the series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fitted {
@@ -49,7 +60,32 @@ pub struct Fitted {
     pub seasonal: Vec<f64>,
     /// Sum of squared one-step errors.
     pub sse: f64,
+    /// Sum of squared one-step errors relative to their forecasts.
+    pub relative_sse: f64,
+    /// Sum of the logarithms of the forecasts' sizes.
+    pub log_forecasts: f64,
     pub points: usize,
+}
+
+impl Fitted {
+    /// Minus twice the log-likelihood of the one-step errors, up to a constant shared by both
+    /// kinds of errors (so fits of either kind compare by AIC): `n ln(SSE/n)` for additive
+    /// errors, `n ln(SSE_rel/n) + 2 sum ln|forecast|` for multiplicative ones. Infinite when the
+    /// errors cannot be of that kind (a forecast of 0 or below under multiplicative errors).
+    pub fn deviance(&self, errors: Errors) -> f64 {
+        let n = self.points as f64;
+        let value = match errors {
+            Errors::Additive => n * (self.sse / n).max(f64::MIN_POSITIVE).ln(),
+            Errors::Multiplicative => {
+                n * (self.relative_sse / n).max(f64::MIN_POSITIVE).ln() + 2.0 * self.log_forecasts
+            }
+        };
+        if value.is_nan() {
+            f64::INFINITY
+        } else {
+            value
+        }
+    }
 }
 
 impl Spec {
@@ -63,46 +99,129 @@ impl Spec {
     }
 }
 
-/// The usual starting state: the first season's mean as level, the change between the first
-/// two seasons' means as trend, and the first season's deviations (or ratios) as season.
-fn initial_state(series: &[f64], spec: &Spec) -> (f64, f64, Vec<f64>) {
+/// The state before the first observation: level, trend and one seasonal component per
+/// position in the season (the first season's positions, in order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Start {
+    pub level: f64,
+    pub trend: f64,
+    pub seasonal: Vec<f64>,
+}
+
+/// A starting state from the series itself, the heuristic of R's `forecast::ets`
+/// (Hyndman et al. 2008, section 2.6.1): the season from a classical decomposition of the first
+/// few seasons (a centred moving average, the deviations or ratios from it averaged per
+/// position and normalised), then level and trend from a straight line through the first
+/// `max(10, 2m)` seasonally adjusted points. The fit moves it from there; the first season's
+/// raw values alone made noisy seasons and a trend of one step's change.
+pub fn initial_state(series: &[f64], spec: &Spec) -> Start {
     let m = spec.period.max(1);
-    if spec.season == Season::None {
-        let trend = if spec.trend == Trend::None || series.len() < 2 {
-            0.0
-        } else {
-            series[1] - series[0]
-        };
-        return (series[0], trend, vec![0.0]);
-    }
-    let first: f64 = series[..m].iter().sum::<f64>() / m as f64;
-    let second: f64 = series[m..2 * m].iter().sum::<f64>() / m as f64;
-    let trend = if spec.trend == Trend::None {
-        0.0
+    let n = series.len();
+    let seasonal = if spec.season == Season::None {
+        vec![0.0]
     } else {
-        (second - first) / m as f64
+        decomposed_season(&series[..(n / m).clamp(2, 4) * m], spec.season, m)
     };
-    let seasonal = series[..m]
+    let adjusted: Vec<f64> = series
         .iter()
-        .map(|&y| match spec.season {
-            Season::Multiplicative => y / first,
-            _ => y - first,
+        .enumerate()
+        .take(10.max(2 * m).min(n))
+        .map(|(t, &y)| match spec.season {
+            Season::None => y,
+            Season::Additive => y - seasonal[t % m],
+            Season::Multiplicative => y / seasonal[t % m],
         })
         .collect();
-    (first, trend, seasonal)
+    let points = adjusted.len() as f64;
+    let mean_t = (points + 1.0) / 2.0;
+    let mean_y = adjusted.iter().sum::<f64>() / points;
+    if spec.trend == Trend::None || adjusted.len() < 2 {
+        return Start {
+            level: mean_y,
+            trend: 0.0,
+            seasonal,
+        };
+    }
+    let (mut covariance, mut variance) = (0.0, 0.0);
+    for (i, y) in adjusted.iter().enumerate() {
+        let dt = (i + 1) as f64 - mean_t;
+        covariance += dt * (y - mean_y);
+        variance += dt * dt;
+    }
+    let trend = covariance / variance;
+    Start {
+        level: mean_y - trend * mean_t,
+        trend,
+        seasonal,
+    }
+}
+
+/// Seasonal components of whole seasons `series` by classical decomposition: each point's
+/// deviation from (or ratio to) the centred moving average of one season, averaged per
+/// position, then made to sum to 0 (or average 1).
+fn decomposed_season(series: &[f64], season: Season, m: usize) -> Vec<f64> {
+    let n = series.len();
+    let half = m / 2;
+    let mut sums = vec![0.0; m];
+    let mut counts = vec![0usize; m];
+    for t in half..n.saturating_sub(half) {
+        let average = if m.is_multiple_of(2) {
+            // The 2xm moving average: the ends count half.
+            (series[t - half] / 2.0
+                + series[t - half + 1..t + half].iter().sum::<f64>()
+                + series[t + half] / 2.0)
+                / m as f64
+        } else {
+            series[t - half..=t + half].iter().sum::<f64>() / m as f64
+        };
+        sums[t % m] += match season {
+            Season::Multiplicative => series[t] / average,
+            _ => series[t] - average,
+        };
+        counts[t % m] += 1;
+    }
+    let neutral = if season == Season::Multiplicative {
+        1.0
+    } else {
+        0.0
+    };
+    let raw: Vec<f64> = sums
+        .iter()
+        .zip(&counts)
+        .map(|(&s, &c)| if c == 0 { neutral } else { s / c as f64 })
+        .collect();
+    normalised(raw, season)
+}
+
+/// Seasonal components shifted to sum to 0 (additive) or scaled to average 1 (multiplicative).
+pub fn normalised(mut seasonal: Vec<f64>, season: Season) -> Vec<f64> {
+    let mean = seasonal.iter().sum::<f64>() / seasonal.len() as f64;
+    for s in &mut seasonal {
+        match season {
+            Season::Multiplicative if mean > 0.0 => *s /= mean,
+            Season::Multiplicative => {}
+            _ => *s -= mean,
+        }
+    }
+    seasonal
 }
 
 /// Runs the smoothing recursions over `series`. `None` when the state leaves the finite
 /// numbers (parameters that explode, or a multiplicative season meeting a zero).
 pub fn smooth(series: &[f64], spec: &Spec, p: &Parameters) -> Option<Fitted> {
+    smooth_from(series, spec, p, &initial_state(series, spec))
+}
+
+/// [`smooth`] from a given starting state.
+pub fn smooth_from(series: &[f64], spec: &Spec, p: &Parameters, start: &Start) -> Option<Fitted> {
     let m = spec.period.max(1);
-    let (mut level, mut trend, mut seasonal) = initial_state(series, spec);
+    let (mut level, mut trend, mut seasonal) = (start.level, start.trend, start.seasonal.clone());
     let phi = if spec.trend == Trend::Damped {
         p.phi
     } else {
         1.0
     };
-    let mut sse = 0.0;
+    let (mut sse, mut relative_sse, mut log_forecasts) = (0.0, 0.0, 0.0);
     for (t, &y) in series.iter().enumerate() {
         let damped = if spec.trend == Trend::None {
             0.0
@@ -118,6 +237,13 @@ pub fn smooth(series: &[f64], spec: &Spec, p: &Parameters) -> Option<Fitted> {
         };
         let error = y - forecast;
         sse += error * error;
+        relative_sse += (error / forecast).powi(2);
+        // A forecast of 0 or below rules multiplicative errors out (NaN: `deviance` says so).
+        log_forecasts += if forecast > 0.0 {
+            forecast.ln()
+        } else {
+            f64::NAN
+        };
         let new_level = match spec.season {
             Season::None => p.alpha * y + (1.0 - p.alpha) * base,
             Season::Additive => p.alpha * (y - s) + (1.0 - p.alpha) * base,
@@ -144,6 +270,8 @@ pub fn smooth(series: &[f64], spec: &Spec, p: &Parameters) -> Option<Fitted> {
         trend,
         seasonal,
         sse,
+        relative_sse,
+        log_forecasts,
         points: n,
     })
 }
@@ -233,6 +361,43 @@ mod tests {
                 future[120 + h]
             );
         }
+    }
+
+    #[test]
+    fn the_starting_state_of_a_trending_season_is_its_trend_and_season() {
+        let season = [5.0, -3.0, -4.0, 2.0];
+        let series: Vec<f64> = (0..40)
+            .map(|t| 100.0 + 2.0 * t as f64 + season[t % 4])
+            .collect();
+        let spec = Spec {
+            trend: Trend::Additive,
+            season: Season::Additive,
+            period: 4,
+        };
+        let start = initial_state(&series, &spec);
+        for (found, truth) in start.seasonal.iter().zip(season) {
+            assert!((found - truth).abs() < 1e-9, "{:?}", start.seasonal);
+        }
+        // The state before the first point: its forecast of the first point is 100 + 5.
+        assert!((start.trend - 2.0).abs() < 1e-9 && (start.level - 98.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn multiplicative_errors_rule_out_forecasts_of_zero_or_below() {
+        let spec = Spec {
+            trend: Trend::Additive,
+            season: Season::None,
+            period: 1,
+        };
+        let p = Parameters {
+            alpha: 0.5,
+            beta: 0.5,
+            gamma: 0.0,
+            phi: 1.0,
+        };
+        let falling = smooth(&[9.0, 6.0, 3.0, 0.5, 0.2], &spec, &p).unwrap();
+        assert!(falling.deviance(Errors::Additive).is_finite());
+        assert_eq!(falling.deviance(Errors::Multiplicative), f64::INFINITY);
     }
 
     #[test]
