@@ -88,7 +88,8 @@ fn a_series_without_a_season_gets_the_mean_of_both_models() {
             mean[h]
         );
     }
-    // The interval keeps its width and moves with the forecast.
+    // The interval moves with the forecast and widens by the members' disagreement: half of
+    // the gap between the two models, added in variance, where the LSTM takes part.
     let interval = &combined["intervals"][0];
     let (lower, upper) = (numbers(&interval["lower"]), numbers(&interval["upper"]));
     let alone_interval = &alone["intervals"][0];
@@ -96,11 +97,22 @@ fn a_series_without_a_season_gets_the_mean_of_both_models() {
         numbers(&alone_interval["lower"]),
         numbers(&alone_interval["upper"]),
     );
+    let z80 = 1.281_551_565_5;
     for h in 0..30 {
         assert!(lower[h] < mean[h] && mean[h] < upper[h]);
-        let width = upper[h] - lower[h];
-        let alone_width = alone_upper[h] - alone_lower[h];
-        assert!((width - alone_width).abs() < 1e-6);
+        assert!((mean[h] - (lower[h] + upper[h]) / 2.0).abs() < 1e-6);
+        let half = (upper[h] - lower[h]) / 2.0;
+        let alone_half = (alone_upper[h] - alone_lower[h]) / 2.0;
+        let gap = if h < 24 {
+            z80 * (base[h] - lstm_forecast[h]) / 2.0
+        } else {
+            0.0
+        };
+        let expected = alone_half.hypot(gap);
+        assert!(
+            (half - expected).abs() < 1e-6 * expected.max(1.0),
+            "step {h}: {half} vs {expected}"
+        );
     }
 }
 

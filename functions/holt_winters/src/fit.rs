@@ -35,10 +35,11 @@ pub fn fit(
     spec: &Spec,
     errors: Errors,
     bounds: [Bound; 4],
+    season_start: SeasonStart,
 ) -> Option<(Parameters, Start)> {
     let free: Vec<usize> = (0..4).filter(|&i| bounds[i].fixed.is_none()).collect();
     let heuristic = initial_state(series, spec);
-    let layout = StateLayout::of(series, spec, free.len());
+    let layout = StateLayout::of(series, spec, free.len(), season_start);
     let assemble = |x: &[f64]| -> Parameters {
         let mut values = [0.0; 4];
         for i in 0..4 {
@@ -74,6 +75,17 @@ pub fn fit(
         .then(|| (parameters, layout.start(&heuristic, &best)))
 }
 
+/// Whether the fit moves the starting season away from its classical decomposition. Fitting
+/// it is what makes a seasonal fit good and most of its cost (`m - 1` more variables), so a
+/// caller comparing many forms may first fit them all with the decomposed season and then
+/// refit the promising ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SeasonStart {
+    #[default]
+    Fitted,
+    Decomposed,
+}
+
 /// Where the starting state sits among the optimiser's free variables (after the smoothing
 /// parameters), and how a step of 1 in one of them moves the state: the level and trend by
 /// the series' typical step, an additive season by the same, a multiplicative one by a tenth.
@@ -86,10 +98,10 @@ struct StateLayout {
 }
 
 impl StateLayout {
-    fn of(series: &[f64], spec: &Spec, parameters: usize) -> Self {
+    fn of(series: &[f64], spec: &Spec, parameters: usize, season_start: SeasonStart) -> Self {
         let steps = series.windows(2).map(|w| (w[1] - w[0]).abs());
         let scale = steps.sum::<f64>() / (series.len().max(2) - 1) as f64;
-        let seasons = if spec.season == Season::None {
+        let seasons = if spec.season == Season::None || season_start == SeasonStart::Decomposed {
             0
         } else {
             spec.period - 1

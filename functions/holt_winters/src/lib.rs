@@ -70,6 +70,9 @@ pub struct Params {
     pub phi: Option<f64>,
     #[serde(default)]
     pub level: Vec<f64>,
+    /// Not a request parameter: how a caller in this process wants the starting season.
+    #[serde(skip)]
+    pub season_start: fit::SeasonStart,
 }
 
 /// The function served by the `holt-winters` binary.
@@ -263,9 +266,10 @@ pub fn forecast(series: &[f64], params: &Params) -> Result<Value, JobFailure> {
             0.9,
         ),
     ];
-    let (parameters, start) = fit::fit(series, &spec, errors, bounds).ok_or_else(|| {
-        JobFailure::function_error("no finite fit of this series (values too extreme?)")
-    })?;
+    let (parameters, start) = fit::fit(series, &spec, errors, bounds, params.season_start)
+        .ok_or_else(|| {
+            JobFailure::function_error("no finite fit of this series (values too extreme?)")
+        })?;
     let fitted = model::smooth_from(series, &spec, &parameters, &start)
         .ok_or_else(|| JobFailure::function_error("the fitted model diverges on this series"))?;
     let points = model::forecast(&fitted, &spec, &parameters, params.horizon);
@@ -297,18 +301,33 @@ pub fn forecast(series: &[f64], params: &Params) -> Result<Value, JobFailure> {
         f64::INFINITY
     };
     let factors = model::variance_factors(&spec, &parameters, params.horizon);
+    // The model's spread h steps ahead, widened to its own h-step errors inside the series
+    // where those were larger: the formula assumes the model is right, and held-out
+    // coverage fell short of the level where it was not.
+    let mut spreads: Vec<f64> = factors.iter().map(|f| sigma * f.sqrt()).collect();
+    if !params.level.is_empty() {
+        let observed =
+            model::in_sample_spread(series, &spec, &parameters, &start, errors, params.horizon);
+        let mut ratio = 1.0f64;
+        for (spread, seen) in spreads.iter_mut().zip(observed) {
+            if let Some(seen) = seen {
+                ratio = (seen / *spread).max(1.0);
+            }
+            *spread *= ratio;
+        }
+    }
     let intervals: Vec<Value> = params
         .level
         .iter()
         .map(|&level| {
             let z = normal_quantile(0.5 + level / 200.0);
             // Multiplicative errors scale with the forecast (the usual approximation).
-            let half: Vec<f64> = factors
+            let half: Vec<f64> = spreads
                 .iter()
                 .zip(&points)
-                .map(|(f, p)| match errors {
-                    Errors::Additive => z * sigma * f.sqrt(),
-                    Errors::Multiplicative => z * sigma * p.abs() * f.sqrt(),
+                .map(|(spread, p)| match errors {
+                    Errors::Additive => z * spread,
+                    Errors::Multiplicative => z * spread * p.abs(),
                 })
                 .collect();
             json!({

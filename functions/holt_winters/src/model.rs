@@ -222,14 +222,18 @@ pub fn smooth_from(series: &[f64], spec: &Spec, p: &Parameters, start: &Start) -
         1.0
     };
     let (mut sse, mut relative_sse, mut log_forecasts) = (0.0, 0.0, 0.0);
-    for (t, &y) in series.iter().enumerate() {
+    // The forecasts' product, its logarithm taken only when it nears the ends of f64: a
+    // logarithm per step was half the cost of a fit.
+    let mut product = 1.0f64;
+    let mut position = 0;
+    for &y in series {
         let damped = if spec.trend == Trend::None {
             0.0
         } else {
             phi * trend
         };
         let base = level + damped;
-        let s = seasonal[t % m];
+        let s = seasonal[position];
         let forecast = match spec.season {
             Season::None => base,
             Season::Additive => base + s,
@@ -239,11 +243,11 @@ pub fn smooth_from(series: &[f64], spec: &Spec, p: &Parameters, start: &Start) -
         sse += error * error;
         relative_sse += (error / forecast).powi(2);
         // A forecast of 0 or below rules multiplicative errors out (NaN: `deviance` says so).
-        log_forecasts += if forecast > 0.0 {
-            forecast.ln()
-        } else {
-            f64::NAN
-        };
+        product *= if forecast > 0.0 { forecast } else { f64::NAN };
+        if !(1e-150..=1e150).contains(&product) {
+            log_forecasts += product.ln();
+            product = 1.0;
+        }
         let new_level = match spec.season {
             Season::None => p.alpha * y + (1.0 - p.alpha) * base,
             Season::Additive => p.alpha * (y - s) + (1.0 - p.alpha) * base,
@@ -254,14 +258,18 @@ pub fn smooth_from(series: &[f64], spec: &Spec, p: &Parameters, start: &Start) -
         }
         match spec.season {
             Season::None => {}
-            Season::Additive => seasonal[t % m] = p.gamma * (y - base) + (1.0 - p.gamma) * s,
-            Season::Multiplicative => seasonal[t % m] = p.gamma * (y / base) + (1.0 - p.gamma) * s,
+            Season::Additive => seasonal[position] = p.gamma * (y - base) + (1.0 - p.gamma) * s,
+            Season::Multiplicative => {
+                seasonal[position] = p.gamma * (y / base) + (1.0 - p.gamma) * s
+            }
         }
+        position = if position + 1 == m { 0 } else { position + 1 };
         level = new_level;
         if !(level.is_finite() && trend.is_finite() && sse.is_finite()) {
             return None;
         }
     }
+    log_forecasts += product.ln();
     // Oldest first: the component used next is seasonal[n % m].
     let n = series.len();
     let seasonal = (0..m).map(|i| seasonal[(n + i) % m]).collect();
@@ -274,6 +282,42 @@ pub fn smooth_from(series: &[f64], spec: &Spec, p: &Parameters, start: &Start) -
         log_forecasts,
         points: n,
     })
+}
+
+/// The model's own errors `h` steps ahead inside the series, for h in 1..=horizon: the root
+/// mean square of `y[t+h-1] - forecast from t` (relative to the forecast under multiplicative
+/// errors) over the origins `t` of the series' second half. `None` where fewer than 8 origins
+/// reach that far.
+pub fn in_sample_spread(
+    series: &[f64],
+    spec: &Spec,
+    p: &Parameters,
+    start: &Start,
+    errors: Errors,
+    horizon: usize,
+) -> Vec<Option<f64>> {
+    let n = series.len();
+    let mut sums = vec![(0.0, 0usize); horizon];
+    for origin in (n / 2).max(spec.min_points())..n {
+        let Some(fitted) = smooth_from(&series[..origin], spec, p, start) else {
+            continue;
+        };
+        let reach = horizon.min(n - origin);
+        for (h, forecast) in forecast(&fitted, spec, p, reach).into_iter().enumerate() {
+            let error = series[origin + h] - forecast;
+            let error = match errors {
+                Errors::Additive => error,
+                Errors::Multiplicative => error / forecast,
+            };
+            if error.is_finite() {
+                sums[h].0 += error * error;
+                sums[h].1 += 1;
+            }
+        }
+    }
+    sums.into_iter()
+        .map(|(sum, count)| (count >= 8).then(|| (sum / count as f64).sqrt()))
+        .collect()
 }
 
 /// Sum of `phi^1..=phi^h` (or `h` for an undamped trend).
@@ -398,6 +442,31 @@ mod tests {
         let falling = smooth(&[9.0, 6.0, 3.0, 0.5, 0.2], &spec, &p).unwrap();
         assert!(falling.deviance(Errors::Additive).is_finite());
         assert_eq!(falling.deviance(Errors::Multiplicative), f64::INFINITY);
+    }
+
+    #[test]
+    fn a_model_without_the_series_trend_misses_by_more_the_further_it_looks() {
+        // A straight line, smoothed as if it had no trend: its h-step errors are h steps of
+        // the line (minus what smoothing caught up), so they grow with h.
+        let series: Vec<f64> = (0..60).map(|t| 2.0 * t as f64).collect();
+        let spec = Spec {
+            trend: Trend::None,
+            season: Season::None,
+            period: 1,
+        };
+        let p = Parameters {
+            alpha: 0.999,
+            beta: 0.0,
+            gamma: 0.0,
+            phi: 1.0,
+        };
+        let start = initial_state(&series, &spec);
+        let spread = in_sample_spread(&series, &spec, &p, &start, Errors::Additive, 40);
+        let one = spread[0].unwrap();
+        let five = spread[4].unwrap();
+        assert!((one - 2.0).abs() < 0.01 && (five - 10.0).abs() < 0.05, "{spread:?}");
+        // Origins from the series' middle: 30 reach 1 step ahead, 9 reach 22, 7 reach 24.
+        assert!(spread[21].is_some() && spread[23].is_none());
     }
 
     #[test]
