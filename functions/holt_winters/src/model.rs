@@ -464,7 +464,10 @@ mod tests {
         let spread = in_sample_spread(&series, &spec, &p, &start, Errors::Additive, 40);
         let one = spread[0].unwrap();
         let five = spread[4].unwrap();
-        assert!((one - 2.0).abs() < 0.01 && (five - 10.0).abs() < 0.05, "{spread:?}");
+        assert!(
+            (one - 2.0).abs() < 0.01 && (five - 10.0).abs() < 0.05,
+            "{spread:?}"
+        );
         // Origins from the series' middle: 30 reach 1 step ahead, 9 reach 22, 7 reach 24.
         assert!(spread[21].is_some() && spread[23].is_none());
     }
