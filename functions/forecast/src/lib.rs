@@ -10,7 +10,8 @@
 //! series without a season the LSTM is the better one, and the mean of the two beats both. So
 //! a series with a season gets exponential smoothing alone; one without gets the mean of both
 //! for the LSTM's 24 steps and exponential smoothing after that. Prediction intervals are the
-//! exponential smoothing model's, centred on the combined forecast.
+//! chosen form's, centred on the combined forecast and widened by how far the members of the
+//! combination are apart.
 
 use holt_winters::fit::SeasonStart;
 use holt_winters::{ErrorKind, SeasonKind, TrendKind};
@@ -129,11 +130,13 @@ impl Forecast {
     }
 }
 
-/// The exponential smoothing model of `series` with the lowest AICc among its forms: trend
-/// none, additive or damped; when a season length is given or detected, also with an additive
-/// or multiplicative (positive series only) season. AICc of an additive-error fit:
-/// `n ln(SSE/n) + 2k + 2k(k+1)/(n-k-1)`, `k` the smoothing parameters plus the initial states. When no form fits, the first
-/// failure is the answer (it names the field at fault).
+/// The exponential smoothing model of `series` with the lowest AICc among its forms (AutoETS's
+/// restricted space): trend none, additive or damped; when a season length is given or
+/// detected, also an additive or (positive series) multiplicative season; additive errors,
+/// and multiplicative ones for positive series. The AICc is `holt_winters`' (from the
+/// likelihood of the form's kind of errors, the parameters, starting state and spread
+/// counted). The answer also carries the forms' Akaike-weighted forecast and spread. When no
+/// form fits, the first failure is the answer (it names the field at fault).
 fn select_smoothing(series: &[f64], params: &Params) -> Result<Value, JobFailure> {
     let season_length = match params.season_length {
         Some(m) => Some(m),

@@ -1,6 +1,7 @@
-//! Choosing the smoothing parameters a request leaves open: the ones that minimise the sum of
-//! squared one-step errors, found by Nelder-Mead over an unbounded transform of each parameter
-//! (a logistic map into its range), as `statsmodels` and `forecast::ets` do.
+//! Choosing what a request leaves open: the smoothing parameters and the starting state that
+//! fit the series best (least squares under additive errors, the likelihood of relative
+//! errors under multiplicative ones), found by Nelder-Mead over an unbounded transform of each
+//! parameter (a logistic map into its range), as `statsmodels` and `forecast::ets` do.
 
 use crate::model::{
     initial_state, normalised, smooth_from, Errors, Parameters, Season, Spec, Start, Trend,
@@ -26,8 +27,8 @@ impl Bound {
     }
 }
 
-/// The parameters and starting state that fit best (the least `deviance` under `errors`); `bounds` are
-/// alpha, beta, gamma, phi. The starting state is fitted with them, as in R's `ets`: the
+/// The parameters and starting state that fit best (the least `deviance` under `errors`);
+/// `bounds` are alpha, beta, gamma, phi. The starting state is fitted with them, as in R's `ets`: the
 /// heuristic start alone left a trend of one noisy step or a season of one year's noise, and
 /// the least-squares parameters bent themselves to make up for it.
 pub fn fit(
@@ -87,8 +88,9 @@ pub enum SeasonStart {
 }
 
 /// Where the starting state sits among the optimiser's free variables (after the smoothing
-/// parameters), and how a step of 1 in one of them moves the state: the level and trend by
-/// the series' typical step, an additive season by the same, a multiplicative one by a tenth.
+/// parameters), and how a step of 1 in one of them moves the state: the level by the series'
+/// typical step, the trend by a tenth of it, an additive season by the step, a multiplicative
+/// one by a factor of `exp(0.1)`.
 struct StateLayout {
     first: usize,
     trend: bool,
