@@ -206,14 +206,30 @@ pub fn normalised(mut seasonal: Vec<f64>, season: Season) -> Vec<f64> {
     seasonal
 }
 
-/// Runs the smoothing recursions over `series`. `None` when the state leaves the finite
-/// numbers (parameters that explode, or a multiplicative season meeting a zero).
-pub fn smooth(series: &[f64], spec: &Spec, p: &Parameters) -> Option<Fitted> {
-    smooth_from(series, spec, p, &initial_state(series, spec))
+/// Runs the smoothing recursions over `series` from `start`. `None` when the state leaves the
+/// finite numbers (parameters that explode, or a multiplicative season meeting a zero).
+pub fn smooth_from(series: &[f64], spec: &Spec, p: &Parameters, start: &Start) -> Option<Fitted> {
+    smooth_visiting(series, spec, p, start, |_| {})
 }
 
-/// [`smooth`] from a given starting state.
-pub fn smooth_from(series: &[f64], spec: &Spec, p: &Parameters, start: &Start) -> Option<Fitted> {
+/// The state as the recursions carry it before they read `series[t]`: the seasonal components
+/// in a ring, `next` the position of the one that point uses.
+struct Running<'a> {
+    t: usize,
+    level: f64,
+    trend: f64,
+    seasonal: &'a [f64],
+    next: usize,
+}
+
+/// [`smooth_from`], showing `visit` the state before each point.
+fn smooth_visiting(
+    series: &[f64],
+    spec: &Spec,
+    p: &Parameters,
+    start: &Start,
+    mut visit: impl FnMut(Running),
+) -> Option<Fitted> {
     let m = spec.period.max(1);
     let (mut level, mut trend, mut seasonal) = (start.level, start.trend, start.seasonal.clone());
     let phi = if spec.trend == Trend::Damped {
@@ -226,7 +242,14 @@ pub fn smooth_from(series: &[f64], spec: &Spec, p: &Parameters, start: &Start) -
     // logarithm per step was half the cost of a fit.
     let mut product = 1.0f64;
     let mut position = 0;
-    for &y in series {
+    for (t, &y) in series.iter().enumerate() {
+        visit(Running {
+            t,
+            level,
+            trend,
+            seasonal: &seasonal,
+            next: position,
+        });
         let damped = if spec.trend == Trend::None {
             0.0
         } else {
@@ -286,8 +309,8 @@ pub fn smooth_from(series: &[f64], spec: &Spec, p: &Parameters, start: &Start) -
 
 /// The model's own errors `h` steps ahead inside the series, for h in 1..=horizon: the root
 /// mean square of `y[t+h-1] - forecast from t` (relative to the forecast under multiplicative
-/// errors) over the origins `t` of the series' second half. `None` where fewer than 8 origins
-/// reach that far.
+/// errors) over the origins `t` of the series' second half, all from one pass of the
+/// recursions. `None` where fewer than 8 origins reach that far.
 pub fn in_sample_spread(
     series: &[f64],
     spec: &Spec,
@@ -297,27 +320,39 @@ pub fn in_sample_spread(
     horizon: usize,
 ) -> Vec<Option<f64>> {
     let n = series.len();
+    let first = (n / 2).max(spec.min_points());
     let mut sums = vec![(0.0, 0usize); horizon];
-    for origin in (n / 2).max(spec.min_points())..n {
-        let Some(fitted) = smooth_from(&series[..origin], spec, p, start) else {
-            continue;
-        };
-        let reach = horizon.min(n - origin);
-        for (h, forecast) in forecast(&fitted, spec, p, reach).into_iter().enumerate() {
-            let error = series[origin + h] - forecast;
+    smooth_visiting(series, spec, p, start, |state| {
+        if state.t < first {
+            return;
+        }
+        for (h, sum) in sums.iter_mut().enumerate().take(n - state.t) {
+            let forecast = ahead(spec, p, &state, h + 1);
+            let error = series[state.t + h] - forecast;
             let error = match errors {
                 Errors::Additive => error,
                 Errors::Multiplicative => error / forecast,
             };
             if error.is_finite() {
-                sums[h].0 += error * error;
-                sums[h].1 += 1;
+                sum.0 += error * error;
+                sum.1 += 1;
             }
         }
-    }
+    });
     sums.into_iter()
         .map(|(sum, count)| (count >= 8).then(|| (sum / count as f64).sqrt()))
         .collect()
+}
+
+/// The forecast `h` steps ahead of `state`.
+fn ahead(spec: &Spec, p: &Parameters, state: &Running, h: usize) -> f64 {
+    let base = state.level + damped_steps(spec, p.phi, h) * state.trend;
+    let s = state.seasonal[(state.next + h - 1) % state.seasonal.len()];
+    match spec.season {
+        Season::None => base,
+        Season::Additive => base + s,
+        Season::Multiplicative => base * s,
+    }
 }
 
 /// Sum of `phi^1..=phi^h` (or `h` for an undamped trend).
@@ -331,18 +366,14 @@ fn damped_steps(spec: &Spec, phi: f64, h: usize) -> f64 {
 
 /// Point forecasts for steps 1..=horizon.
 pub fn forecast(fitted: &Fitted, spec: &Spec, p: &Parameters, horizon: usize) -> Vec<f64> {
-    let m = spec.period.max(1);
-    (1..=horizon)
-        .map(|h| {
-            let base = fitted.level + damped_steps(spec, p.phi, h) * fitted.trend;
-            let s = fitted.seasonal[(h - 1) % m];
-            match spec.season {
-                Season::None => base,
-                Season::Additive => base + s,
-                Season::Multiplicative => base * s,
-            }
-        })
-        .collect()
+    let state = Running {
+        t: fitted.points,
+        level: fitted.level,
+        trend: fitted.trend,
+        seasonal: &fitted.seasonal,
+        next: 0,
+    };
+    (1..=horizon).map(|h| ahead(spec, p, &state, h)).collect()
 }
 
 /// The forecast variance at each step 1..=horizon, as a multiple of the one-step variance:
@@ -374,6 +405,11 @@ pub fn variance_factors(spec: &Spec, p: &Parameters, horizon: usize) -> Vec<f64>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The recursions from the series' own starting state.
+    fn smooth(series: &[f64], spec: &Spec, p: &Parameters) -> Option<Fitted> {
+        smooth_from(series, spec, p, &initial_state(series, spec))
+    }
 
     fn seasonal_series(n: usize, m: usize) -> Vec<f64> {
         (0..n)
