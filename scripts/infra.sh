@@ -20,12 +20,20 @@ nats_up() {
   local conf="$DATA/nats/nats-server.conf"
   if pid_alive nats; then
     if tr '\0' ' ' <"/proc/$(cat "$RUN/nats.pid")/cmdline" | grep -q -- "$conf"; then
-      # Users added to stack.toml since it started: a reload applies them, no restart.
+      # Users added to stack.toml since it started: a reload applies them, no restart. A
+      # change the server cannot reload (the anonymous user, say) needs a restart.
+      local log="$LOGS/nats.log" seen
+      seen="$(stat -c %s "$log" 2>/dev/null || echo 0)"
       kill -HUP "$(cat "$RUN/nats.pid")"
-      say "nats already running (users reloaded)"
-      return
+      sleep 0.3
+      if ! tail -c "+$((seen + 1))" "$log" 2>/dev/null | grep -q "Failed to reload"; then
+        say "nats already running (users reloaded)"
+        return
+      fi
+      say "restarting nats: its new configuration cannot be reloaded (its JetStream store is kept)"
+    else
+      say "restarting nats with per-component users (its JetStream store is kept)"
     fi
-    say "restarting nats with per-component users (its JetStream store is kept)"
     stop nats
   fi
   port_busy "$NATS_PORT" && die "port $NATS_PORT is taken by another process; set ORBIT_NATS_PORT"

@@ -1,7 +1,8 @@
 //! Least privilege, tested by trying to cross each boundary with a component's own credentials
 //! (the ones `just up` gives it): NATS refuses a function that publishes a job, reads another
 //! function's queue or another component's replies, a gateway that deletes a stream or acks a
-//! job, a sink that publishes a job; Postgres refuses the sink's role a drop, a delete or a
+//! job, a sink that publishes a job, and a client without credentials (the loopback stack's
+//! anonymous caller) anything but calling functions and discovery; Postgres refuses the sink's role a drop, a delete or a
 //! read, and the gateway's a write; Redis refuses the services' users anything outside their
 //! commands and keys. Each refusal is paired with something the same credentials may do, so
 //! a server that refused everything would fail the test.
@@ -9,7 +10,8 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use orbit_e2e::{credentials_file, migrate, Clients, TestEnv};
+use futures::StreamExt;
+use orbit_e2e::{credentials_file, migrate, wait_until, Clients, Proc, TestEnv};
 use tokio::sync::mpsc;
 
 /// A NATS connection as `user`, with the server's errors (permission violations) collected.
@@ -21,13 +23,30 @@ struct NatsAs {
 impl NatsAs {
     async fn connect(env: &TestEnv, user: &str) -> anyhow::Result<Self> {
         let credentials = credentials_file(env, user)?;
+        Self::connect_with(
+            env,
+            async_nats::ConnectOptions::new()
+                .user_and_password(
+                    credentials["ORBIT_NATS_USER"].clone(),
+                    credentials["ORBIT_NATS_PASSWORD"].clone(),
+                )
+                .custom_inbox_prefix(format!("_INBOX_{user}")),
+        )
+        .await
+    }
+
+    /// A stock client that brings no credentials and keeps the standard `_INBOX.` prefix, as
+    /// `nats req` and `nats micro ls` do.
+    async fn anonymous(env: &TestEnv) -> anyhow::Result<Self> {
+        Self::connect_with(env, async_nats::ConnectOptions::new()).await
+    }
+
+    async fn connect_with(
+        env: &TestEnv,
+        options: async_nats::ConnectOptions,
+    ) -> anyhow::Result<Self> {
         let (sender, errors) = mpsc::unbounded_channel();
-        let client = async_nats::ConnectOptions::new()
-            .user_and_password(
-                credentials["ORBIT_NATS_USER"].clone(),
-                credentials["ORBIT_NATS_PASSWORD"].clone(),
-            )
-            .custom_inbox_prefix(format!("_INBOX_{user}"))
+        let client = options
             .event_callback(move |event| {
                 let sender = sender.clone();
                 async move {
@@ -39,6 +58,35 @@ impl NatsAs {
             .connect(env.nats_url())
             .await?;
         Ok(Self { client, errors })
+    }
+
+    /// How many replicas of `function` answer a `$SRV.PING` sent by this client.
+    async fn ping(&self, function: &str) -> anyhow::Result<usize> {
+        let inbox = self.client.new_inbox();
+        let mut replies = self.client.subscribe(inbox.clone()).await?;
+        self.client
+            .publish_with_reply("$SRV.PING", inbox, "".into())
+            .await?;
+        self.client.flush().await?;
+        let mut count = 0;
+        let deadline = tokio::time::sleep(Duration::from_millis(500));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                reply = replies.next() => match reply {
+                    Some(reply) => {
+                        let pong: serde_json::Value =
+                            serde_json::from_slice(&reply.payload).unwrap_or_default();
+                        if pong["name"] == function {
+                            count += 1;
+                        }
+                    }
+                    None => break,
+                },
+                _ = &mut deadline => break,
+            }
+        }
+        Ok(count)
     }
 
     /// The server's next error must be a permission violation naming `subject`.
@@ -139,6 +187,71 @@ async fn nats_holds_each_component_to_its_subjects() -> anyhow::Result<()> {
         .await?;
     sink.refused("$JS.API.CONSUMER.MSG.NEXT.JOBS.fn-moving_average")
         .await?;
+
+    assert_eq!(
+        clients.jobs_last_sequence().await?,
+        jobs_before,
+        "no refused publish reached JOBS"
+    );
+    assert!(
+        clients.jetstream.get_stream("JOBS").await.is_ok(),
+        "JOBS still exists"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_anonymous_client_on_loopback_may_only_call_functions() -> anyhow::Result<()> {
+    let clients = Clients::connect().await?;
+    let env = &clients.env;
+    let jobs_before = clients.jobs_last_sequence().await?;
+    let _replicas = [
+        Proc::spawn("moving_average-1", "moving-average", env, &[])?,
+        Proc::spawn("moving_average-2", "moving-average", env, &[])?,
+    ];
+    let mut caller = NatsAs::anonymous(env).await?;
+
+    // Discovery sees every replica, and a sync call answers on the caller's own inbox.
+    wait_until(
+        "both replicas answering an anonymous $SRV.PING",
+        Duration::from_secs(20),
+        || {
+            let caller = &caller;
+            async move { Ok((caller.ping("moving_average").await? == 2).then_some(())) }
+        },
+    )
+    .await?;
+    let reply = caller
+        .client
+        .request(
+            "orbit.fn.moving_average",
+            r#"{"data":[1,2,3,4],"parameters":{"window":2}}"#.into(),
+        )
+        .await?;
+    let answer: serde_json::Value = serde_json::from_slice(&reply.payload)?;
+    assert_eq!(
+        answer["output"]["values"],
+        serde_json::json!([1.5, 2.5, 3.5]),
+        "the anonymous call's answer: {answer}"
+    );
+    caller.nothing_refused().await?;
+
+    // Nothing else: no JetStream API, no job, no pulling a function's queue, no other user's
+    // replies, no results.
+    for subject in [
+        "$JS.API.STREAM.DELETE.JOBS",
+        "$JS.API.INFO",
+        "orbit.jobs.moving_average",
+        "$JS.API.CONSUMER.MSG.NEXT.JOBS.fn-moving_average",
+        "orbit.results.moving_average",
+    ] {
+        caller.client.publish(subject, "{}".into()).await?;
+        caller.refused(subject).await?;
+    }
+    for subject in ["_INBOX_gateway.>", "orbit.results.>"] {
+        let _snoop = caller.client.subscribe(subject).await?;
+        caller.refused(subject).await?;
+    }
 
     assert_eq!(
         clients.jobs_last_sequence().await?,
