@@ -39,12 +39,13 @@ check:
 
 # Benchmarks against the running stack (`just up` first): the short suite (under 3 minutes)
 # by default, `just bench --long` for the long one, or named scenarios (see bench/README.md).
+# Built with the running stack's profile; the published figures use `ORBIT_PROFILE=release just up`.
 bench *ARGS:
-    cargo run --release --quiet -p orbit-bench --bin orbit-bench -- {{ARGS}}
+    cargo run --profile "$(cat .orbit/${ORBIT_ENV:-dev}/run/profile 2>/dev/null || echo local)" --quiet -p orbit-bench --bin orbit-bench -- {{ARGS}}
 
 # One end-to-end load run, e.g. `just load single --jobs 20000 --concurrency 64`.
 load *ARGS:
-    cargo run --release --quiet -p orbit-bench --bin orbit-bench -- {{ARGS}}
+    just bench {{ARGS}}
 
 # The LSTM model's own speed on the CPU (lone-request latency, series/s by batch size).
 bench-lstm *ARGS:

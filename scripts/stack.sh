@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
 # The whole Orbit stack on loopback: infrastructure plus every process of stack.toml (the
-# sinks, the Kafka bridge, the functions and the model host, the gateway), built in release
-# mode. ORBIT_KAFKA_BRIDGE=0 leaves the bridge out; ORBIT_REPLICAS_<NAME>=n sets replicas.
+# sinks, the Kafka bridge, the functions and the model host, the gateway), built with the
+# cargo profile ORBIT_PROFILE (default `local`: optimised, no LTO; `release` is what images
+# and the published benchmark figures use). ORBIT_KAFKA_BRIDGE=0 leaves the bridge out;
+# ORBIT_REPLICAS_<NAME>=n sets replicas.
 #   scripts/stack.sh up | down | status
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-BIN="$TARGET_DIR/release"
 
 load_env() {
   set -a; source "$ENV_FILE"; set +a
@@ -35,11 +34,19 @@ PY
 # supervise NAME COMMAND...: starts COMMAND under scripts/supervise.py, which starts it again
 # (with back-off) whenever it dies unasked, like a deployment's restart policy. NAME.pid holds
 # the process's own pid, NAME.supervisor.pid the supervisor's.
+# A process that runs already is left alone, unless its binary was rebuilt since it started
+# (a `git pull` and `just up` again): then it is restarted on the new one.
 supervise() {
   local name="$1"; shift
+  local program="${*: -1}"
   if pid_alive "$name.supervisor"; then
-    say "$name already running (pid $(cat "$RUN/$name.pid" 2>/dev/null), supervised)"
-    return 0
+    if [[ "$program" -nt "$RUN/$name.supervisor.pid" ]]; then
+      say "restarting $name: its binary was rebuilt"
+      stop "$name"
+    else
+      say "$name already running (pid $(cat "$RUN/$name.pid" 2>/dev/null), supervised)"
+      return 0
+    fi
   fi
   mkdir -p "$RUN" "$LOGS"
   rm -f "$RUN/$name.pid"
@@ -61,10 +68,28 @@ instances() {
   fi
 }
 
+# build: the binaries stack.toml names, and nothing else, with profile $PROFILE.
+build() {
+  local bins=() binary
+  for binary in $(processes | cut -f2 | sort -u); do bins+=(--bin "$binary"); done
+  (cd "$ROOT" && cargo build --profile "$PROFILE" "${bins[@]}")
+}
+
 up() {
+  # The build is the longest step: installs and the services start beside it, and the
+  # build's own progress is in $LOGS/build.log.
+  mkdir -p "$RUN" "$LOGS"
+  say "building the stack's binaries (profile $PROFILE; progress: $LOGS/build.log)"
+  local started=$SECONDS
+  build >"$LOGS/build.log" 2>&1 &
+  local builder=$!
   "$ROOT/scripts/infra.sh" up
-  say "building release binaries"
-  (cd "$ROOT" && cargo build --release --quiet --bins)
+  if ! wait "$builder"; then
+    tail -n 40 "$LOGS/build.log" >&2
+    die "the build failed; see $LOGS/build.log"
+  fi
+  say "binaries built ($((SECONDS - started)) s since the build began)"
+  echo "$PROFILE" >"$RUN/profile"
   load_env
   cd "$ROOT"
   "$BIN/sink-postgres" migrate >>"$LOGS/migrate.log" 2>&1 || die "migrations failed; see $LOGS/migrate.log"
@@ -123,12 +148,12 @@ up() {
 
   Orbit is up.
     dashboard   http://127.0.0.1:$HTTP_PORT/
-    API         http://127.0.0.1:$HTTP_PORT/api/v1/inference/submit   (README.md has curl examples)
+    API         http://127.0.0.1:$HTTP_PORT/api/v1/inference/submit   (README.md: five things to try)
     functions   http://127.0.0.1:$HTTP_PORT/api/v1/models
     KServe v2   http://127.0.0.1:$HTTP_PORT/v2/models/moving_average
     metrics     http://127.0.0.1:$HTTP_PORT/metrics   (every process's: just status; Prometheus: observability/)
     search      ${ORBIT_ELASTICSEARCH_URL:-(no Elasticsearch)}   (indices orbit-results, orbit-logs-*)
-    NATS        nats://127.0.0.1:$NATS_PORT   (monitoring http://127.0.0.1:$NATS_MONITOR_PORT)
+    NATS        nats://127.0.0.1:$NATS_PORT   (no credentials: a caller of functions; monitoring http://127.0.0.1:$NATS_MONITOR_PORT)
     Kafka       127.0.0.1:$KAFKA_PORT, topic inference_results (bridge health http://127.0.0.1:$BRIDGE_PORT/readyz)
     models      $ROOT/models/   (add a folder and it is served; docs/models.md)
     logs        $LOGS/

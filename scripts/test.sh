@@ -6,17 +6,32 @@ export ORBIT_ENV=test
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 cd "$ROOT"
-"$ROOT/scripts/infra.sh" up
-"$ROOT/scripts/install-browser.sh"
-"$ROOT/scripts/install-tansu-storage.sh"
-"$ROOT/scripts/install-deploy-tools.sh"
+mkdir -p "$LOGS"
+# The services and tools install and start while the tests build: apt and pip wait on the
+# network, the build on the CPU.
+say "installing and starting the test services and tools beside the build (log: $LOGS/setup.log)"
+(
+  "$ROOT/scripts/infra.sh" up
+  "$ROOT/scripts/install-browser.sh"
+  "$ROOT/scripts/install-deploy-tools.sh"
+  "$ROOT/scripts/install-tansu-storage.sh"
+) >"$LOGS/setup.log" 2>&1 &
+setup=$!
+
+say "building the tests, and the binaries the end-to-end tests start"
+cargo test --workspace --exclude orbit-e2e --no-run --quiet
+cargo build --workspace --exclude orbit-bench --bins --quiet
+cargo test -p orbit-e2e --no-run --quiet
+if ! wait "$setup"; then
+  tail -n 40 "$LOGS/setup.log" >&2
+  die "installing or starting the test services failed; see $LOGS/setup.log"
+fi
+say "test services up and tools installed"
 set -a; source "$ENV_FILE"; set +a
 
 say "unit and component tests"
 cargo test --workspace --exclude orbit-e2e --quiet
 
-say "building binaries for the end-to-end suite"
-cargo build --bins --quiet
 say "end-to-end tests (real services; one at a time, each starts its own Orbit processes)"
 # Each process's log (target/e2e-logs/<name>.log) is appended to across restarts within a run;
 # a new run starts them afresh, so they hold this run and do not grow run after run.

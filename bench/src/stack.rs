@@ -208,8 +208,19 @@ impl Stack {
         }
     }
 
+    /// The cargo profile the running stack was built with (`run/profile`, written by
+    /// `just up`; `release` for a stack from before profiles were recorded).
+    pub fn profile(&self) -> String {
+        std::fs::read_to_string(self.data.join("run/profile"))
+            .map(|text| text.trim().to_string())
+            .ok()
+            .filter(|profile| !profile.is_empty())
+            .unwrap_or_else(|| "release".to_string())
+    }
+
+    /// A binary of the workspace, built with the running stack's profile.
     pub fn binary(&self, name: &str) -> PathBuf {
-        self.root.join("target/release").join(name)
+        self.root.join("target").join(self.profile()).join(name)
     }
 }
 

@@ -558,8 +558,9 @@ async fn main() -> anyhow::Result<()> {
         results: Vec::new(),
         figures: Figures::default(),
     };
+    let profile = bench.stack.profile();
     println!(
-        "orbit-bench {} ({} suite) against {}",
+        "orbit-bench {} ({} suite) against {} (stack built with profile {profile})",
         started.format("%Y-%m-%d %H:%M"),
         if bench.options.long { "long" } else { "short" },
         bench.stack.http
@@ -590,7 +591,7 @@ async fn main() -> anyhow::Result<()> {
     let out = PathBuf::from("bench/results");
     std::fs::create_dir_all(&out)?;
     let file = out.join(format!("{}.json", started.format("%Y%m%dT%H%M%S")));
-    let document = json!({ "started": started, "long": bench.options.long, "machine": machine(), "machine_probes": reference, "results": bench.results, "ratios": ratios });
+    let document = json!({ "started": started, "long": bench.options.long, "machine": machine(), "profile": profile, "machine_probes": reference, "results": bench.results, "ratios": ratios });
     std::fs::write(&file, serde_json::to_string_pretty(&document)?)?;
     println!("\nwrote {}", file.display());
     Ok(())
