@@ -7,7 +7,7 @@
     deploy.py check         what `just test` runs: the committed files are what `generate`
                             writes; compose.yaml validates against the vendored Compose
                             specification schema; every image is built here or pinned by
-                            version tag; every variable and port of compose.yaml is in README's
+                            version tag; every variable and port of compose.yaml is in docs/configuration.md's
                             tables; the Dockerfile passes hadolint; the Kubernetes manifests
                             validate against the Kubernetes schemas
     deploy.py env [FILE]    write FILE (default .env) with a fresh random value for every secret
@@ -55,7 +55,7 @@ IMAGES = {
     "grafana": "grafana/grafana:11.4.0",
 }
 
-# The ports the stack publishes on the host, the same as `just up`'s (README, "Ports").
+# The ports the stack publishes on the host, the same as `just up`'s (docs/configuration.md, "Ports").
 GATEWAY_PORT, BRIDGE_PORT = 8000, 9190
 # Per-process resource limits in Compose and Kubernetes (requests are a quarter of them).
 LIMITS = {
@@ -755,10 +755,13 @@ def write_env(path: Path) -> int:
 
 # ---- check --------------------------------------------------------------------------------
 
+CONFIGURATION = ROOT / "docs/configuration.md"
+
+
 def readme_variables() -> set[str]:
-    """Every variable name in the first column of README's configuration table."""
+    """Every variable name in the first column of docs/configuration.md's tables."""
     names = set()
-    for line in (ROOT / "README.md").read_text().splitlines():
+    for line in CONFIGURATION.read_text().splitlines():
         if line.startswith("| `"):
             first = line.split("|")[1]
             names.update(re.findall(r"`([A-Z][A-Z0-9_<>]*)`", first))
@@ -767,9 +770,9 @@ def readme_variables() -> set[str]:
 
 
 def readme_ports() -> set[int]:
-    """The ports of README's "Ports" table."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("### Ports", 1)[1].split("\n#", 1)[0] if "### Ports" in text else ""
+    """The ports of docs/configuration.md's "Ports" table."""
+    text = CONFIGURATION.read_text()
+    section = text.split("## Ports", 1)[1].split("\n#", 1)[0] if "## Ports" in text else ""
     ports = set()
     for line in section.splitlines():
         if line.startswith("| ") and not line.startswith("| service") and not line.startswith("|--"):
@@ -810,7 +813,7 @@ def check() -> list[str]:
     known = readme_variables()
     ports = readme_ports()
     if not ports:
-        problems.append("README.md has no '### Ports' table")
+        problems.append("docs/configuration.md has no '## Ports' table")
     for name, service in document["services"].items():
         image = service.get("image", "")
         if "build" in service:
@@ -823,15 +826,15 @@ def check() -> list[str]:
         if "build" in service:
             for variable in service.get("environment", {}):
                 if not documented(variable, known):
-                    problems.append(f"{name}: {variable} is not in README's configuration table")
+                    problems.append(f"{name}: {variable} is not in docs/configuration.md")
         for mapping in service.get("ports", []):
             published = int(str(mapping).split(":")[-2])
             if published not in ports:
-                problems.append(f"{name}: port {published} is not in README's Ports table")
+                problems.append(f"{name}: port {published} is not in docs/configuration.md's Ports table")
     for port in ports:
         if not any(str(m).split(":")[-2] == str(port) for s in document["services"].values()
                    for m in s.get("ports", [])):
-            problems.append(f"README's Ports table lists {port}, which compose.yaml does not publish")
+            problems.append(f"docs/configuration.md's Ports table lists {port}, which compose.yaml does not publish")
 
     # The images' ONNX Runtime is the one `just up` and the tests use.
     local = re.search(r'^ORT_VERSION="([^"]+)"', (ROOT / "scripts/lib.sh").read_text(), re.M)

