@@ -56,8 +56,8 @@ fn code() -> String {
         .join("\n")
 }
 
-/// Every `ORBIT_...` name in `text` (a name ends with a letter or digit: `ORBIT_KAFKA_PROP_`
-/// written before a suffix gives `ORBIT_KAFKA_PROP`).
+/// Every `ORBIT_...` name in `text`. One that ends with `_` is a prefix written before a suffix
+/// (`ORBIT_KAFKA_PROP_` + a property, `ORBIT_FETCH_*` in prose).
 fn orbit_names(text: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     let bytes = text.as_bytes();
@@ -76,8 +76,8 @@ fn orbit_names(text: &str) -> BTreeSet<String> {
         {
             end += 1;
         }
-        let name = text[start..end].trim_end_matches('_');
-        if boundary && name.len() > "ORBIT".len() {
+        let name = &text[start..end];
+        if boundary && name.len() > "ORBIT_".len() {
             names.insert(name.to_string());
         }
         at = end.max(start + 1);
@@ -105,13 +105,17 @@ fn documented() -> BTreeSet<String> {
     names
 }
 
-/// Whether `name` is one of `documented`, itself or as a member of a family.
+/// Whether `name` is one of `documented`: itself, a member of a family (`ORBIT_REPLICAS_<NAME>`),
+/// or, for a prefix, the start of a documented name.
 fn is_documented(name: &str, documented: &BTreeSet<String>) -> bool {
+    if name.ends_with('_') {
+        return documented.iter().any(|entry| entry.starts_with(name));
+    }
     documented.contains(name)
         || documented.iter().any(|entry| {
-            entry.split_once('<').is_some_and(|(prefix, _)| {
-                name.starts_with(prefix) || prefix.trim_end_matches('_') == name
-            })
+            entry
+                .split_once('<')
+                .is_some_and(|(prefix, _)| name.starts_with(prefix))
         })
 }
 
@@ -156,6 +160,6 @@ fn names_are_read_whole() {
     let names = orbit_names("x ORBIT_A_B=1 \"ORBIT_KAFKA_PROP_\" MY_ORBIT_X ORBIT_");
     assert_eq!(
         names.into_iter().collect::<Vec<_>>(),
-        ["ORBIT_A_B", "ORBIT_KAFKA_PROP"]
+        ["ORBIT_A_B", "ORBIT_KAFKA_PROP_"]
     );
 }
