@@ -7,11 +7,13 @@
 //! - [`inbound`]: a consumer group turning records into jobs, committing after JetStream's ack.
 //! - [`topics`]: topic creation at start.
 //! - [`health`]: readiness (is Kafka reachable) and metrics over HTTP.
+//! - [`process`]: the process itself, all of the above wired together.
 
 pub mod config;
 pub mod health;
 pub mod inbound;
 pub mod outbound;
+pub mod process;
 pub mod producer;
 pub mod recent;
 pub mod topics;

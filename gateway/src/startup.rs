@@ -1,6 +1,7 @@
 //! Builds the gateway from its configuration and serves it until shutdown.
 
 use anyhow::Context;
+use futures::future::BoxFuture;
 use orbit_runtime::registry::Registry;
 use orbit_runtime::{catalog, nats, streams, Shutdown};
 
@@ -15,7 +16,14 @@ use crate::store::Store;
 
 /// Connects everything, makes sure the streams exist, and serves HTTP until `shutdown`; then
 /// finishes the requests in flight.
-pub async fn run(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+///
+/// The future is boxed here so that the gateway's async code is compiled once, in this crate:
+/// rustc compiles an async fn's body again in every crate that polls its future directly.
+pub fn run(config: GatewayConfig, shutdown: Shutdown) -> BoxFuture<'static, anyhow::Result<()>> {
+    Box::pin(serve(config, shutdown))
+}
+
+async fn serve(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     let auth = std::sync::Arc::new(
         Auth::from_env(config.http_addr.ip().is_loopback()).context("API keys")?,
     );

@@ -339,9 +339,7 @@ async fn every_command_of_the_readme_runs_as_written() -> anyhow::Result<()> {
         ),
         ("ORBIT_SINK_DELIVER", "new".to_string()),
     ]);
-    bridge
-        .env
-        .extend(clients.env.operator_env().into_iter().map(|(k, v)| (k, v)));
+    bridge.env.extend(clients.env.operator_env());
     let _bridge = bridge.start(&clients)?;
     bridge.wait_ready(&clients).await?;
 

@@ -9,9 +9,12 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use crate::function::Hostable;
 use crate::renamed::Renamed;
-use crate::{serve, telemetry, Bus, Function, RuntimeConfig, Shutdown};
+use crate::serve::serve_hosted;
+use crate::{telemetry, Bus, Function, RuntimeConfig, Shutdown};
 
 /// Runs a function binary: builds the function with `make` (after logging is set up, so a
 /// model that fails to load says why), then does what the command line asks.
@@ -39,17 +42,17 @@ where
     };
     match std::env::var("ORBIT_FUNCTION_NAME") {
         Ok(name) if !name.trim().is_empty() => match Renamed::new(function, name.trim()) {
-            Ok(renamed) => run(renamed, &command),
+            Ok(renamed) => run(Arc::new(renamed), &command),
             Err(err) => {
                 tracing::error!(error = %err, "ORBIT_FUNCTION_NAME is not a valid function name");
                 ExitCode::FAILURE
             }
         },
-        _ => run(function, &command),
+        _ => run(Arc::new(function), &command),
     }
 }
 
-fn run<F: Function>(function: F, command: &str) -> ExitCode {
+fn run(function: Arc<dyn Hostable>, command: &str) -> ExitCode {
     let descriptor = function.descriptor();
     telemetry::set_service(&descriptor.name);
     if command == "describe" {
@@ -75,7 +78,7 @@ fn run<F: Function>(function: F, command: &str) -> ExitCode {
             tracing::info!(function = %descriptor.name, "registered in the function catalog");
             return Ok(());
         }
-        serve(function, config, Shutdown::on_signals()).await
+        serve_hosted(function, config, Shutdown::on_signals()).await
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,7 +13,7 @@ use orbit_contract::JobFailure;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::function::{call_isolated, Function, Job};
+use crate::function::{AnyParams, Hostable, Job};
 
 /// Dynamic batching settings of a function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,35 +30,36 @@ pub(crate) struct Outcome {
     pub batch_size: u32,
 }
 
-pub(crate) struct Item<P> {
-    job: Job<P>,
+pub(crate) struct Item {
+    job: Job<AnyParams>,
     reply: oneshot::Sender<Outcome>,
 }
 
-pub(crate) enum Executor<F: Function> {
+pub(crate) enum Executor {
     /// Each group of jobs is one call; `name` labels its metrics.
-    Direct { function: Arc<F>, name: String },
-    /// Jobs go to the batcher thread, which holds the function (and ends when this does).
-    Batched {
-        queue: mpsc::Sender<Item<F::Params>>,
+    Direct {
+        function: Arc<dyn Hostable>,
+        name: String,
     },
+    /// Jobs go to the batcher thread, which holds the function (and ends when this does).
+    Batched { queue: mpsc::Sender<Item> },
 }
 
-impl<F: Function> Executor<F> {
+impl Executor {
     /// `name` labels the batcher thread and its metrics.
-    pub fn new(function: Arc<F>, name: &str) -> Self {
+    pub fn new(function: Arc<dyn Hostable>, name: &str) -> Self {
         let Some(policy) = function.batching() else {
             return Self::Direct {
                 function,
                 name: name.to_string(),
             };
         };
-        let (queue, incoming) = mpsc::channel::<Item<F::Params>>();
+        let (queue, incoming) = mpsc::channel::<Item>();
         let worker = function.clone();
         let label = name.to_string();
         let spawned = std::thread::Builder::new()
             .name(format!("{name}-batcher"))
-            .spawn(move || batch_loop(&*worker, &label, policy, incoming));
+            .spawn(move || batch_loop(worker, &label, policy, incoming));
         match spawned {
             Ok(_) => {
                 tracing::info!(
@@ -79,18 +80,18 @@ impl<F: Function> Executor<F> {
     }
 
     /// Runs `jobs`, one outcome per job in the same order.
-    pub async fn run(&self, jobs: Vec<Job<F::Params>>) -> Vec<Outcome> {
+    pub async fn run(&self, jobs: Vec<Job<AnyParams>>) -> Vec<Outcome> {
         let count = jobs.len();
         match self {
             Self::Direct { function, name } => {
                 if count > 0 {
                     count_execution(name, count);
                 }
-                let outputs = if jobs.iter().all(|job| function.is_cheap(job)) {
-                    call_isolated(&**function, &jobs)
+                let batch = function.clone().typed(jobs);
+                let outputs = if batch.is_cheap() {
+                    batch.call()
                 } else {
-                    let worker = function.clone();
-                    tokio::task::spawn_blocking(move || call_isolated(&*worker, &jobs))
+                    tokio::task::spawn_blocking(move || batch.call())
                         .await
                         .unwrap_or_else(|err| {
                             tracing::error!(error = %err, "function task failed");
@@ -150,11 +151,11 @@ fn pad(outcomes: impl Iterator<Item = Outcome>, count: usize) -> Vec<Outcome> {
     outcomes
 }
 
-fn batch_loop<F: Function>(
-    function: &F,
+fn batch_loop(
+    function: Arc<dyn Hostable>,
     name: &str,
     policy: BatchPolicy,
-    incoming: mpsc::Receiver<Item<F::Params>>,
+    incoming: mpsc::Receiver<Item>,
 ) {
     while let Ok(first) = incoming.recv() {
         let mut items = vec![first];
@@ -169,11 +170,11 @@ fn batch_loop<F: Function>(
                 Err(_) => break,
             }
         }
-        let (jobs, replies): (Vec<Job<F::Params>>, Vec<oneshot::Sender<Outcome>>) =
+        let (jobs, replies): (Vec<Job<AnyParams>>, Vec<oneshot::Sender<Outcome>>) =
             items.into_iter().map(|item| (item.job, item.reply)).unzip();
         let batch_size = jobs.len() as u32;
         count_execution(name, jobs.len());
-        let outputs = call_isolated(function, &jobs);
+        let outputs = function.clone().typed(jobs).call();
         for (reply, output) in replies.into_iter().zip(outputs) {
             // A caller that went away (shutdown, timeout) no longer needs its answer.
             let _ = reply.send(Outcome { output, batch_size });

@@ -1,5 +1,11 @@
 //! What a function author implements, and how the runtime checks what reaches it.
+//!
+//! The runtime's machinery (the job loop, the micro service, the executor) holds a function as
+//! an `Arc<dyn Hostable>` and its jobs as `Job<AnyParams>`: the parameters' type is known only
+//! where the function is called. So that machinery is compiled once, in this crate, instead of
+//! once more at full optimisation in every function binary.
 
+use std::any::Any;
 use std::sync::{Arc, RwLock};
 
 use orbit_contract::{
@@ -91,9 +97,93 @@ impl<P> Job<P> {
     }
 }
 
+/// A function's parameters with their type hidden from the runtime's machinery.
+pub(crate) type AnyParams = Box<dyn Any + Send + Sync>;
+
+/// [`Function`] as the runtime holds it: object-safe, the parameters' type erased. Every
+/// `Function` is one.
+pub(crate) trait Hostable: Send + Sync + 'static {
+    fn descriptor(&self) -> FunctionDescriptor;
+    fn descriptor_updates(&self) -> Option<tokio::sync::watch::Receiver<u64>>;
+    fn batching(&self) -> Option<BatchPolicy>;
+    /// Deserializes checked parameters into the function's own type.
+    fn params(&self, parameters: Map<String, Value>) -> Result<AnyParams, FieldError>;
+    /// Gives `jobs` (whose parameters [`Hostable::params`] made) their type back, ready to run.
+    fn typed(self: Arc<Self>, jobs: Vec<Job<AnyParams>>) -> Box<dyn TypedBatch>;
+}
+
+/// Jobs of one function with their parameters' type restored.
+pub(crate) trait TypedBatch: Send {
+    /// Whether every job is cheap enough to run on an async thread ([`Function::is_cheap`]).
+    fn is_cheap(&self) -> bool;
+    /// Runs them ([`call_isolated`]): one output per job, in order.
+    fn call(self: Box<Self>) -> Vec<Result<Value, JobFailure>>;
+}
+
+impl<F: Function> Hostable for F {
+    fn descriptor(&self) -> FunctionDescriptor {
+        Function::descriptor(self)
+    }
+
+    fn descriptor_updates(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Function::descriptor_updates(self)
+    }
+
+    fn batching(&self) -> Option<BatchPolicy> {
+        Function::batching(self)
+    }
+
+    fn params(&self, parameters: Map<String, Value>) -> Result<AnyParams, FieldError> {
+        params_from::<F::Params>(parameters).map(|params| Box::new(params) as AnyParams)
+    }
+
+    fn typed(self: Arc<Self>, jobs: Vec<Job<AnyParams>>) -> Box<dyn TypedBatch> {
+        let mut typed = Vec::with_capacity(jobs.len());
+        let mut mismatched = Vec::new();
+        for (index, job) in jobs.into_iter().enumerate() {
+            match job.params.downcast::<F::Params>() {
+                Ok(params) => typed.push(Job {
+                    version: job.version,
+                    input: job.input,
+                    params: *params,
+                }),
+                Err(_) => mismatched.push(index),
+            }
+        }
+        Box::new(Typed {
+            function: self,
+            jobs: typed,
+            mismatched,
+        })
+    }
+}
+
+/// Jobs of function `F`, and the places of any whose parameters were not `F`'s (none, unless
+/// the runtime mixed up two functions' jobs: they fail rather than vanish).
+struct Typed<F: Function> {
+    function: Arc<F>,
+    jobs: Vec<Job<F::Params>>,
+    mismatched: Vec<usize>,
+}
+
+impl<F: Function> TypedBatch for Typed<F> {
+    fn is_cheap(&self) -> bool {
+        self.jobs.iter().all(|job| self.function.is_cheap(job))
+    }
+
+    fn call(self: Box<Self>) -> Vec<Result<Value, JobFailure>> {
+        let mut outputs = call_isolated(&*self.function, &self.jobs);
+        for index in self.mismatched {
+            let failure = JobFailure::function_error("the job's parameters are another function's");
+            outputs.insert(index.min(outputs.len()), Err(failure));
+        }
+        outputs
+    }
+}
+
 /// A function with its declaration, checked once and kept current.
-pub(crate) struct Declared<F: Function> {
-    pub function: Arc<F>,
+pub(crate) struct Declared {
+    pub function: Arc<dyn Hostable>,
     spec: RwLock<Arc<FunctionSpec>>,
 }
 
@@ -106,8 +196,8 @@ pub struct DeclarationError {
     pub source: orbit_contract::descriptor::DescriptorError,
 }
 
-impl<F: Function> Declared<F> {
-    pub fn new(function: Arc<F>) -> Result<Self, DeclarationError> {
+impl Declared {
+    pub fn new(function: Arc<dyn Hostable>) -> Result<Self, DeclarationError> {
         let spec = Self::spec_of(&*function)?;
         Ok(Self {
             function,
@@ -115,7 +205,7 @@ impl<F: Function> Declared<F> {
         })
     }
 
-    fn spec_of(function: &F) -> Result<FunctionSpec, DeclarationError> {
+    fn spec_of(function: &dyn Hostable) -> Result<FunctionSpec, DeclarationError> {
         let descriptor = function.descriptor();
         let name = descriptor.name.clone();
         FunctionSpec::new(descriptor).map_err(|source| DeclarationError { name, source })
@@ -123,7 +213,7 @@ impl<F: Function> Declared<F> {
 
     /// Reads the descriptor again; the new one applies to the jobs checked from now on.
     pub fn refresh(&self) -> Result<Arc<FunctionSpec>, DeclarationError> {
-        let spec = Arc::new(Self::spec_of(&self.function)?);
+        let spec = Arc::new(Self::spec_of(&*self.function)?);
         if let Ok(mut current) = self.spec.write() {
             *current = spec.clone();
         }
@@ -143,22 +233,40 @@ impl<F: Function> Declared<F> {
 
     /// Checks a request's parts and turns them into the function's job; the error is the
     /// `invalid_input` failure the job ends with.
-    pub fn prepare(&self, parts: RequestParts) -> Result<Job<F::Params>, FieldError> {
-        prepare_with(&self.spec(), parts)
+    pub fn prepare(&self, parts: RequestParts) -> Result<Job<AnyParams>, FieldError> {
+        let (job, parameters) = checked(&self.spec(), parts)?;
+        Ok(Job {
+            version: job.version,
+            input: job.input,
+            params: self.function.params(parameters)?,
+        })
     }
+}
+
+/// A request's parts checked against `spec`: the job with its parameters still as JSON.
+fn checked(
+    spec: &FunctionSpec,
+    parts: RequestParts,
+) -> Result<(Job<()>, Map<String, Value>), FieldError> {
+    let version = spec.descriptor().resolve(parts.version.as_deref())?.version;
+    let checked = spec.check(parts)?;
+    let job = Job {
+        version,
+        input: checked.input,
+        params: (),
+    };
+    Ok((job, checked.parameters))
 }
 
 fn prepare_with<P: DeserializeOwned>(
     spec: &FunctionSpec,
     parts: RequestParts,
 ) -> Result<Job<P>, FieldError> {
-    let version = spec.descriptor().resolve(parts.version.as_deref())?.version;
-    let checked = spec.check(parts)?;
-    let params = params_from(checked.parameters)?;
+    let (job, parameters) = checked(spec, parts)?;
     Ok(Job {
-        version,
-        input: checked.input,
-        params,
+        version: job.version,
+        input: job.input,
+        params: params_from(parameters)?,
     })
 }
 

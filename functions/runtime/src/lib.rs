@@ -43,7 +43,7 @@ pub use function::{Function, Job};
 pub use renamed::Renamed;
 pub use serve::{serve, serve_on, Bus, ServeError};
 pub use shutdown::Shutdown;
-pub use sink::{run_sink, serve_sink, Received, Rejected, Sink, SinkError, SinkEvent};
+pub use sink::{run_sink, serve_sink, DynSink, Received, Rejected, Sink, SinkError, SinkEvent};
 
 /// Retries `connect` once a second, up to `attempts` times, logging each miss: a stack that
 /// starts all at once must not fail because a store came up a moment after its client, or

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use orbit_contract::{FunctionDescriptor, FunctionSpec};
 
 use crate::executor::Executor;
-use crate::function::{DeclarationError, Declared, Function};
+use crate::function::{DeclarationError, Declared, Function, Hostable};
 use crate::{catalog, nats, streams, worker, RuntimeConfig, Shutdown};
 
 /// Errors that stop a function process.
@@ -64,9 +64,9 @@ impl Bus {
 }
 
 /// A function as the runtime runs it: its declaration and where its code runs.
-pub(crate) struct Hosted<F: Function> {
-    pub declared: Declared<F>,
-    pub executor: Executor<F>,
+pub(crate) struct Hosted {
+    pub declared: Declared,
+    pub executor: Executor,
     pub stats: Arc<crate::stats::FunctionStats>,
 }
 
@@ -76,9 +76,18 @@ pub async fn serve<F: Function>(
     config: RuntimeConfig,
     shutdown: Shutdown,
 ) -> Result<(), ServeError> {
+    serve_hosted(Arc::new(function), config, shutdown).await
+}
+
+/// [`serve`] for any function, compiled once here.
+pub(crate) async fn serve_hosted(
+    function: Arc<dyn Hostable>,
+    config: RuntimeConfig,
+    shutdown: Shutdown,
+) -> Result<(), ServeError> {
     crate::metrics::install(config.metrics_addr)?;
     let bus = Bus::connect(&config, &config.worker_id).await?;
-    let outcome = serve_on(&bus, Arc::new(function), config, shutdown).await;
+    let outcome = host(&bus, function, config, shutdown).await;
     if let Err(err) = bus.client.flush().await {
         tracing::warn!(error = %err, "final flush failed");
     }
@@ -90,6 +99,16 @@ pub async fn serve<F: Function>(
 pub async fn serve_on<F: Function>(
     bus: &Bus,
     function: Arc<F>,
+    config: RuntimeConfig,
+    shutdown: Shutdown,
+) -> Result<(), ServeError> {
+    host(bus, function, config, shutdown).await
+}
+
+/// [`serve_on`] for any function, compiled once here.
+async fn host(
+    bus: &Bus,
+    function: Arc<dyn Hostable>,
     config: RuntimeConfig,
     shutdown: Shutdown,
 ) -> Result<(), ServeError> {

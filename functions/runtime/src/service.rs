@@ -23,7 +23,6 @@ use tokio::sync::Semaphore;
 
 use crate::config::SyncRecord;
 use crate::executor::Outcome;
-use crate::function::Function;
 use crate::results::{self, Finished, Producer};
 use crate::serve::Hosted;
 use crate::stats::FunctionStats;
@@ -96,8 +95,8 @@ async fn register(
 /// Serves synchronous calls until shutdown, then waits for the calls in flight. When the
 /// function's descriptor changes, a new service with the new `$SRV.INFO` starts before the
 /// old one stops, so the function stays reachable throughout.
-pub(crate) async fn run<F: Function>(
-    hosted: Arc<Hosted<F>>,
+pub(crate) async fn run(
+    hosted: Arc<Hosted>,
     js: jetstream::Context,
     client: async_nats::Client,
     config: RuntimeConfig,
@@ -150,8 +149,8 @@ pub(crate) async fn run<F: Function>(
     Ok(())
 }
 
-async fn spawn_call<F: Function>(
-    hosted: &Arc<Hosted<F>>,
+async fn spawn_call(
+    hosted: &Arc<Hosted>,
     js: &jetstream::Context,
     config: &Arc<RuntimeConfig>,
     permits: &Arc<Semaphore>,
@@ -168,9 +167,9 @@ async fn spawn_call<F: Function>(
 }
 
 /// Stops a superseded service, answering what its endpoint had already received.
-async fn retire<F: Function>(
+async fn retire(
     mut old: Registration,
-    hosted: Arc<Hosted<F>>,
+    hosted: Arc<Hosted>,
     js: jetstream::Context,
     config: Arc<RuntimeConfig>,
     permits: Arc<Semaphore>,
@@ -189,8 +188,8 @@ async fn retire<F: Function>(
     }
 }
 
-async fn handle<F: Function>(
-    hosted: &Hosted<F>,
+async fn handle(
+    hosted: &Hosted,
     js: &jetstream::Context,
     config: &RuntimeConfig,
     request: service::Request,
@@ -201,8 +200,8 @@ async fn handle<F: Function>(
     }
 }
 
-async fn answer<F: Function>(
-    hosted: &Hosted<F>,
+async fn answer(
+    hosted: &Hosted,
     js: &jetstream::Context,
     config: &RuntimeConfig,
     message: &async_nats::Message,

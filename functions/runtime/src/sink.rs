@@ -9,6 +9,10 @@
 //! A store that refuses one event of a batch for good (a document its mapping rejects) says so
 //! through [`Sink::write_each`]: that event goes to the dead letters with the store's reason
 //! and the rest of the batch is acked, instead of the whole batch being retried forever.
+//!
+//! The machinery holds a sink as an `Arc<dyn DynSink<E>>`, and runs through
+//! [`SinkEvent::feed`], implemented here for results and logs: it is compiled once, in this
+//! crate, instead of once more at full optimisation in every sink's binary.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -18,6 +22,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::{self, AckKind, Message};
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use orbit_contract::logs::{LOGS_STREAM, LOGS_WILDCARD};
 use orbit_contract::subjects::{RESULTS_STREAM, RESULTS_WILDCARD};
 use orbit_contract::{bundle, LogRecord, StoredResult};
@@ -42,6 +47,16 @@ pub trait SinkEvent: DeserializeOwned + Send + Sync + 'static {
     fn repeats(&self) -> bool {
         false
     }
+
+    /// Feeds `sink` from the event's stream until shutdown ([`run_sink`]).
+    fn feed(
+        sink: Arc<dyn DynSink<Self>>,
+        js: jetstream::Context,
+        config: RuntimeConfig,
+        shutdown: Shutdown,
+    ) -> BoxFuture<'static, Result<(), async_nats::Error>> {
+        Box::pin(feed(sink, js, config, shutdown))
+    }
 }
 
 impl SinkEvent for StoredResult {
@@ -55,6 +70,15 @@ impl SinkEvent for StoredResult {
     fn repeats(&self) -> bool {
         self.attempt > 1
     }
+
+    fn feed(
+        sink: Arc<dyn DynSink<Self>>,
+        js: jetstream::Context,
+        config: RuntimeConfig,
+        shutdown: Shutdown,
+    ) -> BoxFuture<'static, Result<(), async_nats::Error>> {
+        Box::pin(feed(sink, js, config, shutdown))
+    }
 }
 
 impl SinkEvent for LogRecord {
@@ -63,6 +87,15 @@ impl SinkEvent for LogRecord {
 
     fn id(&self) -> &str {
         &self.id
+    }
+
+    fn feed(
+        sink: Arc<dyn DynSink<Self>>,
+        js: jetstream::Context,
+        config: RuntimeConfig,
+        shutdown: Shutdown,
+    ) -> BoxFuture<'static, Result<(), async_nats::Error>> {
+        Box::pin(feed(sink, js, config, shutdown))
     }
 }
 
@@ -102,6 +135,30 @@ pub trait Sink: Send + Sync + 'static {
             self.write_received(batch, received).await?;
             Ok(Vec::new())
         }
+    }
+}
+
+/// [`Sink`] as the machinery holds it: object-safe, its writes boxed. Every `Sink` is one.
+pub trait DynSink<E>: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    fn write_each<'a>(
+        &'a self,
+        batch: &'a [E],
+        received: &'a [Received],
+    ) -> BoxFuture<'a, Result<Vec<Rejected>, SinkError>>;
+}
+
+impl<S: Sink> DynSink<S::Event> for S {
+    fn name(&self) -> &'static str {
+        Sink::name(self)
+    }
+
+    fn write_each<'a>(
+        &'a self,
+        batch: &'a [S::Event],
+        received: &'a [Received],
+    ) -> BoxFuture<'a, Result<Vec<Rejected>, SinkError>> {
+        Box::pin(Sink::write_each(self, batch, received))
     }
 }
 
@@ -163,17 +220,45 @@ pub async fn serve_sink<S: Sink>(
     config: RuntimeConfig,
     shutdown: Shutdown,
 ) -> Result<(), ServeError> {
-    crate::metrics::install(config.metrics_addr)?;
-    let client = nats::connect(&config.nats_url, &config.worker_id).await?;
-    let js = nats::jetstream(client.clone());
-    streams::ensure(&js, &streams::StreamSettings::from_env()?).await?;
-    run_sink(sink, js, config, shutdown)
-        .await
-        .map_err(ServeError::Worker)?;
-    if let Err(err) = client.flush().await {
-        tracing::warn!(error = %err, "final flush failed");
-    }
-    Ok(())
+    serve_fed(
+        Box::new(move |js, config, shutdown| S::Event::feed(Arc::new(sink), js, config, shutdown)),
+        config,
+        shutdown,
+    )
+    .await
+}
+
+/// How a sink process feeds its sink once connected ([`SinkEvent::feed`]).
+type Feeder = Box<
+    dyn FnOnce(
+            jetstream::Context,
+            RuntimeConfig,
+            Shutdown,
+        ) -> BoxFuture<'static, Result<(), async_nats::Error>>
+        + Send,
+>;
+
+/// [`serve_sink`] for any sink. Boxed here, like [`SinkEvent::feed`], so this async code is
+/// compiled once, in this crate: rustc compiles an async fn's body again in every crate that
+/// polls its future directly.
+fn serve_fed(
+    feed: Feeder,
+    config: RuntimeConfig,
+    shutdown: Shutdown,
+) -> BoxFuture<'static, Result<(), ServeError>> {
+    Box::pin(async move {
+        crate::metrics::install(config.metrics_addr)?;
+        let client = nats::connect(&config.nats_url, &config.worker_id).await?;
+        let js = nats::jetstream(client.clone());
+        streams::ensure(&js, &streams::StreamSettings::from_env()?).await?;
+        feed(js, config, shutdown)
+            .await
+            .map_err(ServeError::Worker)?;
+        if let Err(err) = client.flush().await {
+            tracing::warn!(error = %err, "final flush failed");
+        }
+        Ok(())
+    })
 }
 
 /// Feeds `sink` from its stream until shutdown, finishing the batches in hand. Up to
@@ -185,9 +270,18 @@ pub async fn run_sink<S: Sink>(
     config: RuntimeConfig,
     shutdown: Shutdown,
 ) -> Result<(), async_nats::Error> {
+    S::Event::feed(Arc::new(sink), js, config, shutdown).await
+}
+
+/// [`run_sink`] for any sink of `E`.
+async fn feed<E: SinkEvent>(
+    sink: Arc<dyn DynSink<E>>,
+    js: jetstream::Context,
+    config: RuntimeConfig,
+    shutdown: Shutdown,
+) -> Result<(), async_nats::Error> {
     let name = sink.name();
-    let sink = Arc::new(sink);
-    let consumer = sink_consumer::<S::Event>(&js, name, &config).await?;
+    let consumer = sink_consumer::<E>(&js, name, &config).await?;
     let watch = tokio::spawn(watch_lag(js.clone(), consumer.clone(), name));
     let mut puller = Puller::new(consumer, js.clone(), PullSettings::from_config(&config)).await?;
     // Consecutive failed writes, shared by the write tasks: the loop backs off while it grows.
@@ -242,11 +336,11 @@ pub async fn run_sink<S: Sink>(
 /// naks it with a growing delay. While a write takes long (a store that is down and being
 /// waited for), progress acks keep the batch from being redelivered to another fetch, which
 /// would write it twice.
-async fn store<S: Sink>(
-    sink: &S,
+async fn store<E: SinkEvent>(
+    sink: &dyn DynSink<E>,
     js: &jetstream::Context,
     failures: &AtomicU32,
-    decoded: Decoded<S::Event>,
+    decoded: Decoded<E>,
     ack_wait: Duration,
 ) {
     let name = sink.name();

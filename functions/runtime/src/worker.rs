@@ -22,7 +22,7 @@ use orbit_contract::subjects::{
 use orbit_contract::{bundle, JobEnvelope, JobFailure, RecordedInput, Source};
 
 use crate::executor::Outcome;
-use crate::function::{Function, Job};
+use crate::function::{AnyParams, Job};
 use crate::pull::{PullSettings, Puller};
 use crate::results::{self, Finished, Producer};
 use crate::serve::Hosted;
@@ -52,8 +52,8 @@ pub async fn job_consumer(
 }
 
 /// Runs the job loop until shutdown; the batch in hand is always finished first.
-pub(crate) async fn run<F: Function>(
-    hosted: Arc<Hosted<F>>,
+pub(crate) async fn run(
+    hosted: Arc<Hosted>,
     js: jetstream::Context,
     client: async_nats::Client,
     config: RuntimeConfig,
@@ -220,8 +220,8 @@ async fn unpack(
     (carriers, deliveries)
 }
 
-async fn process_batch<F: Function>(
-    hosted: &Hosted<F>,
+async fn process_batch(
+    hosted: &Hosted,
     js: &jetstream::Context,
     client: &async_nats::Client,
     config: &RuntimeConfig,
@@ -251,7 +251,7 @@ async fn process_batch<F: Function>(
     // Every job is checked again against the function's declaration (anything can publish on
     // a subject); one that does not fit still ends, as a `failed` result, never silently.
     let default_version = &spec.descriptor().version;
-    let mut valid: Vec<Job<F::Params>> = Vec::with_capacity(deliveries.len());
+    let mut valid: Vec<Job<AnyParams>> = Vec::with_capacity(deliveries.len());
     let mut versions = Vec::with_capacity(deliveries.len());
     let rejected: Vec<Option<JobFailure>> = deliveries
         .iter()
@@ -455,9 +455,9 @@ struct StartedNotice<'a> {
 /// still at work after the notice's delay. A batch that ends sooner goes from `queued`
 /// straight to its result: a notice for it would cost a NATS message, a wakeup of
 /// `sink-redis` and a Redis write per job only to be overwritten a moment later.
-async fn run_keeping_alive<F: Function>(
-    hosted: &Hosted<F>,
-    jobs: Vec<Job<F::Params>>,
+async fn run_keeping_alive(
+    hosted: &Hosted,
+    jobs: Vec<Job<AnyParams>>,
     carriers: &[Carrier],
     ack_wait: Duration,
     started: StartedNotice<'_>,

@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod documents;
+pub mod process;
 
 use std::marker::PhantomData;
 use std::time::Duration;

@@ -11,6 +11,8 @@
 //! with the database's reason and the others are stored; the sink never blocks on it. Any
 //! other failure (connection, permissions, a full disk) retries the whole batch.
 
+pub mod process;
+
 use std::time::Duration;
 
 use orbit_contract::{JobState, StoredResult};

@@ -7,6 +7,7 @@
 //! of jobs a second.
 
 pub mod layout;
+pub mod process;
 
 use std::time::Duration;
 
