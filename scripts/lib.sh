@@ -150,9 +150,10 @@ ort_lib() { echo "$TOOLS/onnxruntime/libonnxruntime.so.$ORT_VERSION"; }
 GPU_LIBS="$TOOLS/gpu/lib"
 ort_gpu_lib() { echo "$GPU_LIBS/libonnxruntime.so.$ORT_VERSION"; }
 
+# The newest PostgreSQL server's binaries (a folder with only the client's psql does not count).
 pg_bin() {
   local dir
-  dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+  dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | while read -r d; do [[ -x "$d/initdb" ]] && echo "$d"; done | tail -n 1)"
   [[ -n "$dir" ]] && echo "$dir"
 }
 
