@@ -370,11 +370,27 @@ pub fn migrate(env: &TestEnv) -> anyhow::Result<()> {
     .map_err(|err| anyhow::anyhow!(err))
 }
 
-/// A free loopback port (bound, then released for the process under test).
+/// A free loopback port for a process under test (checked by binding it, then released).
+///
+/// Taken below the kernel's ephemeral range (32768 and up), where `bind(0)` and every outgoing
+/// connection get their ports: a port from there could be taken by some connection between
+/// this check and the process binding it, and the process would die with "address in use".
+/// Each call of a test process moves on to the next port, from a start its pid picks.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7919) % COUNT;
+    for _ in 0..COUNT {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = FIRST + (start + offset) % COUNT;
+        let port = u16::try_from(port)?;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port in {FIRST}..{}", FIRST + COUNT)
 }
 
 /// Clients of the real services, shared by a test.

@@ -115,6 +115,20 @@ impl NatsAs {
     }
 }
 
+/// No refused publish reached JOBS (its last sequence is still `before`), and it still exists.
+async fn jobs_untouched(clients: &Clients, before: u64) -> anyhow::Result<()> {
+    assert_eq!(
+        clients.jobs_last_sequence().await?,
+        before,
+        "no refused publish reached JOBS"
+    );
+    assert!(
+        clients.jetstream.get_stream("JOBS").await.is_ok(),
+        "JOBS still exists"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn nats_holds_each_component_to_its_subjects() -> anyhow::Result<()> {
     let clients = Clients::connect().await?;
@@ -188,16 +202,7 @@ async fn nats_holds_each_component_to_its_subjects() -> anyhow::Result<()> {
     sink.refused("$JS.API.CONSUMER.MSG.NEXT.JOBS.fn-moving_average")
         .await?;
 
-    assert_eq!(
-        clients.jobs_last_sequence().await?,
-        jobs_before,
-        "no refused publish reached JOBS"
-    );
-    assert!(
-        clients.jetstream.get_stream("JOBS").await.is_ok(),
-        "JOBS still exists"
-    );
-    Ok(())
+    jobs_untouched(&clients, jobs_before).await
 }
 
 #[tokio::test]
@@ -253,16 +258,7 @@ async fn an_anonymous_client_on_loopback_may_only_call_functions() -> anyhow::Re
         caller.refused(subject).await?;
     }
 
-    assert_eq!(
-        clients.jobs_last_sequence().await?,
-        jobs_before,
-        "no refused publish reached JOBS"
-    );
-    assert!(
-        clients.jetstream.get_stream("JOBS").await.is_ok(),
-        "JOBS still exists"
-    );
-    Ok(())
+    jobs_untouched(&clients, jobs_before).await
 }
 
 #[tokio::test]

@@ -48,7 +48,9 @@ pub trait SinkEvent: DeserializeOwned + Send + Sync + 'static {
         false
     }
 
-    /// Feeds `sink` from the event's stream until shutdown ([`run_sink`]).
+    /// Feeds `sink` from the event's stream until shutdown ([`run_sink`]). Results and logs
+    /// say it again in their own impls: a default body is compiled in every crate that uses it,
+    /// an impl's own body once, here.
     fn feed(
         sink: Arc<dyn DynSink<Self>>,
         js: jetstream::Context,
