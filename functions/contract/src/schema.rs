@@ -814,15 +814,6 @@ impl ParameterSchema {
             .check_combinations(&Value::Object(checked.clone()), "parameters", context)?;
         Ok(checked)
     }
-
-    /// The declared property names, in declaration order.
-    pub fn property_names(&self) -> Vec<&str> {
-        self.root
-            .properties
-            .iter()
-            .map(|(name, _)| name.as_str())
-            .collect()
-    }
 }
 
 #[cfg(test)]

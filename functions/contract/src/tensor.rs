@@ -247,14 +247,6 @@ impl Tensor {
         self
     }
 
-    /// The same elements with another shape of the same element count.
-    pub fn reshaped(mut self, shape: Vec<usize>) -> Option<Self> {
-        (element_count(&shape) == Some(self.len())).then(|| {
-            self.shape = shape;
-            self
-        })
-    }
-
     /// Every element as `f64` (exact for all datatypes but 64-bit integers beyond 2^53).
     pub fn to_f64(&self) -> Vec<f64> {
         self.elements().map(|e| e.as_f64()).collect()
