@@ -758,7 +758,7 @@ def write_env(path: Path) -> int:
 CONFIGURATION = ROOT / "docs/configuration.md"
 
 
-def readme_variables() -> set[str]:
+def documented_variables() -> set[str]:
     """Every variable name in the first column of docs/configuration.md's tables."""
     names = set()
     for line in CONFIGURATION.read_text().splitlines():
@@ -769,7 +769,7 @@ def readme_variables() -> set[str]:
     return names
 
 
-def readme_ports() -> set[int]:
+def documented_ports() -> set[int]:
     """The ports of docs/configuration.md's "Ports" table."""
     text = CONFIGURATION.read_text()
     section = text.split("## Ports", 1)[1].split("\n#", 1)[0] if "## Ports" in text else ""
@@ -810,8 +810,8 @@ def check() -> list[str]:
     if len(list(validator.iter_errors(broken))) < 2:
         problems.append("deploy/schema/compose-spec.json accepts a service with a misspelt key and a wrong type")
 
-    known = readme_variables()
-    ports = readme_ports()
+    known = documented_variables()
+    ports = documented_ports()
     if not ports:
         problems.append("docs/configuration.md has no '## Ports' table")
     for name, service in document["services"].items():

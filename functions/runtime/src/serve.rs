@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use orbit_contract::{FunctionDescriptor, FunctionSpec};
 
 use crate::executor::Executor;
@@ -79,8 +80,18 @@ pub async fn serve<F: Function>(
     serve_hosted(Arc::new(function), config, shutdown).await
 }
 
-/// [`serve`] for any function, compiled once here.
-pub(crate) async fn serve_hosted(
+/// [`serve`] for any function. Boxed here, like [`host`], so its async code is compiled once,
+/// in this crate: rustc compiles an async fn's body again in every crate that polls its future
+/// directly.
+pub(crate) fn serve_hosted(
+    function: Arc<dyn Hostable>,
+    config: RuntimeConfig,
+    shutdown: Shutdown,
+) -> BoxFuture<'static, Result<(), ServeError>> {
+    Box::pin(serving(function, config, shutdown))
+}
+
+async fn serving(
     function: Arc<dyn Hostable>,
     config: RuntimeConfig,
     shutdown: Shutdown,
@@ -105,8 +116,17 @@ pub async fn serve_on<F: Function>(
     host(bus, function, config, shutdown).await
 }
 
-/// [`serve_on`] for any function, compiled once here.
-async fn host(
+/// [`serve_on`] for any function, boxed so that it is compiled once, here.
+fn host(
+    bus: &Bus,
+    function: Arc<dyn Hostable>,
+    config: RuntimeConfig,
+    shutdown: Shutdown,
+) -> BoxFuture<'_, Result<(), ServeError>> {
+    Box::pin(hosting(bus, function, config, shutdown))
+}
+
+async fn hosting(
     bus: &Bus,
     function: Arc<dyn Hostable>,
     config: RuntimeConfig,
