@@ -1,17 +1,17 @@
 # syntax=docker/dockerfile:1.7
 # Orbit's images: one build of the workspace, then one small runtime image per process of
-# stack.toml. compose.yaml (generated from stack.toml by scripts/deploy.py) builds them:
+# stack.toml. compose.yaml (generated from stack.toml by `orbit deploy generate`) builds them:
 #
 #   target   build argument        image holds
 #   process  BIN=<cargo binary>    the binary and orbit-probe, on Debian 12 slim, as uid 65532
-#   gateway  BIN=orbit-gateway     the same plus the dashboard
+#   gateway  BIN=gateway           the same plus the dashboard
 #   models   BIN=onnx-host|forecast  the same plus ONNX Runtime and the model repository
 #                                  (ONNX_DEVICE=cuda: the CUDA build and the NVIDIA libraries)
 #
-#   docker build --target process --build-arg BIN=moving-average -t orbit/moving-average .
+#   docker build --target process --build-arg BIN=moving_average -t orbit/moving_average .
 #
 # Every image runs `orbit-process`, a link to its binary, so `docker run orbit/<name>` starts
-# it and `docker compose exec gateway orbit-gateway keys list` reaches the real name. The base
+# it and `docker compose exec gateway gateway keys list` reaches the real name. The base
 # images are pinned by version tag and can be swapped with RUST_IMAGE / RUNTIME_IMAGE /
 # PYTHON_IMAGE (a mirror, a digest). BINARIES names an image that already holds /out (the
 # layout of the `build` stage below) and ORT_STAGE one that holds /ort (ONNX Runtime's
@@ -23,7 +23,7 @@ ARG RUNTIME_IMAGE=debian:bookworm-20251229-slim
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 ARG BINARIES=build
 ARG ONNX_DEVICE=cpu
-# The same ONNX Runtime as scripts/lib.sh's ORT_VERSION (scripts/deploy.py check holds them equal).
+# The same ONNX Runtime as scripts/lib.sh's ORT_VERSION (`orbit deploy check` holds them equal).
 ARG ORT_VERSION=1.31.1
 ARG ORT_STAGE=ort-${ONNX_DEVICE}
 

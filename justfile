@@ -1,5 +1,9 @@
-# Orbit: every workflow. `just --list` shows them all.
+# Orbit: every workflow. `just --list` shows them all. Most call the `orbit` command
+# (crates/stack), built first with the stack's cargo profile (ORBIT_PROFILE, default local).
 set shell := ["bash", "-euo", "pipefail", "-c"]
+
+profile := env_var_or_default("ORBIT_PROFILE", "local")
+orbit := "cargo build --profile " + profile + " --bin orbit && ${CARGO_TARGET_DIR:-target}/" + profile + "/orbit"
 
 # List the recipes.
 default:
@@ -7,16 +11,16 @@ default:
 
 # Install what is missing and run the whole stack on loopback.
 up:
-    scripts/stack.sh up
+    {{orbit}} up
 
 # Stop exactly what `just up` started (and a test stack, if one runs).
 down:
-    scripts/stack.sh down
-    ORBIT_ENV=test scripts/infra.sh down
+    {{orbit}} down
+    {{orbit}} --env test services down
 
 # Say what runs.
 status:
-    scripts/stack.sh status
+    {{orbit}} status
 
 # Install what is missing and run every test against real services.
 test *ARGS:
@@ -28,14 +32,17 @@ chaos *ARGS:
     scripts/chaos.sh {{ARGS}}
 
 # Regenerate compose.yaml, deploy/k8s/ and the other deployment files from stack.toml
-# (scripts/deploy.py); `just test` fails while they are stale.
+# (`orbit deploy generate`); `just test` fails while they are stale.
 deploy-files:
-    python3 scripts/deploy.py generate
+    {{orbit}} deploy generate
 
-# Format, lint, and look for repeated code.
+# Format, lint, and look for unused dependencies (cargo-machete, installed under .orbit/tools
+# on first use).
 check:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+    [[ -x .orbit/tools/cargo/bin/cargo-machete ]] || cargo install --quiet --locked cargo-machete@0.9.2 --root .orbit/tools/cargo
+    .orbit/tools/cargo/bin/cargo-machete
 
 # Benchmarks against the running stack (`just up` first): the short suite (under 3 minutes)
 # by default, `just bench --long` for the long one, or named scenarios (see bench/README.md).
@@ -61,6 +68,6 @@ eval-forecast *ARGS:
 bench-gpu:
     bench/gpu.sh
 
-# Tail the logs of the running stack.
-logs:
-    tail -n 50 -F .orbit/dev/logs/*.log
+# Follow the logs of the running stack, or of one process: `just logs moving_average`.
+logs *ARGS:
+    {{orbit}} logs {{ARGS}}

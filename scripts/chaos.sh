@@ -6,9 +6,8 @@ export ORBIT_ENV=test
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 cd "$ROOT"
-"$ROOT/scripts/infra.sh" up
-set -a; source "$ENV_FILE"; set +a
-
 say "building the binaries the soak starts"
 cargo build --bins --quiet
+"${CARGO_TARGET_DIR:-$ROOT/target}/debug/orbit" --env test services up
+set -a; source "$ENV_FILE"; set +a
 ORBIT_TEST_ENV_FILE="$ENV_FILE" "${CARGO_TARGET_DIR:-$ROOT/target}/debug/orbit-chaos" "$@"

@@ -7,17 +7,16 @@
 #   scripts/infra.sh stop SERVICE   stop one (nats, postgres, redis, kafka, elasticsearch), as an
 #                            outage would; `up` brings it back (the reliability tests do this)
 # Writes $DATA/env with the connection URLs (secrets included; the file is outside git).
+#
+# `orbit up` and `orbit services up` run this after writing the credentials (the NATS server's
+# users, each process's passwords: crates/stack/src/credentials.rs) and pass what the manifest
+# says about Postgres: ORBIT_PG_ROLES (the processes' own roles), ORBIT_PG_WRITER_ROLES and
+# ORBIT_PG_READER_ROLES (what the migrations grant them).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-
-# One user per component (nats/permissions.toml), passwords and each process's credentials:
-# scripts/credentials.py writes them all under $DATA, outside git.
-credentials() {
-  python3 "$ROOT/scripts/credentials.py" "$ROOT" "$DATA" "$SECRETS" \
-    "127.0.0.1:$PG_PORT/orbit" "127.0.0.1:$REDIS_PORT/0" || die "could not write the credentials"
-}
 
 nats_up() {
   local conf="$DATA/nats/nats-server.conf"
+  [[ -s "$conf" ]] || die "no $conf: start the services through orbit (orbit up, or orbit services up)"
   if pid_alive nats; then
     if tr '\0' ' ' <"/proc/$(cat "$RUN/nats.pid")/cmdline" | grep -q -- "$conf"; then
       # Users added to stack.toml since it started: a reload applies them, no restart. A
@@ -77,11 +76,11 @@ postgres_up() {
   if [[ "$("${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = 'orbit'")" != 1 ]]; then
     "${psql[@]}" -c "CREATE DATABASE orbit OWNER orbit" >/dev/null
   fi
-  # The services' own roles: orbit (above) owns the tables and runs the migrations;
-  # orbit_sink may only insert results, orbit_gateway only read them (`sink-postgres migrate`
-  # grants them that on the tables, from ORBIT_PG_WRITER_ROLES / ORBIT_PG_READER_ROLES).
+  # The processes' own roles (stack.toml's `postgres`): orbit (above) owns the tables and runs
+  # the migrations; a writer may only insert results, a reader only read them (the migrations
+  # grant them that on the tables, from ORBIT_PG_WRITER_ROLES / ORBIT_PG_READER_ROLES).
   local role
-  for role in orbit_sink orbit_gateway; do
+  for role in ${ORBIT_PG_ROLES:?set by orbit from stack.toml: run orbit services up}; do
     if [[ "$("${psql[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname = '$role'")" != 1 ]]; then
       "${psql[@]}" -c "CREATE ROLE $role LOGIN" >/dev/null
     fi
@@ -179,8 +178,8 @@ ORBIT_NATS_URL=nats://127.0.0.1:$NATS_PORT
 ORBIT_NATS_ADMIN_USER=admin
 ORBIT_NATS_ADMIN_PASSWORD=$(secret nats-admin)
 ORBIT_SECRETS_DIR=$SECRETS
-ORBIT_PG_WRITER_ROLES=orbit_sink
-ORBIT_PG_READER_ROLES=orbit_gateway
+ORBIT_PG_WRITER_ROLES=${ORBIT_PG_WRITER_ROLES:?set by orbit from stack.toml}
+ORBIT_PG_READER_ROLES=${ORBIT_PG_READER_ROLES:?set by orbit from stack.toml}
 ORBIT_DATABASE_URL=postgres://orbit:$(secret postgres)@127.0.0.1:$PG_PORT/orbit
 ORBIT_REDIS_URL=redis://:$(secret redis)@127.0.0.1:$REDIS_PORT/0
 ORBIT_NATS_MONITOR_URL=http://127.0.0.1:$NATS_MONITOR_PORT
@@ -202,7 +201,6 @@ ENV
 up() {
   "$ROOT/scripts/install.sh"
   mkdir -p "$RUN" "$LOGS"
-  credentials
   nats_up
   postgres_up
   redis_up

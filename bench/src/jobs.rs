@@ -8,15 +8,26 @@ pub fn job(model: &str, points: usize, seed: usize) -> Value {
     let data: Vec<f64> = (0..points)
         .map(|i| 100.0 + ((i + seed) as f64 * 0.2).sin() * 10.0)
         .collect();
-    let parameters = if matches!(
-        model,
-        "lstm_net" | "lstm_timeseries" | "forecast" | "holt_winters"
-    ) {
-        json!({"horizon": 12})
-    } else {
-        json!({"window": 5})
-    };
-    json!({"model_name": model, "data": data, "parameters": parameters})
+    json!({"model_name": model, "data": data, "parameters": example_parameters(model)})
+}
+
+/// The parameters of `model`'s example in `stack.toml` (a model of the repository, served by
+/// a model host, takes those of the stack's first model server), read once.
+fn example_parameters(model: &str) -> Value {
+    static EXAMPLES: std::sync::OnceLock<Option<orbit_stack::Manifest>> =
+        std::sync::OnceLock::new();
+    let manifest = EXAMPLES.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        orbit_stack::Manifest::load(&root).ok()
+    });
+    manifest
+        .as_ref()
+        .and_then(|m| {
+            m.get(model)
+                .or_else(|| m.processes.iter().find(|p| p.models))
+        })
+        .and_then(|p| p.example.as_ref())
+        .map_or_else(|| json!({}), |e| Value::Object(e.parameters.clone()))
 }
 
 /// A finished moving-average result as a function would publish it, under `job_id`.

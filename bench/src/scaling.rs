@@ -1,6 +1,6 @@
 //! Throughput with 1, 2 and 4 moving-average replicas, and with and without the Kafka bridge.
 //! The stack's own replicas are stopped (gracefully) and the benchmark's started in their
-//! place; `scripts/stack.sh up` puts the stack back afterwards.
+//! place; `orbit up` puts the stack back afterwards.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ pub async fn replicas(
     }
     let mut children = Vec::new();
     for i in 0..count {
-        let mut command = Command::new(stack.binary("moving-average"));
+        let mut command = Command::new(stack.binary("moving_average"));
         for (key, value) in stack.vars() {
             command.env(key, value);
         }

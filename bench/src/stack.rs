@@ -10,26 +10,11 @@ use anyhow::{bail, Context};
 use crate::resources::Processes;
 
 /// The stack's readers of RESULTS: the sinks and bridges of `stack.toml`, the one list of the
-/// stack's processes (`just up` writes their pid files under the same names).
+/// stack's processes (`orbit up` writes their pid files under the same names).
 fn readers_of_results(root: &Path) -> anyhow::Result<Vec<String>> {
-    #[derive(serde::Deserialize)]
-    struct Manifest {
-        process: Vec<Entry>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        name: String,
-        kind: String,
-    }
-    let path = root.join("stack.toml");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
-    let manifest: Manifest =
-        toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
-    Ok(manifest
-        .process
-        .into_iter()
-        .filter(|p| p.kind == "sink" || p.kind == "bridge")
-        .map(|p| p.name)
+    Ok(orbit_stack::Manifest::load(root)?
+        .readers_of_results()
+        .map(|p| p.name.clone())
         .collect())
 }
 
@@ -53,11 +38,8 @@ impl Stack {
                 file.display()
             )
         })?;
-        let mut vars: HashMap<String, String> = text
-            .lines()
-            .filter_map(|line| line.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let mut vars: HashMap<String, String> =
+            orbit_stack::envfile::parse(&text).into_iter().collect();
         for (key, value) in std::env::vars().filter(|(k, _)| k.starts_with("ORBIT_")) {
             vars.insert(key, value);
         }
@@ -171,11 +153,11 @@ impl Stack {
             .collect()
     }
 
-    /// Restarts whatever the benchmark stopped (`scripts/stack.sh up` starts only what is
-    /// missing).
+    /// Restarts whatever the benchmark stopped (`orbit up` starts only what is missing).
     pub fn restore(&self) -> anyhow::Result<()> {
-        let status = Command::new(self.root.join("scripts/stack.sh"))
+        let status = Command::new(self.binary("orbit"))
             .arg("up")
+            .env("ORBIT_PROFILE", self.profile())
             .env(
                 "ORBIT_ENV",
                 self.data
@@ -185,7 +167,7 @@ impl Stack {
             )
             .stdout(std::process::Stdio::null())
             .status()?;
-        anyhow::ensure!(status.success(), "scripts/stack.sh up failed");
+        anyhow::ensure!(status.success(), "orbit up failed");
         Ok(())
     }
 
@@ -224,13 +206,17 @@ impl Stack {
     }
 }
 
-/// Sends `signal` (`STOP`, `CONT`, `TERM`) to process `pid`.
+/// Sends `signal` (`STOP`, `CONT`, `TERM`, `KILL`) to process `pid`.
 pub fn kill(pid: u32, signal: &str) -> anyhow::Result<()> {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()?;
-    anyhow::ensure!(status.success(), "kill -{signal} {pid} failed");
+    use orbit_stack::pids;
+    let number = match signal {
+        "STOP" => pids::SIGSTOP,
+        "CONT" => pids::SIGCONT,
+        "TERM" => pids::SIGTERM,
+        "KILL" => pids::SIGKILL,
+        other => bail!("no signal {other}"),
+    };
+    pids::signal(i32::try_from(pid)?, number).with_context(|| format!("kill -{signal} {pid}"))?;
     Ok(())
 }
 

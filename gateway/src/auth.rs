@@ -5,7 +5,7 @@
 //! microseconds. Keys come from a keys file (`ORBIT_API_KEYS_FILE`, one `name scopes
 //! sha256:<hex>` line per key, re-read when it changes, so a revocation needs no restart)
 //! and from `ORBIT_ADMIN_KEY` / `ORBIT_SUBMIT_KEY` / `ORBIT_READ_KEY` (the keys themselves,
-//! hashed when read). `orbit-gateway keys add|list|revoke` manages the file.
+//! hashed when read). `orbit keys add|list|revoke` manages the file.
 //!
 //! Auth is on whenever the gateway listens beyond loopback (`ORBIT_AUTH=auto`, the default);
 //! `ORBIT_AUTH=off` there is honoured but logged loudly at start. Every route needs a scope
@@ -280,7 +280,7 @@ impl Auth {
         if enabled && auth.keys().is_empty() && auth.file.is_none() {
             return Err(AuthError::Config(
                 "authentication is on but no key is configured: set ORBIT_API_KEYS_FILE \
-                 (orbit-gateway keys add ...) or ORBIT_ADMIN_KEY / ORBIT_SUBMIT_KEY / \
+                 (orbit keys add ...) or ORBIT_ADMIN_KEY / ORBIT_SUBMIT_KEY / \
                  ORBIT_READ_KEY"
                     .into(),
             ));

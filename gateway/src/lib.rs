@@ -9,6 +9,7 @@ pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod jobs;
+pub mod keys;
 pub mod limits;
 pub mod routes;
 pub mod startup;

@@ -29,7 +29,7 @@ async fn serve(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<()> 
     );
     auth.clone().watch(shutdown.clone());
     let metrics = orbit_runtime::metrics::install(None)?;
-    let client = nats::connect(&config.nats_url, "orbit-gateway").await?;
+    let client = nats::connect(&config.nats_url, "gateway").await?;
     let jetstream = nats::jetstream(client.clone());
     let settings = streams::StreamSettings::from_env()?;
     streams::ensure(&jetstream, &settings).await?;

@@ -36,11 +36,7 @@ impl TestEnv {
                 path.display()
             )
         })?;
-        let vars = text
-            .lines()
-            .filter_map(|line| line.split_once('='))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            .collect();
+        let vars = orbit_stack::envfile::parse(&text).into_iter().collect();
         Ok(Self { vars })
     }
 
@@ -217,15 +213,10 @@ impl Proc {
         self.child.id()
     }
 
-    fn signal(&self, signal: &str) -> anyhow::Result<()> {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid().to_string())
-            .status()?;
-        if !status.success() {
-            bail!("kill -{signal} {} failed", self.name);
-        }
-        Ok(())
+    fn signal(&self, signal: i32) -> anyhow::Result<()> {
+        let pid = i32::try_from(self.pid())?;
+        orbit_stack::pids::signal(pid, signal)
+            .with_context(|| format!("signal {signal} to {}", self.name))
     }
 
     /// How it ended, if it has.
@@ -235,23 +226,23 @@ impl Proc {
 
     /// Freezes the process where it stands (SIGSTOP).
     pub fn freeze(&self) -> anyhow::Result<()> {
-        self.signal("STOP")
+        self.signal(orbit_stack::pids::SIGSTOP)
     }
 
     pub fn thaw(&self) -> anyhow::Result<()> {
-        self.signal("CONT")
+        self.signal(orbit_stack::pids::SIGCONT)
     }
 
     /// kill -9: no drain, no goodbye.
     pub fn kill_hard(&mut self) -> anyhow::Result<()> {
-        self.signal("KILL")?;
+        self.signal(orbit_stack::pids::SIGKILL)?;
         self.child.wait()?;
         Ok(())
     }
 
     /// SIGTERM and wait for a graceful exit.
     pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
-        self.signal("TERM")?;
+        self.signal(orbit_stack::pids::SIGTERM)?;
         Ok(self.child.wait()?)
     }
 }
@@ -281,11 +272,11 @@ where
     }
 }
 
-/// What a launcher gives a process on top of the shared environment, as `just up` does: its
-/// own NATS user and password, Postgres and Redis URLs (`ORBIT_SECRETS_DIR/process/<user>.env`,
-/// written by scripts/credentials.py). The user is the process's `stack.toml` name (the
-/// gateway's is `gateway`); a function not in stack.toml runs as the shared `functions` user.
-/// Nothing where the environment has no per-process credentials, or `extra` names a user.
+/// What a launcher gives a process on top of the shared environment, as `orbit up` does: its
+/// own NATS user and password, Postgres and Redis URLs (orbit_stack::credentials). The user is
+/// the process's `stack.toml` name; a function not in stack.toml runs as the shared
+/// `functions` user. Nothing where the environment has no per-process credentials, or `extra`
+/// names a user.
 pub fn credentials_of(
     path: &std::path::Path,
     env: &TestEnv,
@@ -303,23 +294,16 @@ pub fn credentials_of(
         .iter()
         .find(|(k, _)| *k == "ORBIT_FUNCTION_NAME")
         .map(|(_, v)| v.clone());
-    let user = match (stem, renamed) {
-        ("orbit-gateway", _) => "gateway".to_string(),
-        (_, Some(name)) => name,
-        (stem, None) => manifest()?
+    let user = match renamed {
+        Some(name) => name,
+        None => manifest()?
+            .processes
             .into_iter()
-            .find(|p| p.binary == stem && !p.env.contains_key("ORBIT_FUNCTION_NAME"))
+            .find(|p| p.binary() == Some(stem) && !p.env.contains_key("ORBIT_FUNCTION_NAME"))
             .map_or_else(|| stem.to_string(), |p| p.name),
     };
-    let known = PathBuf::from(dir)
-        .join("process")
-        .join(format!("{user}.env"))
-        .exists();
-    Ok(
-        credentials_file(env, if known { &user } else { "functions" })?
-            .into_iter()
-            .collect(),
-    )
+    orbit_stack::credentials::of_process(std::path::Path::new(dir), &user)
+        .with_context(|| format!("the credentials of {user} in {dir}: run `just test`"))
 }
 
 /// The credentials of NATS user `user` (`ORBIT_SECRETS_DIR/process/<user>.env`).
@@ -327,12 +311,9 @@ pub fn credentials_file(env: &TestEnv, user: &str) -> anyhow::Result<HashMap<Str
     let file = PathBuf::from(env.get("ORBIT_SECRETS_DIR"))
         .join("process")
         .join(format!("{user}.env"));
-    let text = std::fs::read_to_string(&file)
-        .with_context(|| format!("{}: run `just test` to write it", file.display()))?;
-    Ok(text
-        .lines()
-        .filter_map(|line| line.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+    Ok(orbit_stack::envfile::read(&file)
+        .with_context(|| format!("{}: run `just test` to write it", file.display()))?
+        .into_iter()
         .collect())
 }
 
@@ -672,61 +653,44 @@ impl Clients {
     }
 }
 
-/// One process of `stack.toml`, the one list of what the stack runs.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct ProcessEntry {
-    pub name: String,
-    pub binary: String,
-    pub kind: String,
-    #[serde(default)]
-    pub env: HashMap<String, String>,
-    /// A variable that must be set for the process to run (`stack.toml`'s `needs`).
-    #[serde(default)]
-    pub needs: Option<String>,
-}
-
-impl ProcessEntry {
-    /// Whether the test environment has what the process needs.
-    pub fn runs_in(&self, env: &TestEnv) -> bool {
-        self.needs
-            .as_deref()
-            .is_none_or(|var| !env.get(var).is_empty())
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct Manifest {
-    process: Vec<ProcessEntry>,
-}
-
-/// The processes of `stack.toml`.
-pub fn manifest() -> anyhow::Result<Vec<ProcessEntry>> {
-    let path = workspace_root().join("stack.toml");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let manifest: Manifest =
-        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    Ok(manifest.process)
+/// The stack's processes (`stack.toml`, read and checked by orbit_stack).
+pub fn manifest() -> anyhow::Result<orbit_stack::Manifest> {
+    Ok(orbit_stack::Manifest::load(&workspace_root())?)
 }
 
 /// The manifest entry called `name`.
-pub fn process(name: &str) -> anyhow::Result<ProcessEntry> {
+pub fn process(name: &str) -> anyhow::Result<orbit_stack::Process> {
     manifest()?
-        .into_iter()
-        .find(|p| p.name == name)
+        .get(name)
+        .cloned()
         .with_context(|| format!("no process {name} in stack.toml"))
+}
+
+/// The cargo binary of a manifest entry (every entry the tests start has one).
+pub fn binary_of(entry: &orbit_stack::Process) -> anyhow::Result<&str> {
+    entry
+        .binary()
+        .with_context(|| format!("{} runs a command, not a binary", entry.name))
+}
+
+/// Whether the test environment has what `entry` needs (`stack.toml`'s `needs`).
+pub fn runs_in(entry: &orbit_stack::Process, env: &TestEnv) -> bool {
+    entry
+        .needs
+        .as_deref()
+        .is_none_or(|var| !env.get(var).is_empty())
 }
 
 /// The functions `binary` serves, from `<binary> describe` (one descriptor, or a list of them
 /// for a host of many), run once per binary and test process.
-pub fn functions_of(entry: &ProcessEntry, env: &TestEnv) -> anyhow::Result<Vec<String>> {
+pub fn functions_of(entry: &orbit_stack::Process, env: &TestEnv) -> anyhow::Result<Vec<String>> {
     static SEEN: std::sync::Mutex<Option<HashMap<String, Vec<String>>>> =
         std::sync::Mutex::new(None);
     let mut seen = SEEN.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
     if let Some(names) = seen.get_or_insert_with(HashMap::new).get(&entry.name) {
         return Ok(names.clone());
     }
-    let output = Command::new(binary(&entry.binary))
+    let output = Command::new(binary(binary_of(entry)?))
         .arg("describe")
         .current_dir(workspace_root())
         .envs(&env.vars)
@@ -734,9 +698,9 @@ pub fn functions_of(entry: &ProcessEntry, env: &TestEnv) -> anyhow::Result<Vec<S
         .env("RUST_LOG", "warn")
         .stderr(Stdio::inherit())
         .output()
-        .with_context(|| format!("{} describe", entry.binary))?;
+        .with_context(|| format!("{} describe", entry.name))?;
     if !output.status.success() {
-        bail!("{} describe failed", entry.binary);
+        bail!("{} describe failed", entry.name);
     }
     let described: Value = serde_json::from_slice(&output.stdout)?;
     let names: Vec<String> = match described {
@@ -762,8 +726,9 @@ pub fn register_functions(env: &TestEnv) -> anyhow::Result<()> {
     static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     DONE.get_or_init(|| {
         let run = || -> anyhow::Result<()> {
-            for entry in manifest()?.into_iter().filter(|p| p.kind == "function") {
-                run_as_operator(&entry.binary, &["register"], env, &entry.env)?;
+            for entry in manifest()?.of_kind(orbit_stack::Kind::Function) {
+                let env_of: HashMap<String, String> = entry.env.clone().into_iter().collect();
+                run_as_operator(binary_of(entry)?, &["register"], env, &env_of)?;
             }
             Ok(())
         };
@@ -857,7 +822,7 @@ pub async fn start_indexer(
     }
     env.extend(extra.iter().cloned());
     let entry = process(FRESH_SINK)?;
-    let sink = Proc::spawn(&entry.name, &entry.binary, &clients.env, &env)?;
+    let sink = Proc::spawn(&entry.name, binary_of(&entry)?, &clients.env, &env)?;
     wait_until(
         "the indexer's consumer",
         Duration::from_secs(60),
@@ -879,14 +844,15 @@ impl Stack {
         let mut others = Vec::new();
         migrate(env)?;
         if options.sinks {
-            for entry in manifest()?
-                .into_iter()
-                .filter(|p| p.kind == "sink" && p.runs_in(env))
+            let manifest = manifest()?;
+            for entry in manifest
+                .of_kind(orbit_stack::Kind::Sink)
+                .filter(|p| runs_in(p, env))
             {
                 if entry.name == FRESH_SINK {
                     others.push(start_indexer(clients, "elasticsearch", &[]).await?);
                 } else {
-                    others.push(Proc::spawn(&entry.name, &entry.binary, env, &[])?);
+                    others.push(Proc::spawn(&entry.name, binary_of(entry)?, env, &[])?);
                 }
             }
         }
@@ -915,9 +881,12 @@ impl Stack {
             ];
             gateway_env.extend(options.gateway_env.iter().cloned());
             let gateway = process("gateway")?;
-            stack
-                .others
-                .push(Proc::spawn("gateway", &gateway.binary, env, &gateway_env)?);
+            stack.others.push(Proc::spawn(
+                "gateway",
+                binary_of(&gateway)?,
+                env,
+                &gateway_env,
+            )?);
             stack.http_base = format!("http://127.0.0.1:{port}");
             let health = format!("{}/readyz", stack.http_base);
             wait_until("gateway ready", Duration::from_secs(30), || async {
@@ -969,7 +938,7 @@ impl Stack {
             .collect();
         env.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
         self.functions
-            .push(Proc::spawn(name, &entry.binary, &clients.env, &env)?);
+            .push(Proc::spawn(name, binary_of(&entry)?, &clients.env, &env)?);
         for (function, before) in functions.iter().zip(before) {
             wait_until(
                 &format!("{name} serving {function}"),

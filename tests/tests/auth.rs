@@ -36,7 +36,7 @@ async fn call(
 }
 
 fn gateway_keys(file: &std::path::Path, args: &[&str]) -> anyhow::Result<String> {
-    let output = Command::new(binary("orbit-gateway"))
+    let output = Command::new(binary("gateway"))
         .arg("keys")
         .args(args)
         .env("ORBIT_API_KEYS_FILE", file)

@@ -11,7 +11,10 @@ use orbit_e2e::workspace_root;
 /// Where the code that reads settings lives (folders are searched whole, `target` and
 /// `node_modules` left out).
 const CODE: &[&str] = &[
+    "crates",
     "functions",
+    "sinks",
+    "stack.toml",
     "gateway",
     "bridge-kafka",
     "deploy/probe",

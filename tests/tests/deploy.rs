@@ -1,5 +1,5 @@
 //! The deployment files: `compose.yaml`, the Dockerfile and the Kubernetes manifests are what
-//! `scripts/deploy.py` generates from `stack.toml`, and valid (the Compose specification's
+//! `orbit deploy generate` writes from `stack.toml`, and valid (the Compose specification's
 //! schema, hadolint, the Kubernetes schemas); and an image built from the repository's
 //! Dockerfile, run with the environment compose.yaml gives its service, serves a function
 //! through compose.yaml's NATS server configuration.
@@ -34,18 +34,19 @@ fn stdout_of(mut command: Command, what: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// Runs `scripts/deploy.py args` and returns its standard output.
-fn deploy_py(args: &[&str]) -> anyhow::Result<String> {
-    let mut command = Command::new("python3");
+/// Runs `orbit deploy args` and returns its standard output.
+fn orbit_deploy(args: &[&str]) -> anyhow::Result<String> {
+    let mut command = Command::new(binary("orbit"));
     command
-        .arg(workspace_root().join("scripts/deploy.py"))
+        .current_dir(workspace_root())
+        .arg("deploy")
         .args(args);
-    stdout_of(command, &format!("scripts/deploy.py {args:?}"))
+    stdout_of(command, &format!("orbit deploy {args:?}"))
 }
 
 #[test]
 fn the_deployment_files_are_current_valid_and_documented() -> anyhow::Result<()> {
-    deploy_py(&["check"])?;
+    orbit_deploy(&["check"])?;
     Ok(())
 }
 
@@ -208,7 +209,7 @@ const CASES: &[Case] = &[
     Case {
         service: "moving_average",
         target: "process",
-        bin: "moving-average",
+        bin: "moving_average",
         request: r#"{"data":[1,2,3,4],"parameters":{"window":2}}"#,
     },
     // The model image: ONNX Runtime and the model repository inside, the LSTM taking part.
@@ -248,11 +249,11 @@ async fn images_built_from_the_dockerfile_serve_through_composes_nats_as_an_unpr
     buildah.image_from("localhost/orbit-test-ort:e2e", &[(ort, "/ort".into())])?;
 
     // compose.yaml's NATS server: deploy/nats/single.conf with the generated users, their
-    // passwords from a .env written by `deploy.py env` (on free ports, a store of its own).
+    // passwords from a .env written by `orbit deploy env` (on free ports, a store of its own).
     let dir = buildah.root.join("compose");
     std::fs::create_dir_all(&dir)?;
     let env_file = dir.join(".env");
-    deploy_py(&["env", &env_file.display().to_string()])?;
+    orbit_deploy(&["env", &env_file.display().to_string()])?;
     let secrets: Vec<(String, String)> = std::fs::read_to_string(&env_file)?
         .lines()
         .filter(|line| !line.starts_with('#'))
@@ -343,7 +344,7 @@ async fn images_built_from_the_dockerfile_serve_through_composes_nats_as_an_unpr
         let container = buildah.run(&["from", "--pull-never", &image])?;
         let metrics_port = free_port()?;
         let mut service_env: serde_json::Map<String, Value> =
-            serde_json::from_str(&deploy_py(&[
+            serde_json::from_str(&orbit_deploy(&[
                 "environment",
                 case.service,
                 &env_file.display().to_string(),

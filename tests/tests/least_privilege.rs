@@ -211,8 +211,8 @@ async fn an_anonymous_client_on_loopback_may_only_call_functions() -> anyhow::Re
     let env = &clients.env;
     let jobs_before = clients.jobs_last_sequence().await?;
     let _replicas = [
-        Proc::spawn("moving_average-1", "moving-average", env, &[])?,
-        Proc::spawn("moving_average-2", "moving-average", env, &[])?,
+        Proc::spawn("moving_average-1", "moving_average", env, &[])?,
+        Proc::spawn("moving_average-2", "moving_average", env, &[])?,
     ];
     let mut caller = NatsAs::anonymous(env).await?;
 

@@ -65,7 +65,7 @@ fn sources(dir: &Path, into: &mut String) -> anyhow::Result<()> {
 fn the_dashboard_and_rules_graph_only_metrics_orbit_records() -> anyhow::Result<()> {
     let root = workspace_root();
     let mut code = String::new();
-    for dir in ["functions", "gateway", "bridge-kafka"] {
+    for dir in ["crates", "functions", "sinks", "gateway", "bridge-kafka"] {
         sources(&root.join(dir), &mut code)?;
     }
     let recorded: BTreeSet<String> = metric_names(&code)

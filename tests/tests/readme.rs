@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use futures::StreamExt;
 use orbit_e2e::kafka::Bridge;
-use orbit_e2e::{workspace_root, Clients, Stack, StackOptions};
+use orbit_e2e::{binary, workspace_root, Clients, Stack, StackOptions};
 use serde_json::Value;
 
 /// One fenced block of the README, with the line it starts on.
@@ -170,6 +170,13 @@ fn curl_that_fails_on_errors() -> anyhow::Result<PathBuf> {
         "#!/bin/sh\nexec /usr/bin/curl --fail-with-body --show-error --max-time 30 \"$@\"\n",
     )?;
     std::fs::set_permissions(&curl, std::fs::Permissions::from_mode(0o755))?;
+    // `orbit` as the README puts it on the PATH (the tests' build of it).
+    let orbit = dir.join("orbit");
+    std::fs::write(
+        &orbit,
+        format!("#!/bin/sh\nexec {} \"$@\"\n", binary("orbit").display()),
+    )?;
+    std::fs::set_permissions(&orbit, std::fs::Permissions::from_mode(0o755))?;
     Ok(dir)
 }
 
@@ -283,6 +290,7 @@ async fn run_block(
     text: &str,
     shim: &Path,
     clients: &Clients,
+    stack: &Stack,
     anonymous: &async_nats::Client,
 ) -> anyhow::Result<String> {
     let commands: Vec<&str> = text
@@ -302,7 +310,12 @@ async fn run_block(
     run_shell(
         text,
         shim,
-        &[("NATS_URL", clients.env.nats_url().to_string())],
+        &[
+            ("NATS_URL", clients.env.nats_url().to_string()),
+            // Where `orbit` finds the test stack's doors (the dev stack's by default).
+            ("ORBIT_URL", stack.http_base.clone()),
+            ("ORBIT_NATS", clients.env.nats_url().to_string()),
+        ],
     )
     .await
 }
@@ -355,7 +368,7 @@ async fn every_command_of_the_readme_runs_as_written() -> anyhow::Result<()> {
         let shown = shown_outputs(&block.text);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let outcome = match run_block(&text, &shim, &clients, &anonymous).await {
+            let outcome = match run_block(&text, &shim, &clients, &stack, &anonymous).await {
                 Ok(stdout) => matches(&shown, &json_values(&stdout))
                     .map_err(|why| format!("{why}; it printed:\n{stdout}")),
                 Err(err) => Err(format!("{err:#}")),

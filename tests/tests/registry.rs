@@ -225,9 +225,8 @@ async fn the_dashboard_filters_by_any_known_function() -> anyhow::Result<()> {
 async fn every_deployed_function_answers_its_declared_example() -> anyhow::Result<()> {
     let clients = Clients::connect().await?;
     let functions: Vec<(String, usize)> = orbit_e2e::manifest()?
-        .into_iter()
-        .filter(|p| p.kind == "function")
-        .map(|p| (p.name, 1))
+        .of_kind(orbit_stack::Kind::Function)
+        .map(|p| (p.name.clone(), 1))
         .collect();
     let stack = Stack::start(
         &clients,

@@ -1,5 +1,5 @@
 //! Stores taken away under a steady load (the test stack's own Postgres and Redis, stopped the
-//! way an outage would and brought back with `scripts/infra.sh up`):
+//! way an outage would and brought back with `orbit services up`):
 //! - Postgres away for 30 s: the gateway goes on accepting (every submit a 202), `/readyz`
 //!   says Postgres is down, and when it returns every accepted job is recorded, once;
 //! - Redis away: submits go on, a finished job's status is read from Postgres, and once Redis
@@ -11,17 +11,18 @@
 use std::time::Duration;
 
 use orbit_e2e::load::Load;
-use orbit_e2e::{wait_until, workspace_root, Clients, Stack, StackOptions};
+use orbit_e2e::{binary, wait_until, workspace_root, Clients, Stack, StackOptions};
 use serde_json::Value;
 
-/// Runs `scripts/infra.sh <args>` on the test stack.
+/// Runs `orbit --env test services <args>` on the test stack.
 fn infra(args: &[&str]) -> anyhow::Result<()> {
-    let status = std::process::Command::new(workspace_root().join("scripts/infra.sh"))
+    let status = std::process::Command::new(binary("orbit"))
+        .args(["--env", "test", "services"])
         .args(args)
-        .env("ORBIT_ENV", "test")
+        .current_dir(workspace_root())
         .stdout(std::process::Stdio::null())
         .status()?;
-    anyhow::ensure!(status.success(), "scripts/infra.sh {args:?} failed");
+    anyhow::ensure!(status.success(), "orbit services {args:?} failed");
     Ok(())
 }
 

@@ -1,6 +1,7 @@
-//! The restart policy of `just up` (scripts/supervise.py): a function replica killed with
-//! `kill -9` comes back by itself and serves again, its restart is counted where `just status`
-//! reads it, and a SIGTERM to the supervisor stops the replica for good, without a restart.
+//! The restart policy of `orbit up` (`orbit supervise`, crates/stack/src/supervise.rs): a
+//! function replica killed with `kill -9` comes back by itself and serves again, its restart is
+//! counted where `orbit status` reads it, and a SIGTERM to the supervisor stops the replica for
+//! good, without a restart.
 
 use std::time::Duration;
 
@@ -11,10 +12,7 @@ fn read_pid(path: &std::path::Path) -> Option<u32> {
 }
 
 fn alive(pid: u32) -> bool {
-    std::process::Command::new("kill")
-        .args(["-0", &pid.to_string()])
-        .status()
-        .is_ok_and(|s| s.success())
+    i32::try_from(pid).is_ok_and(orbit_stack::pids::alive)
 }
 
 #[tokio::test]
@@ -36,16 +34,15 @@ async fn a_supervised_replica_killed_hard_comes_back_and_a_term_stops_it_for_goo
         .collect();
     let mut supervisor = Proc::spawn_path(
         "supervised-replica",
-        std::path::Path::new("python3"),
+        &binary("orbit"),
         &[
-            workspace_root()
-                .join("scripts/supervise.py")
-                .display()
-                .to_string(),
+            "supervise".into(),
+            "--run".into(),
             run.display().to_string(),
+            "--name".into(),
             "ma".into(),
             "--".into(),
-            binary("moving-average").display().to_string(),
+            binary("moving_average").display().to_string(),
         ],
         &clients.env,
         &extra,
@@ -65,9 +62,7 @@ async fn a_supervised_replica_killed_hard_comes_back_and_a_term_stops_it_for_goo
     let first = read_pid(&run.join("ma.pid")).ok_or_else(|| anyhow::anyhow!("no ma.pid"))?;
 
     // kill -9: the supervisor starts it again (after a second of back-off) and it serves again.
-    std::process::Command::new("kill")
-        .args(["-9", &first.to_string()])
-        .status()?;
+    orbit_stack::pids::signal(i32::try_from(first)?, orbit_stack::pids::SIGKILL)?;
     let second = wait_until("a new pid", Duration::from_secs(20), || async {
         Ok(read_pid(&run.join("ma.pid")).filter(|pid| *pid != first))
     })

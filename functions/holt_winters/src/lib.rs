@@ -75,7 +75,7 @@ pub struct Params {
     pub season_start: fit::SeasonStart,
 }
 
-/// The function served by the `holt-winters` binary.
+/// The function served by the `holt_winters` binary.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct HoltWinters;
 

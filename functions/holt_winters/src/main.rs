@@ -1,5 +1,5 @@
-//! The `holt_winters` function process: `holt-winters` serves, `holt-winters describe` prints
-//! its declaration, `holt-winters register` deploys it to the function catalog.
+//! The `holt_winters` function process: `holt_winters` serves, `holt_winters describe` prints
+//! its declaration, `holt_winters register` deploys it to the function catalog.
 
 #[global_allocator]
 static ALLOCATOR: orbit_runtime::Allocator = orbit_runtime::Allocator;

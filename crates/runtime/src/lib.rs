@@ -12,6 +12,7 @@
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod conformance;
 pub mod executor;
 pub mod function;
 pub mod jobs;
