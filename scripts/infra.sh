@@ -110,10 +110,23 @@ appendonly no
 maxmemory ${ORBIT_REDIS_MAXMEMORY:-1gb}
 maxmemory-policy volatile-lru
 requirepass $(secret redis)
+# The components' users exist from the first connection Redis accepts: a client that came
+# back before they were made would fail to authenticate and, with redis-rs's connection
+# manager, stay failed. redis_users below brings a running server's users up to date.
+$(acl_users_conf)
 CONF
   redis-server "$conf"
   wait_port "$REDIS_PORT" 30 || die "redis did not start; see $LOGS/redis.log"
   say "started redis (port $REDIS_PORT)"
+}
+
+# The `user` lines of redis.conf for deploy/redis/users.acl's users, with their passwords.
+acl_users_conf() {
+  local name rest
+  while read -r name rest; do
+    [[ -z "$name" || "$name" == \#* ]] && continue
+    echo "user $name reset on >$(secret "redis-$name") $rest"
+  done <"$ROOT/deploy/redis/users.acl"
 }
 
 # ACL users per component, from deploy/redis/users.acl (compose.yaml's Redis reads the same

@@ -5,7 +5,7 @@
 //! microseconds. Keys come from a keys file (`ORBIT_API_KEYS_FILE`, one `name scopes
 //! sha256:<hex>` line per key, re-read when it changes, so a revocation needs no restart)
 //! and from `ORBIT_ADMIN_KEY` / `ORBIT_SUBMIT_KEY` / `ORBIT_READ_KEY` (the keys themselves,
-//! hashed when read). `orbit keys add|list|revoke` manages the file.
+//! hashed when read). `orbit keys add|list|revoke` manages the file ([`crate::keys`]).
 //!
 //! Auth is on whenever the gateway listens beyond loopback (`ORBIT_AUTH=auto`, the default);
 //! `ORBIT_AUTH=off` there is honoured but logged loudly at start. Every route needs a scope
@@ -21,10 +21,9 @@ use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::Engine;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
+use crate::keys::{digest_of, read_keys_file, KeyEntry};
 use crate::limits::{KeyLimits, LimitOverrides, Limits, Refusal};
 
 /// The WebSocket subprotocol that carries a key: `orbit.bearer.<key>`, offered beside
@@ -73,140 +72,9 @@ pub enum AuthError {
     },
 }
 
-/// One key as the gateway keeps it: never the key itself.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KeyEntry {
-    pub name: String,
-    pub scopes: Vec<Scope>,
-    pub digest: [u8; 32],
-    /// Its own limits, where they differ from the defaults.
-    pub limits: LimitOverrides,
-}
-
-impl KeyEntry {
-    fn allows(&self, scope: Scope) -> bool {
-        self.scopes.contains(&Scope::Admin) || self.scopes.contains(&scope)
-    }
-
-    /// `name scope,scope sha256:<hex> [rate=N burst=N concurrent=N websockets=N]`: a line of
-    /// the keys file.
-    pub fn line(&self) -> String {
-        let scopes: Vec<&str> = self.scopes.iter().map(|s| s.as_str()).collect();
-        let mut line = format!(
-            "{} {} sha256:{}",
-            self.name,
-            scopes.join(","),
-            hex(&self.digest)
-        );
-        for word in self.limits.words() {
-            line.push(' ');
-            line.push_str(&word);
-        }
-        line
-    }
-
-    fn parse_line(line: &str) -> Result<Self, AuthError> {
-        let parts: Vec<&str> = line.split_whitespace().collect();
-        let [name, scopes, digest, ref limits @ ..] = parts[..] else {
-            return Err(AuthError::Config(format!(
-                "{line:?}: expected `name scope[,scope] sha256:<hex> [rate=N] [burst=N] \
-                 [concurrent=N] [websockets=N]`"
-            )));
-        };
-        let limits = LimitOverrides::parse(limits.iter().copied())
-            .map_err(|err| AuthError::Config(format!("{name}: {err}")))?;
-        let scopes = scopes
-            .split(',')
-            .map(Scope::parse)
-            .collect::<Result<Vec<_>, _>>()?;
-        let digest = digest
-            .strip_prefix("sha256:")
-            .and_then(unhex)
-            .ok_or_else(|| {
-                AuthError::Config(format!("{name}: the digest is not sha256:<64 hex>"))
-            })?;
-        Ok(Self {
-            name: name.to_string(),
-            scopes,
-            digest,
-            limits,
-        })
-    }
-}
-
-/// A new random key: `orbit_` and 32 random bytes in base64url.
-pub fn generate_key() -> Result<String, AuthError> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)
-        .map_err(|err| AuthError::Config(format!("no randomness for a key: {err}")))?;
-    Ok(format!(
-        "orbit_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    ))
-}
-
-pub fn digest_of(key: &str) -> [u8; 32] {
-    Sha256::digest(key.as_bytes()).into()
-}
-
 /// Equal in time independent of where they differ.
 fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, chunk) in text.as_bytes().chunks(2).enumerate() {
-        out[i] = u8::from_str_radix(std::str::from_utf8(chunk).ok()?, 16).ok()?;
-    }
-    Some(out)
-}
-
-/// Reads a keys file (missing: no keys).
-pub fn read_keys_file(path: &Path) -> Result<Vec<KeyEntry>, AuthError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(AuthError::Io {
-                path: path.display().to_string(),
-                source,
-            })
-        }
-    };
-    text.lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .map(KeyEntry::parse_line)
-        .collect()
-}
-
-/// Writes a keys file whole (mode 600), through a temporary file so a reader never sees half.
-pub fn write_keys_file(path: &Path, entries: &[KeyEntry]) -> Result<(), AuthError> {
-    let io = |source| AuthError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let mut text = String::from("# Orbit API keys: name scopes sha256:<digest of the key>\n");
-    for entry in entries {
-        text.push_str(&entry.line());
-        text.push('\n');
-    }
-    let temporary = path.with_extension("tmp");
-    std::fs::write(&temporary, text).map_err(io)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
-    }
-    std::fs::rename(&temporary, path).map_err(io)
 }
 
 /// The gateway's authentication settings and the keys in force.
@@ -501,25 +369,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_keys_file_line_round_trips() {
-        let entry = KeyEntry {
-            name: "ci".into(),
-            scopes: vec![Scope::Submit, Scope::Read],
-            digest: digest_of("orbit_secret"),
-            limits: LimitOverrides::default(),
-        };
-        assert_eq!(KeyEntry::parse_line(&entry.line()).unwrap(), entry);
-        let limited = KeyEntry {
-            limits: LimitOverrides::parse(["rate=5", "concurrent=2"]).unwrap(),
-            ..entry
-        };
-        assert_eq!(KeyEntry::parse_line(&limited.line()).unwrap(), limited);
-        assert!(KeyEntry::parse_line(&format!("{} fast=1", limited.line())).is_err());
-        assert!(KeyEntry::parse_line("ci submit sha256:zz").is_err());
-        assert!(KeyEntry::parse_line("ci write sha256:00").is_err());
-    }
-
-    #[test]
     fn routes_need_the_scopes_their_work_needs() {
         let post = Method::POST;
         let get = Method::GET;
@@ -553,10 +402,11 @@ mod tests {
     }
 
     #[test]
-    fn generated_keys_are_long_and_distinct() {
-        let (a, b) = (generate_key().unwrap(), generate_key().unwrap());
-        assert_ne!(a, b);
-        assert_eq!(a.len(), "orbit_".len() + 43);
+    fn digests_are_compared_whole() {
+        let (a, b) = (
+            crate::keys::generate_key().unwrap(),
+            crate::keys::generate_key().unwrap(),
+        );
         assert!(same(&digest_of(&a), &digest_of(&a)) && !same(&digest_of(&a), &digest_of(&b)));
     }
 }

@@ -1,15 +1,17 @@
 //! The gateway's side of the Redis job cache: mark accepted jobs `queued`, read job states.
 //!
-//! The layout and the state rules are `sink-redis`'s (`sink_redis::layout`), which writes the
-//! final states. Redis being down never fails a submit (the job is safe in JetStream); it only
+//! The layout and the state rules are `orbit_stores::job_cache`'s, shared with `sink-redis`,
+//! which writes the final states. Redis being down never fails a submit (the job is safe in JetStream); it only
 //! means status reads fall back to Postgres.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use orbit_contract::{JobId, JobState, JobView};
+use orbit_stores::job_cache::{
+    parse_pending_state, pending_state, result_key, state_key, STATS_KEY,
+};
 use redis::aio::ConnectionManager;
-use sink_redis::layout::{parse_pending_state, pending_state, result_key, state_key, STATS_KEY};
 
 #[derive(Clone)]
 pub struct JobCache {
@@ -41,7 +43,7 @@ impl JobCache {
     pub async fn connect(url: &str, ttl: Duration) -> Result<Self, redis::RedisError> {
         // Half a second at most: a submit marks its job queued in Redis before answering, and
         // Redis being away must not hold the answer (the job is safe in JetStream already).
-        let connection = sink_redis::connect(url, ANSWER_BUDGET).await?;
+        let connection = orbit_stores::job_cache::connect(url, ANSWER_BUDGET).await?;
         Ok(Self {
             connection,
             ttl_secs: ttl.as_secs().max(1),
@@ -85,7 +87,7 @@ impl JobCache {
             .map(|(state, model)| JobView::pending(job_id.clone(), state, Some(model.to_string()))))
     }
 
-    /// The counters `sink-redis` moves once per finished job (`sink_redis::layout::STATS_KEY`).
+    /// The counters `sink-redis` moves once per finished job (`orbit_stores::job_cache::STATS_KEY`).
     pub async fn counters(&self) -> Result<HashMap<String, u64>, redis::RedisError> {
         within_budget(
             redis::cmd("HGETALL")

@@ -1,8 +1,10 @@
-//! Read-only queries on `inference_results` (written by `sink-postgres`): the source of truth
-//! for finished jobs, recent results and totals.
+//! Read-only queries on `inference_results` (written by `sink-postgres`; the statements are
+//! orbit_stores::results_table's): the source of truth for finished jobs, recent results and
+//! totals.
 
 use chrono::{DateTime, Utc};
 use orbit_contract::{JobFailure, JobId, JobState, JobView, Source, Timings};
+use orbit_stores::results_table::{SELECT_ONE, SELECT_RECENT, STATISTICS_BY_MODEL};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -89,10 +91,6 @@ pub struct ModelStatistics {
     pub avg_compute_ms: Option<f64>,
 }
 
-const COLUMNS: &str = "job_id, model_name, model_version, status, input_data, output, error, \
-    metadata, parameters, source, worker_id, attempt, batch_size, submitted_at, started_at, \
-    finished_at, queue_ms, compute_ms";
-
 /// Percent of finished jobs that succeeded, to one decimal (the seed's figure); 100 with none.
 pub fn success_rate(completed: u64, failed: u64) -> f64 {
     let total = completed + failed;
@@ -114,12 +112,10 @@ impl Store {
     }
 
     pub async fn job(&self, job_id: &JobId) -> Result<Option<ResultRow>, sqlx::Error> {
-        sqlx::query_as::<_, ResultRow>(&format!(
-            "SELECT {COLUMNS} FROM inference_results WHERE job_id = $1"
-        ))
-        .bind(job_id.as_str())
-        .fetch_optional(&self.pool)
-        .await
+        sqlx::query_as::<_, ResultRow>(SELECT_ONE)
+            .bind(job_id.as_str())
+            .fetch_optional(&self.pool)
+            .await
     }
 
     pub async fn recent(
@@ -128,28 +124,18 @@ impl Store {
         model: Option<&str>,
         status: Option<&str>,
     ) -> Result<Vec<ResultRow>, sqlx::Error> {
-        sqlx::query_as::<_, ResultRow>(&format!(
-            "SELECT {COLUMNS} FROM inference_results \
-             WHERE ($1::text IS NULL OR model_name = $1) AND ($2::text IS NULL OR status = $2) \
-             ORDER BY finished_at DESC LIMIT $3"
-        ))
-        .bind(model)
-        .bind(status)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
+        sqlx::query_as::<_, ResultRow>(SELECT_RECENT)
+            .bind(model)
+            .bind(status)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
     }
 
     pub async fn statistics(&self) -> Result<Statistics, sqlx::Error> {
-        let by_model = sqlx::query_as::<_, ModelStatistics>(
-            "SELECT model_name, \
-                    count(*) FILTER (WHERE status = 'succeeded') AS completed, \
-                    count(*) FILTER (WHERE status = 'failed') AS failed, \
-                    avg(queue_ms) AS avg_queue_ms, avg(compute_ms) AS avg_compute_ms \
-             FROM inference_results GROUP BY model_name ORDER BY model_name",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let by_model = sqlx::query_as::<_, ModelStatistics>(STATISTICS_BY_MODEL)
+            .fetch_all(&self.pool)
+            .await?;
         let completed: i64 = by_model.iter().map(|m| m.completed).sum();
         let failed: i64 = by_model.iter().map(|m| m.failed).sum();
         Ok(Statistics {

@@ -20,21 +20,67 @@ use orbit_bench::stack::Stack;
 use orbit_bench::{bridge, elastic, probe, relay, scaling, settle, sync};
 use serde_json::{json, Value};
 
-const ALL: &[&str] = &[
-    "single",
-    "batch",
-    "open",
-    "sync",
-    "v2",
-    "lstm",
-    "bridge",
-    "elasticsearch",
-    "relay",
-    "scaling",
-];
+/// What the benchmark can measure, each a scenario of its own (bench/README.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Single,
+    Batch,
+    Open,
+    Sync,
+    V2,
+    Lstm,
+    Bridge,
+    Elasticsearch,
+    Relay,
+    Scaling,
+}
+
+impl Scenario {
+    /// Every scenario, in the order the suite runs them.
+    const ALL: [Scenario; 10] = [
+        Scenario::Single,
+        Scenario::Batch,
+        Scenario::Open,
+        Scenario::Sync,
+        Scenario::V2,
+        Scenario::Lstm,
+        Scenario::Bridge,
+        Scenario::Elasticsearch,
+        Scenario::Relay,
+        Scenario::Scaling,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Single => "single",
+            Scenario::Batch => "batch",
+            Scenario::Open => "open",
+            Scenario::Sync => "sync",
+            Scenario::V2 => "v2",
+            Scenario::Lstm => "lstm",
+            Scenario::Bridge => "bridge",
+            Scenario::Elasticsearch => "elasticsearch",
+            Scenario::Relay => "relay",
+            Scenario::Scaling => "scaling",
+        }
+    }
+
+    fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// Whether the short suite (no `--long`) runs it.
+    fn in_short_suite(self) -> bool {
+        self != Scenario::Scaling
+    }
+
+    fn names() -> Vec<&'static str> {
+        Self::ALL.iter().map(|s| s.name()).collect()
+    }
+}
 
 struct Options {
-    scenarios: Vec<String>,
+    scenarios: Vec<Scenario>,
     long: bool,
     env: String,
     jobs: Option<usize>,
@@ -70,18 +116,22 @@ fn options() -> anyhow::Result<Options> {
             "--rate" => options.rate = Some(value()?.parse()?),
             "--seconds" => options.seconds = Some(value()?.parse()?),
             "-h" | "--help" => {
-                println!("orbit-bench [--long] [SCENARIO...] [--jobs N] [--concurrency N] [--batch-size N] [--model M] [--rate R] [--seconds S] [--env dev|test]\nscenarios: {}", ALL.join(" "));
+                println!("orbit-bench [--long] [SCENARIO...] [--jobs N] [--concurrency N] [--batch-size N] [--model M] [--rate R] [--seconds S] [--env dev|test]\nscenarios: {}", Scenario::names().join(" "));
                 std::process::exit(0);
             }
-            name if ALL.contains(&name) => options.scenarios.push(name.to_string()),
-            other => bail!("unknown argument {other}; scenarios are {}", ALL.join(", ")),
+            name => match Scenario::named(name) {
+                Some(scenario) => options.scenarios.push(scenario),
+                None => bail!(
+                    "unknown argument {name}; scenarios are {}",
+                    Scenario::names().join(", ")
+                ),
+            },
         }
     }
     if options.scenarios.is_empty() {
-        options.scenarios = ALL
-            .iter()
-            .filter(|s| options.long || **s != "scaling")
-            .map(|s| s.to_string())
+        options.scenarios = Scenario::ALL
+            .into_iter()
+            .filter(|s| options.long || s.in_short_suite())
             .collect();
     }
     Ok(options)
@@ -169,7 +219,7 @@ impl Bench {
 
     async fn e2e_closed(
         &mut self,
-        scenario: &str,
+        scenario: Scenario,
         load: Load,
         jobs: usize,
         concurrency: usize,
@@ -192,7 +242,7 @@ impl Bench {
             load.points,
             concurrency
         );
-        println!("\n== {scenario}: {label}");
+        println!("\n== {}: {label}", scenario.name());
         println!(
             "  submits/s {:>9.0}   end-to-end jobs/s {:>9.0} ({:.2} s)",
             report.submits_per_second, report.jobs_per_second, report.end_to_end_seconds
@@ -206,10 +256,15 @@ impl Bench {
             report.http.p50_ms, report.http.p99_ms
         );
         print_cpu_per_job(&usage, report.jobs);
-        if scenario == "batch" {
+        if scenario == Scenario::Batch {
             self.figures.batch_cpu_us = cpu_per_job_us(&usage, report.jobs);
         }
-        self.record(scenario, label, serde_json::to_value(&report)?, usage);
+        self.record(
+            scenario.name(),
+            label,
+            serde_json::to_value(&report)?,
+            usage,
+        );
         Ok(())
     }
 
@@ -255,10 +310,10 @@ impl Bench {
         Ok(())
     }
 
-    async fn run(&mut self, scenario: &str) -> anyhow::Result<()> {
+    async fn run(&mut self, scenario: Scenario) -> anyhow::Result<()> {
         let long = self.options.long;
         match scenario {
-            "single" => {
+            Scenario::Single => {
                 let load = Load {
                     model: self.model("moving_average"),
                     points: 64,
@@ -268,10 +323,10 @@ impl Bench {
                     self.size(10_000, 40_000),
                     self.options.concurrency.unwrap_or(64),
                 );
-                self.e2e_closed("single", load, jobs, conns, Vec::new())
+                self.e2e_closed(Scenario::Single, load, jobs, conns, Vec::new())
                     .await
             }
-            "batch" => {
+            Scenario::Batch => {
                 let load = Load {
                     model: self.model("moving_average"),
                     points: 64,
@@ -281,10 +336,10 @@ impl Bench {
                     self.size(20_000, 100_000),
                     self.options.concurrency.unwrap_or(4),
                 );
-                self.e2e_closed("batch", load, jobs, conns, Vec::new())
+                self.e2e_closed(Scenario::Batch, load, jobs, conns, Vec::new())
                     .await
             }
-            "lstm" => {
+            Scenario::Lstm => {
                 let load = Load {
                     model: "lstm_net".into(),
                     points: 64,
@@ -294,9 +349,10 @@ impl Bench {
                     self.size(10_000, 40_000),
                     self.options.concurrency.unwrap_or(4),
                 );
-                self.e2e_closed("lstm", load, jobs, conns, Vec::new()).await
+                self.e2e_closed(Scenario::Lstm, load, jobs, conns, Vec::new())
+                    .await
             }
-            "open" => {
+            Scenario::Open => {
                 // Where the cost per job is measured against saturation: the rate given, or
                 // 1,000 and 100 jobs/s (and 400 in the long suite).
                 let rates = match self.options.rate {
@@ -310,7 +366,7 @@ impl Bench {
                 }
                 Ok(())
             }
-            "sync" => {
+            Scenario::Sync => {
                 let clients = sync::Clients {
                     nats: self.nats.clone(),
                     http: self.target.http.clone(),
@@ -332,7 +388,7 @@ impl Bench {
                 ];
                 self.sync_rows(&clients, plan).await
             }
-            "v2" => {
+            Scenario::V2 => {
                 // The Open Inference Protocol against /run and against the bus alone, at 1, 16
                 // and 64 callers: what /v2 adds over the /run path that also goes over NATS.
                 let clients = sync::Clients {
@@ -355,7 +411,7 @@ impl Bench {
                 }
                 self.sync_rows(&clients, plan).await
             }
-            "bridge" => {
+            Scenario::Bridge => {
                 let backlog = self.size(30_000, 100_000);
                 let rate = self.options.rate.unwrap_or(1000.0);
                 let seconds = self.options.seconds.unwrap_or(10);
@@ -386,7 +442,7 @@ impl Bench {
                 );
                 Ok(())
             }
-            "elasticsearch" => {
+            Scenario::Elasticsearch => {
                 let backlog = self.size(30_000, 100_000);
                 let report = elastic::run(&self.stack, &self.js, backlog).await?;
                 println!("\n== elasticsearch: RESULTS backlog of {backlog} into the results index (_bulk)");
@@ -403,7 +459,7 @@ impl Bench {
                 );
                 Ok(())
             }
-            "relay" => {
+            Scenario::Relay => {
                 let rate = self.options.rate.unwrap_or(5000.0);
                 let clients = self.options.concurrency.unwrap_or(200);
                 let seconds = self.options.seconds.unwrap_or(if long { 30 } else { 10 });
@@ -430,8 +486,7 @@ impl Bench {
                 );
                 Ok(())
             }
-            "scaling" => self.scaling().await,
-            other => bail!("unknown scenario {other}"),
+            Scenario::Scaling => self.scaling().await,
         }
     }
 
@@ -447,7 +502,7 @@ impl Bench {
                 let children = scaling::replicas(&self.stack, &self.nats, count).await?;
                 let result = self
                     .e2e_closed(
-                        "scaling",
+                        Scenario::Scaling,
                         Load { ..load.clone() },
                         jobs,
                         4,
@@ -468,7 +523,7 @@ impl Bench {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let result = self
                     .e2e_closed(
-                        "scaling",
+                        Scenario::Scaling,
                         load.clone(),
                         jobs,
                         4,
@@ -566,7 +621,7 @@ async fn main() -> anyhow::Result<()> {
         bench.stack.http
     );
     let mut reference = Vec::new();
-    for scenario in &scenarios {
+    for &scenario in &scenarios {
         settle::settle(&bench.js, Duration::from_secs(120)).await?;
         let work_ms = probe::reference_time().as_secs_f64() * 1000.0;
         let trip_us = probe::loopback_round_trip().map_or(f64::NAN, |t| t.as_secs_f64() * 1e6);
@@ -574,12 +629,12 @@ async fn main() -> anyhow::Result<()> {
             "\n-- machine: reference work {work_ms:.1} ms, loopback round trip {trip_us:.1} us (lower is faster; compare figures taken at similar values)"
         );
         reference.push(
-            json!({ "before": scenario, "work_ms": work_ms, "loopback_round_trip_us": trip_us }),
+            json!({ "before": scenario.name(), "work_ms": work_ms, "loopback_round_trip_us": trip_us }),
         );
         bench
             .run(scenario)
             .await
-            .with_context(|| format!("scenario {scenario}"))?;
+            .with_context(|| format!("scenario {}", scenario.name()))?;
     }
     let ratios = bench.figures.report();
     if !ratios.is_empty() {

@@ -9,10 +9,12 @@
 //! [`run_sink`]. The gateway and the Kafka bridge reuse the connection, stream, registry,
 //! telemetry and shutdown pieces.
 
+pub mod backoff;
 pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod conformance;
+pub mod deadletter;
 pub mod executor;
 pub mod function;
 pub mod jobs;

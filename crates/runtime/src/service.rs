@@ -314,7 +314,7 @@ async fn confirm_record(
             Err(err) => {
                 metrics::counter!("orbit_sync_record_retries_total").increment(1);
                 tracing::warn!(error = %err, attempt, "sync record not acknowledged; publishing again");
-                tokio::time::sleep(crate::worker::backoff(attempt)).await;
+                tokio::time::sleep(crate::backoff::backoff(attempt)).await;
                 ack = record.publish(&js).await;
             }
         }

@@ -28,9 +28,10 @@ use orbit_contract::subjects::{RESULTS_STREAM, RESULTS_WILDCARD};
 use orbit_contract::{bundle, LogRecord, StoredResult};
 use serde::de::DeserializeOwned;
 
+use crate::backoff::backoff;
+use crate::deadletter::{dead_letter, store_dead_letter};
 use crate::pull::{PullSettings, Pulled, Puller};
 use crate::serve::ServeError;
-use crate::worker::{backoff, dead_letter, store_dead_letter};
 use crate::{nats, streams, RuntimeConfig, Shutdown};
 
 /// What a sink reads: the stream it comes from and how to name one in a dead letter.

@@ -12,15 +12,13 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
 use async_nats::jetstream::{self, AckKind, Message};
-use async_nats::HeaderMap;
 use chrono::Utc;
 use futures::future::join_all;
-use orbit_contract::subjects::{
-    deadletter_subject, job_subject, replay_suffix, started_subject, DEADLETTER_REASON_HEADER,
-    JOBS_STREAM, JOB_ID_HEADER,
-};
+use orbit_contract::subjects::{job_subject, replay_suffix, started_subject, JOBS_STREAM};
 use orbit_contract::{bundle, JobEnvelope, JobFailure, RecordedInput, Source};
 
+use crate::backoff::backoff;
+use crate::deadletter::{dead_letter, store_dead_letter};
 use crate::executor::Outcome;
 use crate::function::{AnyParams, Job};
 use crate::pull::{PullSettings, Puller};
@@ -504,87 +502,5 @@ async fn announce_started(client: &async_nats::Client, function: &str, deliverie
             }
         }
         Err(err) => tracing::debug!(error = %err, "started notice not encoded"),
-    }
-}
-
-/// Moves a message to `orbit.deadletter.<function>` with the reason, then terminates it. If
-/// the dead letter cannot be stored, the message is left for redelivery instead.
-pub(crate) async fn dead_letter(
-    js: &jetstream::Context,
-    function: &str,
-    message: &Message,
-    reason: &str,
-) {
-    let headers = message.headers.as_ref();
-    let job_id = headers
-        .and_then(|h| h.get(JOB_ID_HEADER))
-        .or_else(|| headers.and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID)))
-        .map(|value| value.as_str());
-    match store_dead_letter(js, function, job_id, message.payload.clone(), reason).await {
-        Ok(()) => {
-            tracing::error!(function, job_id, reason, "message dead-lettered");
-            if let Err(err) = message.ack_with(AckKind::Term).await {
-                tracing::warn!(error = %err, "term failed after dead-lettering");
-            }
-        }
-        Err(err) => {
-            tracing::error!(function, error = %err, "dead letter not stored; leaving for redelivery");
-            let _ = message
-                .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
-                .await;
-        }
-    }
-}
-
-/// Stores `payload` (a message, or one job of a bundle) on `orbit.deadletter.<function>` with
-/// the reason and the job id.
-pub(crate) async fn store_dead_letter(
-    js: &jetstream::Context,
-    function: &str,
-    job_id: Option<&str>,
-    payload: bytes::Bytes,
-    reason: &str,
-) -> Result<(), async_nats::Error> {
-    let mut headers = HeaderMap::new();
-    headers.insert(DEADLETTER_REASON_HEADER, sanitize_header(reason).as_str());
-    if let Some(job_id) = job_id {
-        headers.insert(JOB_ID_HEADER, job_id);
-    }
-    js.publish_with_headers(deadletter_subject(function), headers, payload)
-        .await?
-        .await?;
-    metrics::counter!("orbit_deadletters_total", "function" => function.to_string()).increment(1);
-    Ok(())
-}
-
-/// Header values cannot hold line breaks and should stay short.
-fn sanitize_header(value: &str) -> String {
-    value
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(512)
-        .collect()
-}
-
-/// Exponential backoff from 100 ms, capped at 10 s.
-pub fn backoff(attempt: u32) -> Duration {
-    let exponent = attempt.saturating_sub(1).min(7);
-    Duration::from_millis(100u64 << exponent).min(Duration::from_secs(10))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert_eq!(backoff(1), Duration::from_millis(100));
-        assert_eq!(backoff(2), Duration::from_millis(200));
-        assert_eq!(backoff(30), Duration::from_secs(10));
-    }
-
-    #[test]
-    fn header_values_lose_line_breaks() {
-        assert_eq!(sanitize_header("a\nb"), "a b");
     }
 }

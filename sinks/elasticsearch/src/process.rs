@@ -13,8 +13,8 @@ use crate::{BulkWriter, ElasticConfig, ElasticSink};
 use anyhow::Context;
 use futures::future::BoxFuture;
 use orbit_contract::{LogRecord, StoredResult};
+use orbit_runtime::backoff::backoff;
 use orbit_runtime::sink::sink_consumer;
-use orbit_runtime::worker::backoff;
 use orbit_runtime::{env_or, nats, run_sink, streams, telemetry, RuntimeConfig, Shutdown};
 
 /// How long a batch of results or log records waits to fill before it is indexed: up to a

@@ -17,13 +17,11 @@ use std::time::Duration;
 
 use orbit_contract::{JobState, StoredResult};
 use orbit_runtime::{Received, Rejected, Sink, SinkError};
+use orbit_stores::results_table::{INSERT, REPLACE_FAILURES, TABLE};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 /// The schema, embedded from `migrations/` so the binary can apply it on start.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
-
-/// The table `grant` gives the services' roles their rights on.
-const RESULTS_TABLE: &str = "inference_results";
 
 /// Gives the services' own roles exactly what they need on the tables the migrations made:
 /// `writers` (the sink) may insert results (and read the job id, which `ON CONFLICT (job_id)`
@@ -37,7 +35,7 @@ pub async fn grant(
     writers: &[String],
     readers: &[String],
 ) -> Result<(), sqlx::Error> {
-    let results = format!("ON {RESULTS_TABLE}");
+    let results = format!("ON {TABLE}");
     for (roles, privilege, object) in [
         (writers, "INSERT", results.as_str()),
         (writers, "SELECT (job_id)", &results),
@@ -70,34 +68,6 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
         .acquire_timeout(Duration::from_secs(10));
     orbit_runtime::retry_until_ready("Postgres", 30, || options.clone().connect(url)).await
 }
-
-const INSERT: &str = r#"
-INSERT INTO inference_results (
-    job_id, model_name, model_version, status, input_data, output, error, metadata, parameters,
-    source, worker_id, attempt, batch_size, submitted_at, started_at, finished_at, queue_ms,
-    compute_ms)
-SELECT job_id, model_name, model_version, status, input_data::json, output::json,
-       error::json, metadata::json, parameters::json, source, worker_id, attempt,
-       batch_size, submitted_at, started_at, finished_at, queue_ms, compute_ms
-FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-            $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int4[],
-            $13::int4[], $14::timestamptz[], $15::timestamptz[], $16::timestamptz[],
-            $17::float8[], $18::float8[])
-    AS batch(job_id, model_name, model_version, status, input_data, output, error, metadata,
-             parameters, source, worker_id, attempt, batch_size, submitted_at, started_at,
-             finished_at, queue_ms, compute_ms)
-ON CONFLICT (job_id) DO NOTHING
-RETURNING job_id
-"#;
-
-/// A success that met a recorded failure of its job (a redriven job): the owner's function of
-/// migrations/*_results_redrive.sql replaces failures, and only failures.
-const REPLACE_FAILURES: &str = r#"
-SELECT orbit_replace_failures($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-    $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int4[],
-    $13::int4[], $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::float8[],
-    $18::float8[])
-"#;
 
 /// Writes result batches to Postgres.
 pub struct PostgresSink {
@@ -250,7 +220,7 @@ impl<'a> Columns<'a> {
         Ok(columns)
     }
 
-    /// Binds the columns as `$1` to `$18`, in the order of [`INSERT`].
+    /// Binds the columns as `$1` to `$18`, in the order of [`INSERT`] (orbit_stores::results_table).
     fn bind<O>(
         self,
         query: sqlx::query::QueryScalar<'a, sqlx::Postgres, O, sqlx::postgres::PgArguments>,

@@ -1,36 +1,21 @@
 //! `sink-redis`: the job cache behind `GET /api/v1/inference/{job_id}`, and live counters.
 //!
-//! Each batch is a few calls of one Lua script ([`layout`]), each handling up to
+//! Each batch is a few calls of one Lua script (`orbit_stores::job_cache`), each handling up to
 //! [`SCRIPT_CHUNK`] jobs atomically: a final state is written once and never overwritten, and
 //! the counters move only on that first write, so redelivered results count once. One script
 //! call per few hundred jobs, not one per job, is what keeps Redis cheap at tens of thousands
 //! of jobs a second.
 
-pub mod layout;
 pub mod process;
 
 use std::time::Duration;
 
-use layout::{pending_state, result_key, state_key, FINISH_SCRIPT, SCRIPT_CHUNK, STATS_KEY};
 use orbit_contract::{JobState, StoredResult};
 use orbit_runtime::{Sink, SinkError};
+use orbit_stores::job_cache::{
+    pending_state, result_key, state_key, FINISH_SCRIPT, SCRIPT_CHUNK, STATS_KEY,
+};
 use redis::aio::ConnectionManager;
-
-/// Connects, retrying while Redis starts; the manager reconnects by itself afterwards. Every
-/// command and every reconnection attempt gives up after `timeout`, so a Redis that is away
-/// fails a call quickly instead of holding it until Redis returns.
-pub async fn connect(url: &str, timeout: Duration) -> Result<ConnectionManager, redis::RedisError> {
-    let client = redis::Client::open(url)?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(timeout)
-        .set_response_timeout(timeout)
-        .set_number_of_retries(2)
-        .set_max_delay(1000);
-    orbit_runtime::retry_until_ready("Redis", 30, || {
-        ConnectionManager::new_with_config(client.clone(), config.clone())
-    })
-    .await
-}
 
 /// Writes final job states and counters.
 pub struct RedisSink {

@@ -6,12 +6,13 @@
 
 use std::time::Duration;
 
-use crate::{connect, mark_running, RedisSink};
+use crate::{mark_running, RedisSink};
 use anyhow::Context;
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use orbit_contract::subjects::{started_function, STARTED_WILDCARD};
 use orbit_runtime::{env_or, nats, serve_sink, telemetry, RuntimeConfig, Shutdown};
+use orbit_stores::job_cache::connect;
 
 /// How long a batch of results waits to fill before it is written: a status read that finds
 /// a job still `queued` or `running` in the cache reads Postgres, so a cache that trails the

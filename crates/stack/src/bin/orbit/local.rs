@@ -277,7 +277,7 @@ fn api_keys(layout: &Layout) -> Result<Vec<(String, String)>, Failure> {
     }
     let mut pairs = Vec::new();
     for scope in ["ADMIN", "SUBMIT", "READ"] {
-        let key = gateway::auth::generate_key().map_err(local("making an API key"))?;
+        let key = gateway::keys::generate_key().map_err(local("making an API key"))?;
         pairs.push((format!("ORBIT_{scope}_KEY"), key));
     }
     envfile::write(&file, &pairs)?;

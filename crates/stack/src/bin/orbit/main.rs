@@ -71,9 +71,23 @@ pub struct Target {
     pub root: Option<PathBuf>,
 }
 
+/// What `orbit up` reads besides its flags (docs/configuration.md has every setting).
+const UP_SETTINGS: &str = "Settings (environment) and their defaults:
+  ORBIT_ENV=dev                 dev, or test (every port + 10000, data under .orbit/test)
+  ORBIT_REPLICAS_<NAME>         replicas of a function [default: its stack.toml `replicas`]
+  ORBIT_KAFKA_BRIDGE=1          0 leaves the Kafka bridge out (stack.toml `switch`)
+  ORBIT_ELASTICSEARCH=1         0: no local Elasticsearch-API server, no sink-elasticsearch
+  ORBIT_AUTH=auto               on: API keys per scope, kept in .orbit/<env>/secrets/api-keys.env
+  ORBIT_ONNX_DEVICE=cpu         cuda: the model host on a GPU (installs the CUDA runtime)
+  ORBIT_NATS_PORT=4222  ORBIT_NATS_MONITOR_PORT=8222  ORBIT_PG_PORT=5432  ORBIT_REDIS_PORT=6379
+  ORBIT_HTTP_PORT=8000  ORBIT_KAFKA_PORT=9092  ORBIT_BRIDGE_PORT=9190  ORBIT_ELASTICSEARCH_PORT=9200
+  ORBIT_REDIS_MAXMEMORY=1gb     the local Redis's maxmemory
+  ORBIT_ELASTICSEARCH_MAX_MB=512  past this on disk the local Elasticsearch starts empty";
+
 #[derive(Subcommand)]
 enum Verb {
     /// Install what is missing, build, and run the whole stack on loopback
+    #[command(after_help = UP_SETTINGS)]
     Up(local::UpArgs),
     /// Stop exactly what `orbit up` started
     Down,

@@ -1,5 +1,5 @@
 //! The Redis job cache layout: `sink-redis` writes it, the gateway reads it (through this
-//! module, the one published description of the store's keys).
+//! module, the one published description of the store's keys), both connected by [`connect`].
 //!
 //! Two plain string keys per job, each written by one command that also sets its TTL:
 //! - `orbit:state:<id>` = `queued <model>` or `running <model>` ([`pending_state`]). The
@@ -16,7 +16,29 @@
 //! command per pending mark and one script-side `SET` per final view (`bench/README.md`).
 //! Keys of that layout are not read any more and expire by themselves.
 
+use std::time::Duration;
+
+use ::redis::aio::ConnectionManager;
 use orbit_contract::JobState;
+
+/// Connects, retrying while Redis starts; the manager reconnects by itself afterwards. Every
+/// command and every reconnection attempt gives up after `timeout`, so a Redis that is away
+/// fails a call quickly instead of holding it until Redis returns.
+pub async fn connect(
+    url: &str,
+    timeout: Duration,
+) -> Result<ConnectionManager, ::redis::RedisError> {
+    let client = ::redis::Client::open(url)?;
+    let config = ::redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(timeout)
+        .set_response_timeout(timeout)
+        .set_number_of_retries(2)
+        .set_max_delay(1000);
+    orbit_runtime::retry_until_ready("Redis", 30, || {
+        ConnectionManager::new_with_config(client.clone(), config.clone())
+    })
+    .await
+}
 
 /// Key of a job's pending state (`queued` or `running`, with its model).
 pub fn state_key(job_id: &str) -> String {
