@@ -8,14 +8,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use orbit_contract::{JobId, JobState, JobView};
+use orbit_stores::job_cache::Connection;
 use orbit_stores::job_cache::{
     parse_pending_state, pending_state, result_key, state_key, STATS_KEY,
 };
-use redis::aio::ConnectionManager;
 
 #[derive(Clone)]
 pub struct JobCache {
-    connection: ConnectionManager,
+    connection: Connection,
     ttl_secs: u64,
 }
 
@@ -63,17 +63,22 @@ impl JobCache {
                 .arg("NX")
                 .ignore();
         }
-        within_budget(pipe.query_async::<()>(&mut self.connection.clone())).await
+        within_budget(
+            self.connection
+                .run(|mut c| async move { pipe.query_async::<()>(&mut c).await }),
+        )
+        .await
     }
 
     /// The cached state of a job, if the cache knows it: its final view, else its pending
     /// state.
     pub async fn lookup(&self, job_id: &JobId) -> Result<Option<JobView>, redis::RedisError> {
+        let mut mget = redis::cmd("MGET");
+        mget.arg(result_key(job_id.as_str()))
+            .arg(state_key(job_id.as_str()));
         let (view, state): (Option<String>, Option<String>) = within_budget(
-            redis::cmd("MGET")
-                .arg(result_key(job_id.as_str()))
-                .arg(state_key(job_id.as_str()))
-                .query_async(&mut self.connection.clone()),
+            self.connection
+                .run(|mut c| async move { mget.query_async(&mut c).await }),
         )
         .await?;
         if let Some(view) = view {
@@ -89,17 +94,22 @@ impl JobCache {
 
     /// The counters `sink-redis` moves once per finished job (`orbit_stores::job_cache::STATS_KEY`).
     pub async fn counters(&self) -> Result<HashMap<String, u64>, redis::RedisError> {
+        let mut hgetall = redis::cmd("HGETALL");
+        hgetall.arg(STATS_KEY);
         within_budget(
-            redis::cmd("HGETALL")
-                .arg(STATS_KEY)
-                .query_async(&mut self.connection.clone()),
+            self.connection
+                .run(|mut c| async move { hgetall.query_async(&mut c).await }),
         )
         .await
     }
 
     pub async fn ping(&self) -> Result<(), redis::RedisError> {
-        within_budget(redis::cmd("PING").query_async::<String>(&mut self.connection.clone()))
-            .await
-            .map(|_| ())
+        let ping = redis::cmd("PING");
+        within_budget(
+            self.connection
+                .run(|mut c| async move { ping.query_async::<String>(&mut c).await }),
+        )
+        .await
+        .map(|_| ())
     }
 }

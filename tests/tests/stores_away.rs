@@ -201,3 +201,84 @@ async fn a_restarted_nats_server_is_rejoined_by_every_process_and_loses_no_accep
     assert_eq!(clients.recorded(&accepted).await?, accepted.len() as i64);
     Ok(())
 }
+
+/// Puts a Redis user's password back when dropped, so a failing test leaves the stack whole.
+struct PasswordBack {
+    admin_url: String,
+    user: String,
+    password: String,
+}
+
+impl PasswordBack {
+    fn set(&self, password: &str) -> anyhow::Result<()> {
+        let mut admin = redis::Client::open(self.admin_url.as_str())?.get_connection()?;
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(&self.user)
+            .arg("resetpass")
+            .arg(format!(">{password}"))
+            .query::<()>(&mut admin)?;
+        Ok(())
+    }
+}
+
+impl Drop for PasswordBack {
+    fn drop(&mut self) {
+        let _ = self.set(&self.password.clone());
+    }
+}
+
+/// A password rotated under the Redis sink (its connections cut, its reconnections refused)
+/// stalls the job cache but loses nothing, and once the password it holds is accepted again,
+/// the cache catches up by itself: the sink starts its Redis connection over after a refusal
+/// instead of keeping the refused one for good.
+#[tokio::test]
+async fn a_redis_sink_whose_password_was_refused_catches_up_once_it_is_accepted(
+) -> anyhow::Result<()> {
+    let clients = Clients::connect().await?;
+    let stack = Stack::start(&clients, StackOptions::default()).await?;
+    let first = stack.submit(&clients, &orbit_e2e::ma_job(32, 4)).await?;
+    clients
+        .wait_cached_succeeded(std::slice::from_ref(&first), Duration::from_secs(30))
+        .await?;
+
+    let sink_url = orbit_e2e::credentials_file(&clients.env, "sink-redis")?
+        .remove("ORBIT_REDIS_URL")
+        .unwrap_or_default();
+    let (user, password) = sink_url
+        .trim_start_matches("redis://")
+        .split_once('@')
+        .and_then(|(credentials, _)| credentials.split_once(':'))
+        .map(|(user, password)| (user.to_string(), password.to_string()))
+        .ok_or_else(|| anyhow::anyhow!("no user in the sink's Redis URL"))?;
+    let guard = PasswordBack {
+        admin_url: clients.env.redis_url().to_string(),
+        user: user.clone(),
+        password,
+    };
+    guard.set("p-rotated-elsewhere")?;
+    let mut admin = clients.redis.clone();
+    let killed: u64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("USER")
+        .arg(&user)
+        .query_async(&mut admin)
+        .await?;
+    anyhow::ensure!(killed > 0, "the sink held no connection as {user}");
+
+    let mut during = Vec::new();
+    for _ in 0..20 {
+        during.push(stack.submit(&clients, &orbit_e2e::ma_job(32, 4)).await?);
+    }
+    // Recorded in Postgres meanwhile; the cache's writer is refused.
+    clients
+        .wait_recorded(&during, Duration::from_secs(30))
+        .await?;
+    // Long enough for the sink's reconnection, with its own retries, to be refused.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+
+    drop(guard);
+    clients
+        .wait_cached_succeeded(&during, Duration::from_secs(60))
+        .await
+}

@@ -16,28 +16,92 @@
 //! command per pending mark and one script-side `SET` per final view (`bench/README.md`).
 //! Keys of that layout are not read any more and expire by themselves.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use ::redis::aio::ConnectionManager;
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use orbit_contract::JobState;
+
+/// A connection to the job cache, shared by every task of a process, that comes back from
+/// refused credentials.
+///
+/// redis-rs's `ConnectionManager` reconnects by itself after I/O errors, but once a
+/// reconnection is refused (AUTH failed: the server came back before its users were made, a
+/// password was rotated), every later command gets that same refusal and it never tries
+/// again. [`Connection::run`] notices the refusal and starts a fresh manager, so the next call
+/// gets a new attempt.
+#[derive(Clone)]
+pub struct Connection {
+    client: ::redis::Client,
+    config: ConnectionManagerConfig,
+    current: Arc<RwLock<ConnectionManager>>,
+    renewing: Arc<AtomicBool>,
+}
 
 /// Connects, retrying while Redis starts; the manager reconnects by itself afterwards. Every
 /// command and every reconnection attempt gives up after `timeout`, so a Redis that is away
 /// fails a call quickly instead of holding it until Redis returns.
-pub async fn connect(
-    url: &str,
-    timeout: Duration,
-) -> Result<ConnectionManager, ::redis::RedisError> {
+pub async fn connect(url: &str, timeout: Duration) -> Result<Connection, ::redis::RedisError> {
     let client = ::redis::Client::open(url)?;
-    let config = ::redis::aio::ConnectionManagerConfig::new()
+    let config = ConnectionManagerConfig::new()
         .set_connection_timeout(timeout)
         .set_response_timeout(timeout)
         .set_number_of_retries(2)
         .set_max_delay(1000);
-    orbit_runtime::retry_until_ready("Redis", 30, || {
+    let manager = orbit_runtime::retry_until_ready("Redis", 30, || {
         ConnectionManager::new_with_config(client.clone(), config.clone())
     })
-    .await
+    .await?;
+    Ok(Connection {
+        client,
+        config,
+        current: Arc::new(RwLock::new(manager)),
+        renewing: Arc::new(AtomicBool::new(false)),
+    })
+}
+
+impl Connection {
+    /// The manager calls go through now.
+    pub fn manager(&self) -> ConnectionManager {
+        match self.current.read() {
+            Ok(manager) => manager.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Runs `call` on the current manager; after a refusal of the credentials, replaces the
+    /// manager for the calls that follow.
+    pub async fn run<T, F, Fut>(&self, call: F) -> Result<T, ::redis::RedisError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ::redis::RedisError>>,
+    {
+        let result = call(self.manager()).await;
+        if let Err(err) = &result {
+            if err.kind() == ::redis::ErrorKind::AuthenticationFailed {
+                self.renew().await;
+            }
+        }
+        result
+    }
+
+    /// A fresh manager in place of the current one (one renewal at a time; a refused one
+    /// leaves the current manager, and the next refusal tries again).
+    async fn renew(&self) {
+        if self.renewing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let fresh =
+            ConnectionManager::new_with_config(self.client.clone(), self.config.clone()).await;
+        if let Ok(fresh) = fresh {
+            match self.current.write() {
+                Ok(mut current) => *current = fresh,
+                Err(poisoned) => *poisoned.into_inner() = fresh,
+            }
+        }
+        self.renewing.store(false, Ordering::Release);
+    }
 }
 
 /// Key of a job's pending state (`queued` or `running`, with its model).

@@ -13,18 +13,17 @@ use std::time::Duration;
 use orbit_contract::{JobState, StoredResult};
 use orbit_runtime::{Sink, SinkError};
 use orbit_stores::job_cache::{
-    pending_state, result_key, state_key, FINISH_SCRIPT, SCRIPT_CHUNK, STATS_KEY,
+    pending_state, result_key, state_key, Connection, FINISH_SCRIPT, SCRIPT_CHUNK, STATS_KEY,
 };
-use redis::aio::ConnectionManager;
 
 /// Writes final job states and counters.
 pub struct RedisSink {
-    connection: ConnectionManager,
+    connection: Connection,
     ttl_secs: u64,
 }
 
 impl RedisSink {
-    pub fn new(connection: ConnectionManager, ttl: Duration) -> Self {
+    pub fn new(connection: Connection, ttl: Duration) -> Self {
         Self {
             connection,
             ttl_secs: ttl.as_secs().max(1),
@@ -55,10 +54,8 @@ impl Sink for RedisSink {
             calls.push(invocation);
         }
         let connection = &self.connection;
-        futures::future::try_join_all(calls.iter().map(|invocation| async move {
-            invocation
-                .invoke_async::<u64>(&mut connection.clone())
-                .await
+        futures::future::try_join_all(calls.iter().map(|invocation| {
+            connection.run(move |mut c| async move { invocation.invoke_async::<u64>(&mut c).await })
         }))
         .await
         .map_err(SinkError::new)?;
@@ -70,7 +67,7 @@ impl Sink for RedisSink {
 /// `orbit.events.started.*`), in one pipelined round trip. It writes only the pending state,
 /// so it cannot cover a final view, which readers prefer.
 pub async fn mark_running(
-    connection: &mut ConnectionManager,
+    connection: &Connection,
     function: &str,
     job_ids: &[String],
     ttl: Duration,
@@ -85,5 +82,7 @@ pub async fn mark_running(
             .arg(ttl.as_secs().max(1))
             .ignore();
     }
-    pipe.query_async::<()>(connection).await
+    connection
+        .run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+        .await
 }

@@ -49,7 +49,7 @@ async fn process() -> anyhow::Result<()> {
 /// Applies `orbit.events.started.*` notices until shutdown. One queue group, so with several
 /// replicas each notice is applied once.
 async fn follow_started(
-    mut connection: redis::aio::ConnectionManager,
+    connection: orbit_stores::job_cache::Connection,
     nats_url: String,
     ttl: Duration,
     shutdown: Shutdown,
@@ -73,7 +73,7 @@ async fn follow_started(
             tracing::debug!(subject = %notice.subject, "ignoring malformed started notice");
             continue;
         };
-        if let Err(err) = mark_running(&mut connection, function, &job_ids, ttl).await {
+        if let Err(err) = mark_running(&connection, function, &job_ids, ttl).await {
             tracing::debug!(error = %err, "running marks not written");
         }
     }
