@@ -21,6 +21,8 @@ fn readers_of_results(root: &Path) -> anyhow::Result<Vec<String>> {
 pub struct Stack {
     pub root: PathBuf,
     pub data: PathBuf,
+    /// Where the stack's files and binaries are (orbit_stack's layout of it).
+    layout: orbit_stack::Layout,
     vars: HashMap<String, String>,
     /// The NATS operator's credentials for the processes the benchmark starts.
     operator: Vec<(String, String)>,
@@ -30,8 +32,11 @@ pub struct Stack {
 impl Stack {
     /// Reads `.orbit/<env>/env` under `root`; the process environment wins over the file.
     pub fn load(root: &Path, env: &str) -> anyhow::Result<Self> {
-        let data = root.join(".orbit").join(env);
-        let file = data.join("env");
+        let stack_env = orbit_stack::StackEnv::parse(env)
+            .with_context(|| format!("--env must be dev or test, not {env:?}"))?;
+        let layout = orbit_stack::Layout::new(root, stack_env);
+        let data = layout.data();
+        let file = layout.env_file();
         let text = std::fs::read_to_string(&file).with_context(|| {
             format!(
                 "{} not found: start the stack with `just up`",
@@ -59,6 +64,7 @@ impl Stack {
         };
         Ok(Self {
             operator,
+            layout,
             root: root.to_path_buf(),
             data,
             http: format!("http://127.0.0.1:{port}"),
@@ -191,18 +197,16 @@ impl Stack {
     }
 
     /// The cargo profile the running stack was built with (`run/profile`, written by
-    /// `just up`; `release` for a stack from before profiles were recorded).
+    /// `orbit up`; `release` for a stack from before profiles were recorded).
     pub fn profile(&self) -> String {
-        std::fs::read_to_string(self.data.join("run/profile"))
-            .map(|text| text.trim().to_string())
-            .ok()
-            .filter(|profile| !profile.is_empty())
+        self.layout
+            .profile()
             .unwrap_or_else(|| "release".to_string())
     }
 
     /// A binary of the workspace, built with the running stack's profile.
     pub fn binary(&self, name: &str) -> PathBuf {
-        self.root.join("target").join(self.profile()).join(name)
+        self.layout.binaries(&self.profile()).join(name)
     }
 }
 

@@ -12,12 +12,12 @@ pub enum StackEnv {
 }
 
 impl StackEnv {
-    /// `ORBIT_ENV` (dev when unset).
-    pub fn from_env() -> Result<Self, String> {
-        match std::env::var("ORBIT_ENV").ok().as_deref() {
-            None | Some("") | Some("dev") => Ok(Self::Dev),
-            Some("test") => Ok(Self::Test),
-            Some(other) => Err(format!("ORBIT_ENV must be dev or test, not {other:?}")),
+    /// `dev` or `test` (`ORBIT_ENV`, `orbit --env`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "dev" => Some(Self::Dev),
+            "test" => Some(Self::Test),
+            _ => None,
         }
     }
 
@@ -69,6 +69,13 @@ impl Ports {
             elasticsearch: port("ORBIT_ELASTICSEARCH_PORT", 9200),
         }
     }
+
+    /// The ports of `env`, overridden by the variables this process was started with.
+    pub fn from_process_env(env: StackEnv) -> Self {
+        Self::of(env, |name| {
+            std::env::var(name).ok().filter(|v| !v.is_empty())
+        })
+    }
 }
 
 /// The folders of one local stack.
@@ -85,9 +92,7 @@ impl Layout {
         Self {
             root: root.to_path_buf(),
             env,
-            ports: Ports::of(env, |name| {
-                std::env::var(name).ok().filter(|v| !v.is_empty())
-            }),
+            ports: Ports::from_process_env(env),
         }
     }
 

@@ -150,7 +150,7 @@ impl Process {
     }
 
     /// The metrics ports its replicas take, in the dev stack.
-    fn metrics_ports(&self) -> std::ops::Range<u32> {
+    pub fn metrics_ports(&self) -> std::ops::Range<u32> {
         match self.metrics {
             Some(port) => u32::from(port)..u32::from(port) + self.replicas.max(1),
             None => 0..0,

@@ -73,10 +73,6 @@ fn jittered(base: Duration) -> Duration {
     base.mul_f64(0.75 + unit * 0.5)
 }
 
-fn write(path: &Path, text: &str) -> std::io::Result<()> {
-    write_private(path, text)
-}
-
 /// Runs the supervision loop until asked to stop; returns the last exit of the process.
 pub fn run(run_dir: &Path, name: &str, command: &[String]) -> std::io::Result<()> {
     let (program, args) = command
@@ -89,7 +85,7 @@ pub fn run(run_dir: &Path, name: &str, command: &[String]) -> std::io::Result<()
         libc::signal(libc::SIGINT, on_stop as *const () as libc::sighandler_t);
     }
     let supervisor_file = pids::pid_file(run_dir, &pids::supervisor_name(name));
-    write(&supervisor_file, &format!("{}\n", std::process::id()))?;
+    write_private(&supervisor_file, &format!("{}\n", std::process::id()))?;
     let pid_file = pids::pid_file(run_dir, name);
     let state_file = run_dir.join(format!("{name}.state"));
 
@@ -100,14 +96,14 @@ pub fn run(run_dir: &Path, name: &str, command: &[String]) -> std::io::Result<()
         let started_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        write(&pid_file, &format!("{}\n", child.id()))?;
+        write_private(&pid_file, &format!("{}\n", child.id()))?;
         let state = State {
             restarts,
             last_exit: last_exit.clone(),
             started_at,
             pid: child.id(),
         };
-        write(
+        write_private(
             &state_file,
             &format!("{}\n", serde_json::to_string(&state)?),
         )?;

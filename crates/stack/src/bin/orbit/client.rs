@@ -85,13 +85,7 @@ struct Doors {
 
 impl Doors {
     fn of(target: &Target) -> Result<Self, Failure> {
-        let env = match target.stack_env.as_str() {
-            "test" => orbit_stack::StackEnv::Test,
-            _ => orbit_stack::StackEnv::Dev,
-        };
-        let ports = orbit_stack::Ports::of(env, |name| {
-            std::env::var(name).ok().filter(|v| !v.is_empty())
-        });
+        let ports = orbit_stack::Ports::from_process_env(crate::local::stack_env(target)?);
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
             .build()

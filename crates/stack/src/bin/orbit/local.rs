@@ -101,17 +101,19 @@ pub fn open(target: &Target) -> Result<(Layout, Manifest), Failure> {
                     .into(),
             )
         })?;
-    let env = match target.stack_env.as_str() {
-        "dev" => StackEnv::Dev,
-        "test" => StackEnv::Test,
-        other => {
-            return Err(Failure::Usage(format!(
-                "--env must be dev or test, not {other:?}"
-            )))
-        }
-    };
+    let env = stack_env(target)?;
     let manifest = Manifest::load(&root)?;
     Ok((Layout::new(&root, env), manifest))
+}
+
+/// The local stack `--env` (`ORBIT_ENV`) names.
+pub fn stack_env(target: &Target) -> Result<StackEnv, Failure> {
+    StackEnv::parse(&target.stack_env).ok_or_else(|| {
+        Failure::Usage(format!(
+            "--env must be dev or test, not {:?}",
+            target.stack_env
+        ))
+    })
 }
 
 /// `scripts/infra.sh ACTION...` for this stack, with what it needs from the manifest.

@@ -65,8 +65,7 @@ fn free_metrics_port(manifest: &Manifest, replicas: u32) -> Result<u16, Failure>
     let taken: Vec<u32> = manifest
         .processes
         .iter()
-        .filter_map(|p| p.metrics.map(|m| (u32::from(m), p.replicas.max(1))))
-        .flat_map(|(first, count)| first..first + count)
+        .flat_map(orbit_stack::Process::metrics_ports)
         .collect();
     (9160u32..9990)
         .step_by(10)
