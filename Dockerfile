@@ -7,8 +7,11 @@
 #   gateway  BIN=gateway           the same plus the dashboard
 #   models   BIN=onnx-host|forecast  the same plus ONNX Runtime and the model repository
 #                                  (ONNX_DEVICE=cuda: the CUDA build and the NVIDIA libraries)
+#   python   SOURCE=functions/<f>  a Python function: Python, the SDK of sdk/python, the
+#                                  function's folder and its requirements.txt, and orbit-probe
 #
 #   docker build --target process --build-arg BIN=moving_average -t orbit/moving_average .
+#   docker build --target python --build-arg SOURCE=functions/anomaly -t orbit/anomaly .
 #
 # Every image runs `orbit-process`, a link to its binary, so `docker run orbit/<name>` starts
 # it and `docker compose exec gateway gateway keys list` reaches the real name. The base
@@ -99,3 +102,19 @@ COPY models/ /srv/orbit/models/
 ENV ORT_DYLIB_PATH=/usr/local/lib/orbit/libonnxruntime.so \
     LD_LIBRARY_PATH=/usr/local/lib/orbit \
     ORBIT_MODEL_REPOSITORY=/srv/orbit/models
+
+# ---- a function in Python: its command line comes from stack.toml (compose `command`) -------
+FROM ${PYTHON_IMAGE} AS python
+ARG SOURCE
+COPY --from=binaries /out/orbit-probe/orbit-probe /usr/local/bin/orbit-probe
+COPY sdk/python/ /tmp/sdk/
+COPY ${SOURCE}/ /srv/orbit/${SOURCE}/
+RUN pip install --no-cache-dir --disable-pip-version-check /tmp/sdk \
+      -r "/srv/orbit/${SOURCE}/requirements.txt" \
+    && rm -rf /tmp/sdk
+USER 65532:65532
+WORKDIR /srv/orbit
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+STOPSIGNAL SIGTERM
+CMD ["python", "--version"]

@@ -102,3 +102,20 @@ PY
   rm -rf "$wheels"
   [[ -f "$(ort_lib)" ]] || die "libonnxruntime.so not found in the onnxruntime wheel"
 fi
+
+# The Python functions' environment: the SDK of sdk/python and each Python function's
+# requirements (functions/*/requirements.txt), in one venv whose bin/ the stack puts first on
+# a command process's path (`python` in stack.toml is this one). Rebuilt when any of them changes.
+python_env="$TOOLS/python"
+python_inputs=(sdk/python/pyproject.toml $(cd "$ROOT" && ls functions/*/requirements.txt 2>/dev/null))
+python_stamp="$(cd "$ROOT" && cat "${python_inputs[@]}" | sha256sum | cut -d' ' -f1)"
+if [[ ! -x "$python_env/bin/python" || "$(cat "$python_env/.stamp" 2>/dev/null)" != "$python_stamp" ]]; then
+  say "installing the Python functions' environment (sdk/python and functions/*/requirements.txt)"
+  rm -rf "$python_env"
+  python3 -m venv "$python_env"
+  requirements=()
+  for file in "${python_inputs[@]:1}"; do requirements+=(-r "$ROOT/$file"); done
+  "$python_env/bin/pip" install --quiet --disable-pip-version-check \
+    -e "$ROOT/sdk/python[test]" "${requirements[@]}"
+  echo "$python_stamp" >"$python_env/.stamp"
+fi

@@ -36,6 +36,9 @@ set -a; source "$ENV_FILE"; set +a
 say "unit and component tests"
 cargo test --workspace --exclude orbit-e2e --quiet
 
+say "the Python SDK's tests (sdk/python/tests, against the test NATS)"
+ORBIT_SDK_REQUIRE_NATS=1 "$TOOLS/python/bin/python" -m pytest -q -p no:cacheprovider "$ROOT/sdk/python/tests"
+
 say "end-to-end tests (real services; one at a time, each starts its own Orbit processes)"
 # Each process's log (target/e2e-logs/<name>.log) is appended to across restarts within a run;
 # a new run starts them afresh, so they hold this run and do not grow run after run.

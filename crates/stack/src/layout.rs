@@ -125,6 +125,43 @@ impl Layout {
         self.root.join(".orbit/tools")
     }
 
+    /// The Python environment of the stack's Python functions (`scripts/install.sh` makes it:
+    /// the SDK of sdk/python and each function's requirements).
+    pub fn python(&self) -> PathBuf {
+        self.tools().join("python")
+    }
+
+    /// The command line of `process`: its cargo binary in `binaries`, or its `command` with the
+    /// program made absolute: a path is taken from the workspace root, a bare name is looked up
+    /// in the Python environment's `bin`, then on `PATH` (so `python` is the stack's Python
+    /// locally and the image's own in a container).
+    pub fn command_line(&self, process: &crate::Process, binaries: &Path) -> Vec<String> {
+        match &process.program {
+            crate::Program::Binary(binary) => vec![binaries.join(binary).display().to_string()],
+            crate::Program::Command(command) => {
+                let mut line = command.clone();
+                if let Some(program) = line.first_mut() {
+                    *program = self.resolve_program(program).display().to_string();
+                }
+                line
+            }
+        }
+    }
+
+    fn resolve_program(&self, program: &str) -> PathBuf {
+        if program.contains('/') {
+            return self.root.join(program);
+        }
+        let on_path = std::env::var_os("PATH")
+            .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+            .unwrap_or_default();
+        std::iter::once(self.python().join("bin"))
+            .chain(on_path)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+            .unwrap_or_else(|| PathBuf::from(program))
+    }
+
     /// The cargo profile the stack's binaries were built with (`orbit up` records it).
     pub fn profile(&self) -> Option<String> {
         std::fs::read_to_string(self.run().join("profile"))

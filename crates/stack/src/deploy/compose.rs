@@ -595,8 +595,7 @@ fn migrate_service(migrator: &Process, stack: &Stack) -> Result<Service, DeployE
 /// The service of one process; with `gpu`, its variant on an NVIDIA GPU (profile `gpu`).
 fn orbit_service(process: &Process, stack: &Stack, gpu: bool) -> Result<Service, DeployError> {
     let target = proc::image_target(process);
-    let mut args = Ordered::default();
-    args.insert("BIN", proc::binary(process)?.to_string());
+    let mut args = proc::build_args(process)?;
     if process.models {
         args.insert("ONNX_DEVICE", if gpu { "cuda" } else { "cpu" }.to_string());
     }
@@ -642,6 +641,9 @@ fn orbit_service(process: &Process, stack: &Stack, gpu: bool) -> Result<Service,
             target,
             args,
         }),
+        command: proc::command(process)
+            .map(<[String]>::to_vec)
+            .unwrap_or_default(),
         environment,
         ports: match process.kind {
             Kind::Gateway => vec![published(GATEWAY_PORT)],

@@ -127,7 +127,7 @@ fn workload(process: &Process, stack: &Stack) -> Result<Vec<Value>, DeployError>
     if let Value::Mapping(liveness) = &mut liveness {
         liveness.insert("initialDelaySeconds".into(), 10.into());
     }
-    let container = map([
+    let mut container = map([
         ("name", dns.as_str().into()),
         ("image", proc::k8s_image(process)?.into()),
         ("env", Value::Sequence(env)),
@@ -161,6 +161,10 @@ fn workload(process: &Process, stack: &Stack) -> Result<Vec<Value>, DeployError>
             ]),
         ),
     ]);
+    // A Python function's image is Python's; the container says which file it runs.
+    if let (Some(command), Value::Mapping(container)) = (proc::command(process), &mut container) {
+        container.insert("command".into(), strings(command));
+    }
     let selector = || map([("app.kubernetes.io/name", name.into())]);
     let template = map([
         (

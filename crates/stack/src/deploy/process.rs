@@ -2,7 +2,7 @@
 //! health check URL, metrics port and environment. Compose and Kubernetes both build on
 //! this, so a process is the same in both.
 
-use crate::manifest::{env_suffix, Kind, Process};
+use crate::manifest::{env_suffix, Kind, Process, Program};
 use crate::permissions::{self, NatsUser};
 
 use super::yaml::Ordered;
@@ -47,28 +47,72 @@ pub fn binary(process: &Process) -> Result<&str, DeployError> {
         .ok_or_else(|| DeployError::Unpackaged(process.name.clone()))
 }
 
+/// The folder of a Python function (`command = ["python", "functions/f/f.py"]` gives
+/// `functions/f`): what the Dockerfile's `python` target packages, with the SDK.
+pub fn python_source(process: &Process) -> Option<String> {
+    let Program::Command(command) = &process.program else {
+        return None;
+    };
+    match command.as_slice() {
+        [python, script, ..] if python.starts_with("python") && script.ends_with(".py") => {
+            let folder = std::path::Path::new(script).parent()?;
+            Some(folder.display().to_string()).filter(|folder| !folder.is_empty())
+        }
+        _ => None,
+    }
+}
+
+/// The command line a packaged process runs with (a Python function's; a binary's image
+/// runs its binary).
+pub fn command(process: &Process) -> Option<&[String]> {
+    match &process.program {
+        Program::Command(command) if python_source(process).is_some() => Some(command),
+        _ => None,
+    }
+}
+
+/// What its image is named after: its binary, or a Python function's own name.
+pub fn image_name(process: &Process) -> Result<&str, DeployError> {
+    match python_source(process) {
+        Some(_) => Ok(&process.name),
+        None => binary(process),
+    }
+}
+
 /// Which Dockerfile target packages a process.
 pub fn image_target(process: &Process) -> &'static str {
     if process.kind == Kind::Gateway {
         "gateway"
     } else if process.models {
         "models"
+    } else if python_source(process).is_some() {
+        "python"
     } else {
         "process"
     }
+}
+
+/// The Dockerfile's build arguments for it: `BIN` (a binary) or `SOURCE` (a Python function).
+pub fn build_args(process: &Process) -> Result<Ordered<String>, DeployError> {
+    let mut args = Ordered::default();
+    match python_source(process) {
+        Some(source) => args.insert("SOURCE", source),
+        None => args.insert("BIN", binary(process)?.to_string()),
+    }
+    Ok(args)
 }
 
 /// Its Compose image: the registry and version from `.env`, else local ones.
 pub fn compose_image(process: &Process) -> Result<String, DeployError> {
     Ok(format!(
         "${{ORBIT_REGISTRY:-orbit}}/{}:${{ORBIT_VERSION:-{VERSION}}}",
-        binary(process)?
+        image_name(process)?
     ))
 }
 
 /// Its Kubernetes image.
 pub fn k8s_image(process: &Process) -> Result<String, DeployError> {
-    Ok(format!("orbit/{}:{VERSION}", binary(process)?))
+    Ok(format!("orbit/{}:{VERSION}", image_name(process)?))
 }
 
 /// Its resource limits: (whole CPUs, memory in MiB); requests are a quarter of them.

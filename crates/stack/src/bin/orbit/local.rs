@@ -10,7 +10,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use orbit_stack::manifest::Program;
 use orbit_stack::{credentials, envfile, pids, supervise, Kind, Layout, Manifest, StackEnv};
 
 use crate::fail::{local, Failure};
@@ -451,10 +450,7 @@ pub fn up(target: &Target, args: &UpArgs) -> Result<(), Failure> {
             })
             .transpose()?
             .unwrap_or(process.replicas);
-        let program: Vec<String> = match &process.program {
-            Program::Binary(binary) => vec![bin.join(binary).display().to_string()],
-            Program::Command(command) => command.clone(),
-        };
+        let program = layout.command_line(process, &bin);
         let own = credentials::of_process(&layout.secrets(), &process.name).map_err(local(
             format!("no credentials for {} (run orbit up again)", process.name),
         ))?;
