@@ -53,6 +53,22 @@ impl Clients {
         })
     }
 
+    /// Removes a test-only function from the catalog and its queue from JOBS, so the gateway
+    /// of a later test does not list a function no replica will serve again.
+    pub async fn forget_function(&self, function: &str) -> anyhow::Result<()> {
+        let catalog = self
+            .jetstream
+            .get_key_value(orbit_contract::subjects::FUNCTIONS_BUCKET)
+            .await?;
+        catalog.purge(function).await?;
+        let consumer = format!("fn-{function}");
+        let _ = self
+            .jetstream
+            .delete_consumer_from_stream(&consumer, orbit_contract::subjects::JOBS_STREAM)
+            .await;
+        Ok(())
+    }
+
     /// POSTs `body` as JSON; the status and the JSON answer (`null` when there is none).
     pub async fn post_json(&self, url: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
         let response = self

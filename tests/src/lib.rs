@@ -5,6 +5,7 @@
 //! [`wait_until`].
 
 mod clients;
+pub mod conformance;
 mod env;
 pub mod kafka;
 pub mod ledger;
@@ -19,7 +20,7 @@ pub use env::TestEnv;
 pub(crate) use process::run_as_operator;
 pub use process::{credentials_file, credentials_of, migrate, Proc};
 pub use stack::{
-    binary_of, functions_of, manifest, process, register_functions, runs_in, start_indexer, Stack,
+    command_of, functions_of, manifest, process, register_functions, runs_in, start_indexer, Stack,
     StackOptions,
 };
 
@@ -36,12 +37,17 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// The path of workspace binary `name` (the debug build the tests run).
-pub fn binary(name: &str) -> PathBuf {
+/// The folder of the workspace binaries the tests run (the debug build).
+pub fn binaries_dir() -> PathBuf {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| workspace_root().join("target"));
-    target.join("debug").join(name)
+    target.join("debug")
+}
+
+/// The path of workspace binary `name` (the debug build the tests run).
+pub fn binary(name: &str) -> PathBuf {
+    binaries_dir().join(name)
 }
 
 /// Waits until `check` returns `Some`, polling every 20 ms, failing after `timeout`.
@@ -95,14 +101,18 @@ pub async fn scrape_counter(http: &reqwest::Client, url: &str, name: &str) -> an
         .sum())
 }
 
+/// A series of `n` points with a trend and a wave, the data of the tests' jobs.
+pub fn series(n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| (i as f64 * 0.3).sin() * 10.0 + i as f64)
+        .collect()
+}
+
 /// A seed-shaped moving-average job over `n` points.
 pub fn ma_job(n: usize, window: usize) -> Value {
-    let data: Vec<f64> = (0..n)
-        .map(|i| (i as f64 * 0.3).sin() * 10.0 + i as f64)
-        .collect();
     serde_json::json!({
         "model_name": "moving_average",
-        "data": data,
+        "data": series(n),
         "metadata": { "pattern": "seasonal" },
         "parameters": { "window": window },
     })

@@ -1,6 +1,8 @@
 //! Orbit processes started by a test: a child process with the test environment and its own
 //! credentials, as `orbit up` would give them, killed when dropped; and the operator's runs
-//! (migrations, registering functions).
+//! (migrations, registering functions). A process is a command line, whatever runs it: a cargo
+//! binary or any `command` of `stack.toml` (a Python function), started, restarted and killed
+//! alike.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -8,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context};
 
-use crate::{binary, free_port, manifest, workspace_root, TestEnv};
+use crate::{binary, command_of, free_port, manifest, workspace_root, TestEnv};
 
 /// A child process that is killed when dropped, so a failing test leaves nothing behind.
 pub struct Proc {
@@ -81,6 +83,56 @@ impl Proc {
         env: &TestEnv,
         extra: &[(&str, String)],
     ) -> anyhow::Result<Self> {
+        let credentials = credentials_of(path, env, extra)?;
+        Self::start(name, path, args, dir, env, credentials, extra)
+    }
+
+    /// Starts instance `name` of `stack.toml` entry `entry` from its command line
+    /// ([`command_of`]) as `orbit up` does: from the workspace root, with the entry's `env`,
+    /// then `extra`, and the credentials of the entry's own user (its name; the function name
+    /// when `extra` renames it). The program may be anything, so nothing is guessed from it.
+    pub fn spawn_entry(
+        name: &str,
+        entry: &orbit_stack::Process,
+        env: &TestEnv,
+        extra: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
+        let line = command_of(entry);
+        let (program, args) = line
+            .split_first()
+            .with_context(|| format!("{} has an empty command line", entry.name))?;
+        let mut vars: Vec<(&str, String)> = entry
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        vars.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
+        let user = vars
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == "ORBIT_FUNCTION_NAME")
+            .map_or(entry.name.as_str(), |(_, v)| v.as_str());
+        let credentials = credentials_as(user, env, &vars)?;
+        Self::start(
+            name,
+            std::path::Path::new(program),
+            args,
+            &workspace_root(),
+            env,
+            credentials,
+            &vars,
+        )
+    }
+
+    fn start(
+        name: &str,
+        path: &std::path::Path,
+        args: &[String],
+        dir: &std::path::Path,
+        env: &TestEnv,
+        credentials: Vec<(String, String)>,
+        extra: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let logs = workspace_root().join("target/e2e-logs");
         std::fs::create_dir_all(&logs)?;
         let metrics_addr = match extra.iter().find(|(k, _)| *k == "ORBIT_METRICS_ADDR") {
@@ -90,12 +142,15 @@ impl Proc {
         let mut vars: Vec<(String, String)> =
             vec![("ORBIT_METRICS_ADDR".to_string(), metrics_addr.clone())];
         vars.extend(env.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
-        vars.extend(credentials_of(path, env, extra)?);
+        vars.extend(credentials);
         vars.retain(|(k, _)| k != "ORBIT_NATS_ADMIN_PASSWORD");
         for (key, value) in [
             ("RUST_LOG", "info"),
             ("ORBIT_ACK_WAIT_MS", "2000"),
             ("ORBIT_WORKER_ID", name),
+            // A Python function's log lines reach its log file as they are written, not when a
+            // buffer fills: a process killed with -9 leaves its last words behind.
+            ("PYTHONUNBUFFERED", "1"),
         ] {
             vars.push((key.to_string(), value.to_string()));
         }
@@ -180,8 +235,8 @@ pub fn credentials_of(
     env: &TestEnv,
     extra: &[(&str, String)],
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let dir = env.get("ORBIT_SECRETS_DIR");
-    if dir.is_empty() || extra.iter().any(|(k, _)| *k == "ORBIT_NATS_USER") {
+    if env.get("ORBIT_SECRETS_DIR").is_empty() || extra.iter().any(|(k, _)| *k == "ORBIT_NATS_USER")
+    {
         return Ok(Vec::new());
     }
     let stem = path
@@ -200,7 +255,21 @@ pub fn credentials_of(
             .find(|p| p.binary() == Some(stem) && !p.env.contains_key("ORBIT_FUNCTION_NAME"))
             .map_or_else(|| stem.to_string(), |p| p.name),
     };
-    orbit_stack::credentials::of_process(std::path::Path::new(dir), &user)
+    credentials_as(&user, env, extra)
+}
+
+/// The credentials of NATS user `user` as a launcher gives them; nothing where the environment
+/// has no per-process credentials, or `extra` names a user.
+fn credentials_as(
+    user: &str,
+    env: &TestEnv,
+    extra: &[(&str, String)],
+) -> anyhow::Result<Vec<(String, String)>> {
+    let dir = env.get("ORBIT_SECRETS_DIR");
+    if dir.is_empty() || extra.iter().any(|(k, _)| *k == "ORBIT_NATS_USER") {
+        return Ok(Vec::new());
+    }
+    orbit_stack::credentials::of_process(std::path::Path::new(dir), user)
         .with_context(|| format!("the credentials of {user} in {dir}: run `just test`"))
 }
 
@@ -215,14 +284,17 @@ pub fn credentials_file(env: &TestEnv, user: &str) -> anyhow::Result<HashMap<Str
         .collect())
 }
 
-/// Runs `binary args` as the operator would (owner of the tables, NATS admin) and waits.
+/// Runs command line `command` (a program and its arguments) followed by `args` as the
+/// operator would (owner of the tables, NATS admin), from the workspace root, and waits.
 pub(crate) fn run_as_operator(
-    binary_name: &str,
+    command: &[String],
     args: &[&str],
     env: &TestEnv,
     extra: &HashMap<String, String>,
 ) -> anyhow::Result<()> {
-    let status = Command::new(binary(binary_name))
+    let (program, own_args) = command.split_first().context("an empty command line")?;
+    let status = Command::new(program)
+        .args(own_args)
         .args(args)
         .current_dir(workspace_root())
         .envs(&env.vars)
@@ -230,9 +302,9 @@ pub(crate) fn run_as_operator(
         .envs(env.operator_env())
         .env("RUST_LOG", "warn")
         .status()
-        .with_context(|| format!("{binary_name} {args:?}"))?;
+        .with_context(|| format!("{command:?} {args:?}"))?;
     if !status.success() {
-        bail!("{binary_name} {args:?} failed");
+        bail!("{command:?} {args:?} failed");
     }
     Ok(())
 }
@@ -247,9 +319,8 @@ pub fn migrate(env: &TestEnv) -> anyhow::Result<()> {
             let manifest = manifest()?;
             let migrator = manifest
                 .migrator()
-                .and_then(orbit_stack::Process::binary)
                 .context("no process of stack.toml has `migrations = true`")?;
-            run_as_operator(migrator, &["migrate"], env, &HashMap::new())
+            run_as_operator(&command_of(migrator), &["migrate"], env, &HashMap::new())
         };
         run().map_err(|err| format!("{err:#}"))
     })

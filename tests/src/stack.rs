@@ -1,5 +1,6 @@
 //! A test's Orbit stack: the processes of `stack.toml` a test asks for (sinks, function
-//! replicas, the gateway), started through [`crate::Proc`] and waited for until they serve.
+//! replicas, the gateway), started through [`crate::Proc`] from their command lines (a cargo
+//! binary or any `command`) and waited for until they serve.
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
@@ -9,7 +10,8 @@ use anyhow::{bail, Context};
 use serde_json::Value;
 
 use crate::{
-    binary, free_port, migrate, run_as_operator, wait_until, workspace_root, Clients, Proc, TestEnv,
+    binaries_dir, free_port, migrate, run_as_operator, wait_until, workspace_root, Clients, Proc,
+    TestEnv,
 };
 
 /// The stack's processes (`stack.toml`, read and checked by orbit_stack).
@@ -25,11 +27,12 @@ pub fn process(name: &str) -> anyhow::Result<orbit_stack::Process> {
         .with_context(|| format!("no process {name} in stack.toml"))
 }
 
-/// The cargo binary of a manifest entry (every entry the tests start has one).
-pub fn binary_of(entry: &orbit_stack::Process) -> anyhow::Result<&str> {
-    entry
-        .binary()
-        .with_context(|| format!("{} runs a command, not a binary", entry.name))
+/// The command line that starts a manifest entry, the program made absolute: its cargo binary
+/// among the tests' binaries, or its `command` resolved as `orbit up` resolves it, so the tests
+/// run what the stack runs.
+pub fn command_of(entry: &orbit_stack::Process) -> Vec<String> {
+    orbit_stack::layout::Layout::new(&workspace_root(), orbit_stack::layout::StackEnv::Test)
+        .command_line(entry, &binaries_dir())
 }
 
 /// Whether the test environment has what `entry` needs (`stack.toml`'s `needs`).
@@ -40,8 +43,8 @@ pub fn runs_in(entry: &orbit_stack::Process, env: &TestEnv) -> bool {
         .is_none_or(|var| !env.get(var).is_empty())
 }
 
-/// The functions `binary` serves, from `<binary> describe` (one descriptor, or a list of them
-/// for a host of many), run once per binary and test process.
+/// The functions `entry` serves, from its command line with `describe` (one descriptor, or a
+/// list of them for a host of many), run once per entry and test process.
 pub fn functions_of(entry: &orbit_stack::Process, env: &TestEnv) -> anyhow::Result<Vec<String>> {
     static SEEN: std::sync::Mutex<Option<HashMap<String, Vec<String>>>> =
         std::sync::Mutex::new(None);
@@ -49,7 +52,12 @@ pub fn functions_of(entry: &orbit_stack::Process, env: &TestEnv) -> anyhow::Resu
     if let Some(names) = seen.get_or_insert_with(HashMap::new).get(&entry.name) {
         return Ok(names.clone());
     }
-    let output = Command::new(binary(binary_of(entry)?))
+    let line = command_of(entry);
+    let (program, args) = line
+        .split_first()
+        .with_context(|| format!("{} has an empty command line", entry.name))?;
+    let output = Command::new(program)
+        .args(args)
         .arg("describe")
         .current_dir(workspace_root())
         .envs(&env.vars)
@@ -78,7 +86,8 @@ pub fn functions_of(entry: &orbit_stack::Process, env: &TestEnv) -> anyhow::Resu
     Ok(names)
 }
 
-/// Deploys every function of `stack.toml` in the function catalog (`<binary> register`), once
+/// Deploys every function of `stack.toml` in the function catalog (its command line with
+/// `register`), once
 /// per test process: what a deployment does before any replica runs, so the gateway accepts
 /// jobs for a function none of whose replicas has started yet.
 pub fn register_functions(env: &TestEnv) -> anyhow::Result<()> {
@@ -87,7 +96,7 @@ pub fn register_functions(env: &TestEnv) -> anyhow::Result<()> {
         let run = || -> anyhow::Result<()> {
             for entry in manifest()?.of_kind(orbit_stack::Kind::Function) {
                 let env_of: HashMap<String, String> = entry.env.clone().into_iter().collect();
-                run_as_operator(binary_of(entry)?, &["register"], env, &env_of)?;
+                run_as_operator(&command_of(entry), &["register"], env, &env_of)?;
             }
             Ok(())
         };
@@ -180,8 +189,7 @@ pub async fn start_indexer(
         env.extend(clients.env.operator_env());
     }
     env.extend(extra.iter().cloned());
-    let entry = process(FRESH_SINK)?;
-    let sink = Proc::spawn(&entry.name, binary_of(&entry)?, &clients.env, &env)?;
+    let sink = Proc::spawn_entry(FRESH_SINK, &process(FRESH_SINK)?, &clients.env, &env)?;
     wait_until(
         "the indexer's consumer",
         Duration::from_secs(60),
@@ -211,7 +219,7 @@ impl Stack {
                 if entry.name == FRESH_SINK {
                     others.push(start_indexer(clients, "elasticsearch", &[]).await?);
                 } else {
-                    others.push(Proc::spawn(&entry.name, binary_of(entry)?, env, &[])?);
+                    others.push(Proc::spawn_entry(&entry.name, entry, env, &[])?);
                 }
             }
         }
@@ -240,12 +248,9 @@ impl Stack {
             ];
             gateway_env.extend(options.gateway_env.iter().cloned());
             let gateway = process("gateway")?;
-            stack.others.push(Proc::spawn(
-                "gateway",
-                binary_of(&gateway)?,
-                env,
-                &gateway_env,
-            )?);
+            stack
+                .others
+                .push(Proc::spawn_entry("gateway", &gateway, env, &gateway_env)?);
             stack.http_base = format!("http://127.0.0.1:{port}");
             let health = format!("{}/readyz", stack.http_base);
             wait_until("gateway ready", Duration::from_secs(30), || async {
@@ -290,14 +295,8 @@ impl Stack {
         for function in &functions {
             before.push(clients.replicas(function).await?);
         }
-        let mut env: Vec<(&str, String)> = entry
-            .env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.clone()))
-            .collect();
-        env.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
         self.functions
-            .push(Proc::spawn(name, binary_of(&entry)?, &clients.env, &env)?);
+            .push(Proc::spawn_entry(name, &entry, &clients.env, extra)?);
         for (function, before) in functions.iter().zip(before) {
             wait_until(
                 &format!("{name} serving {function}"),

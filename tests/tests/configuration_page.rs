@@ -19,6 +19,7 @@ const CODE: &[&str] = &[
     "bridge-kafka",
     "deploy/probe",
     "bench/src",
+    "sdk/python/src",
     "bench/gpu.sh",
     "tests/src",
     "scripts",
