@@ -20,6 +20,12 @@ fn example_parameters(model: &str) -> Value {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         orbit_stack::Manifest::load(&root).ok()
     });
+    // The Python twin of moving_average takes the same parameters.
+    let model = if model == crate::python::FUNCTION {
+        "moving_average"
+    } else {
+        model
+    };
     manifest
         .as_ref()
         .and_then(|m| {

@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod latency;
 pub mod probe;
 pub mod publish;
+pub mod python;
 pub mod ratios;
 pub mod relay;
 pub mod resources;

@@ -32,7 +32,7 @@ pub async fn replicas(
         children.push(command.spawn()?);
     }
     let deadline = Instant::now() + Duration::from_secs(30);
-    while replicas_online(nats).await? != count {
+    while replicas_online(nats, "moving_average").await? != count {
         anyhow::ensure!(
             Instant::now() < deadline,
             "{count} replicas did not come online"
@@ -58,11 +58,11 @@ pub fn stop(children: Vec<Child>) {
     }
 }
 
-/// Replicas answering `$SRV.PING.moving_average`.
-pub async fn replicas_online(nats: &async_nats::Client) -> anyhow::Result<usize> {
+/// Replicas of `function` answering `$SRV.PING`.
+pub async fn replicas_online(nats: &async_nats::Client, function: &str) -> anyhow::Result<usize> {
     let inbox = nats.new_inbox();
     let mut replies = nats.subscribe(inbox.clone()).await?;
-    nats.publish_with_reply("$SRV.PING.moving_average", inbox, "".into())
+    nats.publish_with_reply(format!("$SRV.PING.{function}"), inbox, "".into())
         .await?;
     let mut count = 0;
     while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(300), replies.next()).await {

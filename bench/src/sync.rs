@@ -30,6 +30,8 @@ pub enum Path {
     /// record; what any NATS request/reply of this size costs here.
     NatsEcho,
     Nats,
+    /// The same call to the Python twin of the function ([`crate::python::FUNCTION`]).
+    NatsPython,
     HttpRun,
     KServe,
     /// `/v2` with the series as a raw little-endian FP64 tensor (Triton's binary extension).
@@ -41,6 +43,7 @@ impl Path {
         match self {
             Path::NatsEcho => "nats echo (the bus alone)",
             Path::Nats => "nats orbit.fn.moving_average",
+            Path::NatsPython => "nats orbit.fn.py_moving_average (Python)",
             Path::HttpRun => "http /api/v1/inference/run",
             Path::KServe => "http /v2/models/moving_average/infer",
             Path::KServeBinary => "http /v2/models/moving_average/infer (binary)",
@@ -98,8 +101,15 @@ pub async fn run(
                 let sent = Instant::now();
                 let ok = match path {
                     Path::NatsEcho => nats.request(ECHO_SUBJECT, nats_body.clone()).await.is_ok(),
-                    Path::Nats => match nats
-                        .request("orbit.fn.moving_average", nats_body.clone())
+                    Path::Nats | Path::NatsPython => match nats
+                        .request(
+                            if matches!(path, Path::Nats) {
+                                "orbit.fn.moving_average".to_string()
+                            } else {
+                                format!("orbit.fn.{}", crate::python::FUNCTION)
+                            },
+                            nats_body.clone(),
+                        )
                         .await
                     {
                         Ok(reply) => reply
