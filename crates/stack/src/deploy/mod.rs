@@ -363,22 +363,46 @@ mod tests {
     }
 
     #[test]
-    fn a_process_run_by_a_command_cannot_be_packaged() {
-        let stack = testing::STACK.replace(
-            "binary = \"moving_average\"",
-            "command = [\"python3\", \"functions/ma.py\"]",
-        );
-        let scratch = Scratch::new(
-            "command",
-            &[
-                ("stack.toml", &stack),
-                ("nats/permissions.toml", testing::PERMISSIONS),
-            ],
-        );
-        let message = generated(scratch.path()).expect_err("command").to_string();
+    fn a_command_is_packaged_only_when_it_runs_a_python_file() {
+        let generate = |command: &str| {
+            let stack = testing::STACK.replace("binary = \"moving_average\"", command);
+            let scratch = Scratch::new(
+                "command",
+                &[
+                    ("stack.toml", &stack),
+                    ("nats/permissions.toml", testing::PERMISSIONS),
+                ],
+            );
+            generated(scratch.path())
+        };
+        let message = generate("command = [\"./serve.sh\", \"--fast\"]")
+            .expect_err("a shell script")
+            .to_string();
         assert!(
             message.contains("process moving_average runs a command"),
             "{message}"
+        );
+        let files = generate("command = [\"python\", \"functions/ma/ma.py\"]").expect("python");
+        let compose = &files
+            .iter()
+            .find(|(name, _)| name == "compose.yaml")
+            .expect("compose.yaml")
+            .1;
+        for line in [
+            "target: python",
+            "SOURCE: functions/ma",
+            "- functions/ma/ma.py",
+        ] {
+            assert!(compose.contains(line), "{line} in {compose}");
+        }
+        let k8s = &files
+            .iter()
+            .find(|(name, _)| name == "deploy/k8s/moving-average.yaml")
+            .expect("the deployment")
+            .1;
+        assert!(
+            k8s.contains("command:\n        - python\n        - functions/ma/ma.py"),
+            "{k8s}"
         );
     }
 
