@@ -22,6 +22,7 @@ const CODE: &[&str] = &[
     "sdk/python/src",
     "bench/gpu.sh",
     "tests/src",
+    "tests/tests/conformance.rs",
     "scripts",
     "justfile",
     "Dockerfile",
