@@ -78,15 +78,21 @@ pub async fn run(
         }
         (Bytes::from(body), header.len())
     };
+    // The function a NATS row calls.
+    let subject = async_nats::Subject::from(match path {
+        Path::NatsPython => format!("orbit.fn.{}", crate::python::FUNCTION),
+        _ => "orbit.fn.moving_average".to_string(),
+    });
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut callers = Vec::new();
     for _ in 0..concurrency {
-        let (nats, http, base, next) = (
+        let (nats, http, base, next, subject) = (
             clients.nats.clone(),
             clients.http.clone(),
             clients.base.clone(),
             next.clone(),
+            subject.clone(),
         );
         let (nats_body, run_body, kserve_body, binary_body) = (
             nats_body.clone(),
@@ -101,24 +107,16 @@ pub async fn run(
                 let sent = Instant::now();
                 let ok = match path {
                     Path::NatsEcho => nats.request(ECHO_SUBJECT, nats_body.clone()).await.is_ok(),
-                    Path::Nats | Path::NatsPython => match nats
-                        .request(
-                            if matches!(path, Path::Nats) {
-                                "orbit.fn.moving_average".to_string()
-                            } else {
-                                format!("orbit.fn.{}", crate::python::FUNCTION)
-                            },
-                            nats_body.clone(),
-                        )
-                        .await
-                    {
-                        Ok(reply) => reply
-                            .headers
-                            .as_ref()
-                            .and_then(|h| h.get("Nats-Service-Error"))
-                            .is_none(),
-                        Err(_) => false,
-                    },
+                    Path::Nats | Path::NatsPython => {
+                        match nats.request(subject.clone(), nats_body.clone()).await {
+                            Ok(reply) => reply
+                                .headers
+                                .as_ref()
+                                .and_then(|h| h.get("Nats-Service-Error"))
+                                .is_none(),
+                            Err(_) => false,
+                        }
+                    }
                     Path::HttpRun => http
                         .post(format!("{base}/api/v1/inference/run"))
                         .json(&run_body)

@@ -552,84 +552,83 @@ impl Bench {
     /// The Python moving average beside the Rust one, one replica each: batch submits (jobs
     /// a second and each replica's CPU per job), then sync calls over NATS from one caller.
     async fn python(&mut self) -> anyhow::Result<()> {
-        let jobs = self.size(20_000, 100_000);
         let outcome = async {
             let rust = scaling::replicas(&self.stack, &self.nats, 1).await?;
             let python = python::start(&self.stack, &self.nats).await;
-            let python = match python {
-                Ok(child) => child,
-                Err(err) => {
-                    scaling::stop(rust);
-                    return Err(err);
-                }
+            let measured = match &python {
+                Ok(python) => self.python_rows(&rust, python).await,
+                Err(_) => Ok(()),
             };
-            let mut measured = scaling::components(&rust);
-            measured.push((python::WORKER.to_string(), vec![python.id()]));
-            let mut rows = Vec::new();
-            for (model, worker) in [
-                ("moving_average", "bench-ma-0"),
-                (python::FUNCTION, python::WORKER),
-            ] {
-                let load = Load {
-                    model: model.into(),
-                    points: 64,
-                    batch_size: 100,
-                };
-                let result = self
-                    .e2e_closed(Scenario::Python, load, jobs, 4, measured.clone())
-                    .await;
-                if let Err(err) = result {
-                    scaling::stop(rust);
-                    scaling::stop(vec![python]);
-                    return Err(err);
-                }
-                let last = self.results.last();
-                let jobs_per_second = last
-                    .and_then(|r| r["report"]["jobs_per_second"].as_f64())
-                    .unwrap_or(0.0);
-                let replica_us = last
-                    .and_then(|r| r["usage"].as_array())
-                    .and_then(|usage| usage.iter().find(|u| u["component"] == worker))
-                    .and_then(|u| u["cpu_seconds"].as_f64())
-                    .map_or(0.0, |seconds| seconds * 1e6 / jobs as f64);
-                rows.push((jobs_per_second, replica_us));
-            }
-            let clients = sync::Clients {
-                nats: self.nats.clone(),
-                http: self.target.http.clone(),
-                base: self.stack.http.clone(),
-            };
-            let calls = self.size(5_000, 20_000);
-            let mut p50 = Vec::new();
-            for path in [sync::Path::Nats, sync::Path::NatsPython] {
-                let report = sync::run(&clients, path, calls, 1).await?;
-                println!(
-                    "\n== python: sync {} x1\n  {:>9.0} calls/s   p50 {:>7.3} ms  p99 {:>7.3} ms   errors {}",
-                    report.path,
-                    report.calls_per_second,
-                    report.latency.p50_ms,
-                    report.latency.p99_ms,
-                    report.errors
-                );
-                p50.push(report.latency.p50_ms);
-            }
             scaling::stop(rust);
-            scaling::stop(vec![python]);
-            println!(
-                "\npython: batch_jobs_per_s={:.0} rust_batch_jobs_per_s={:.0} replica_cpu_us_per_job={:.1} rust_replica_cpu_us_per_job={:.1} sync_p50_ms={:.3} rust_sync_p50_ms={:.3} sync_p50_ratio={:.2}",
-                rows[1].0,
-                rows[0].0,
-                rows[1].1,
-                rows[0].1,
-                p50[1],
-                p50[0],
-                p50[1] / p50[0].max(1e-9)
-            );
-            anyhow::Ok(())
+            scaling::stop(vec![python?]);
+            measured
         }
         .await;
         self.stack.restore()?;
         outcome
+    }
+
+    async fn python_rows(
+        &mut self,
+        rust: &[std::process::Child],
+        python: &std::process::Child,
+    ) -> anyhow::Result<()> {
+        let jobs = self.size(20_000, 100_000);
+        let mut measured = scaling::components(rust);
+        measured.push((python::WORKER.to_string(), vec![python.id()]));
+        let mut rows = Vec::new();
+        for (model, worker) in [
+            ("moving_average", "bench-ma-0"),
+            (python::FUNCTION, python::WORKER),
+        ] {
+            let load = Load {
+                model: model.into(),
+                points: 64,
+                batch_size: 100,
+            };
+            self.e2e_closed(Scenario::Python, load, jobs, 4, measured.clone())
+                .await?;
+            let last = self.results.last();
+            let jobs_per_second = last
+                .and_then(|r| r["report"]["jobs_per_second"].as_f64())
+                .unwrap_or(0.0);
+            let replica_us = last
+                .and_then(|r| r["usage"].as_array())
+                .and_then(|usage| usage.iter().find(|u| u["component"] == worker))
+                .and_then(|u| u["cpu_seconds"].as_f64())
+                .map_or(0.0, |seconds| seconds * 1e6 / jobs as f64);
+            rows.push((jobs_per_second, replica_us));
+        }
+        let clients = sync::Clients {
+            nats: self.nats.clone(),
+            http: self.target.http.clone(),
+            base: self.stack.http.clone(),
+        };
+        let calls = self.size(5_000, 20_000);
+        let mut p50 = Vec::new();
+        for path in [sync::Path::Nats, sync::Path::NatsPython] {
+            let report = sync::run(&clients, path, calls, 1).await?;
+            println!(
+                "\n== python: sync {} x1\n  {:>9.0} calls/s   p50 {:>7.3} ms  p99 {:>7.3} ms   errors {}",
+                report.path,
+                report.calls_per_second,
+                report.latency.p50_ms,
+                report.latency.p99_ms,
+                report.errors
+            );
+            p50.push(report.latency.p50_ms);
+        }
+        println!(
+            "\npython: batch_jobs_per_s={:.0} rust_batch_jobs_per_s={:.0} replica_cpu_us_per_job={:.1} rust_replica_cpu_us_per_job={:.1} sync_p50_ms={:.3} rust_sync_p50_ms={:.3} sync_p50_ratio={:.2}",
+            rows[1].0,
+            rows[0].0,
+            rows[1].1,
+            rows[0].1,
+            p50[1],
+            p50[0],
+            p50[1] / p50[0].max(1e-9)
+        );
+        Ok(())
     }
 }
 

@@ -1,6 +1,7 @@
 """A replica against a real NATS server: the contract's promises as the bus sees them."""
 
 import asyncio
+import os
 import time
 import uuid
 
@@ -46,7 +47,9 @@ class Running:
 
     async def __aenter__(self):
         self.task = asyncio.create_task(self.replica.serve())
-        self.nc = await nats.connect(self.url, user=self.replica_user(), password=self.replica_password())
+        self.nc = await nats.connect(
+            self.url, user=os.environ["ORBIT_NATS_USER"], password=os.environ["ORBIT_NATS_PASSWORD"]
+        )
         self.js = self.nc.jetstream()
         for _ in range(100):
             try:
@@ -56,16 +59,6 @@ class Running:
                 await asyncio.sleep(0.1)
         self.results = await self.js.subscribe(contract.result_subject(self.name), deliver_policy=api.DeliverPolicy.ALL)
         return self
-
-    @staticmethod
-    def replica_user():
-        import os
-        return os.environ["ORBIT_NATS_USER"]
-
-    @staticmethod
-    def replica_password():
-        import os
-        return os.environ["ORBIT_NATS_PASSWORD"]
 
     async def stop(self):
         self.replica.stop.set()

@@ -283,19 +283,19 @@ class Function:
         function that raises is run again one job at a time to find which."""
         if not jobs:
             return []
-        if self.batch:
-            try:
-                outputs = list(self._call(jobs))
-                if len(outputs) != len(jobs):
-                    raise JobFailure.function_error(
-                        f"the batch function returned {len(outputs)} outputs for {len(jobs)} jobs"
-                    )
-                return [_checked_output(o) for o in outputs]
-            except Exception:  # noqa: BLE001 - isolate the job at fault below
-                if len(jobs) == 1:
-                    return [_failure_of(self._call, jobs)]
-                return [out for job in jobs for out in self.run([job])]
-        return [_one(self._call, job, self.tensor_input) for job in jobs]
+        if not self.batch:
+            return [_one(self._call, job, self.tensor_input) for job in jobs]
+        try:
+            outputs = list(self._call(jobs))
+            if len(outputs) != len(jobs):
+                raise JobFailure.function_error(
+                    f"the batch function returned {len(outputs)} outputs for {len(jobs)} jobs"
+                )
+        except Exception as err:  # noqa: BLE001 - isolate the job at fault below
+            if len(jobs) == 1:
+                return [_failure(err)]
+            return [out for job in jobs for out in self.run([job])]
+        return [_checked_output(o) for o in outputs]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._call(*args, **kwargs)
@@ -309,25 +309,16 @@ class Function:
 
 def _one(call: Callable[..., Any], job: Job, tensor_input: bool) -> Union[Output, JobFailure]:
     try:
-        output = call(job.tensors if tensor_input else job.series, job.parameters)
-        return _checked_output(output)
-    except JobFailure as failure:
-        return failure
+        return _checked_output(call(job.tensors if tensor_input else job.series, job.parameters))
     except Exception as err:  # noqa: BLE001 - a job's failure is reported, never raised
-        return _function_error(err)
+        return _failure(err)
 
 
-def _failure_of(call: Callable[..., Any], jobs: list[Job]) -> JobFailure:
-    try:
-        call(jobs)
-    except JobFailure as failure:
-        return failure
-    except Exception as err:  # noqa: BLE001
-        return _function_error(err)
-    return JobFailure.no_output()
-
-
-def _function_error(err: Exception) -> JobFailure:
+def _failure(err: Exception) -> JobFailure:
+    """What a job that raised `err` ends with: the function's own failure, or
+    `function_error` naming the exception and where it was raised."""
+    if isinstance(err, JobFailure):
+        return err
     frame = traceback.extract_tb(err.__traceback__)[-1:] if err.__traceback__ else []
     where = f" (at {frame[0].filename.rsplit('/', 1)[-1]}:{frame[0].lineno})" if frame else ""
     return JobFailure.function_error(f"{type(err).__name__}: {err}{where}")

@@ -34,7 +34,7 @@ class BusHandler(logging.Handler):
         if len(self.queue) >= QUEUE_LIMIT:
             REGISTRY.counter("orbit_logs_dropped_total", reason="full")
             return
-        fields = {k: _jsonable(v) for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+        fields = extra_fields(record)
         job_id = fields.pop("job_id", None)
         document: dict[str, Any] = {
             "id": new_job_id(),
@@ -58,7 +58,7 @@ class StderrFormatter(logging.Formatter):
     """`time LEVEL target: message key=value ...`, like the Rust services' lines."""
 
     def format(self, record: logging.LogRecord) -> str:
-        fields = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_"))
+        fields = " ".join(f"{k}={v}" for k, v in extra_fields(record).items())
         when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         line = f"{when}.{int(record.msecs):03d}Z {_LEVELS.get(record.levelname, 'INFO'):>5} {record.name}: {record.getMessage()}"
         if fields:
@@ -73,7 +73,7 @@ class JsonFormatter(logging.Formatter):
     (tracing-subscriber's): timestamp, level, fields (the message among them), target."""
 
     def format(self, record: logging.LogRecord) -> str:
-        fields = {k: _jsonable(v) for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+        fields = extra_fields(record)
         fields["message"] = record.getMessage()
         if record.exc_info:
             fields["exception"] = self.formatException(record.exc_info)
@@ -84,6 +84,11 @@ class JsonFormatter(logging.Formatter):
             "target": record.name,
         }
         return dumps(document).decode()
+
+
+def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The structured fields a call gave in `extra=`, as JSON values."""
+    return {k: _jsonable(v) for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
 
 
 def _jsonable(value: Any) -> Any:

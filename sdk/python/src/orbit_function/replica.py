@@ -123,10 +123,11 @@ class VersionStats:
 
 @dataclass
 class Delivery:
-    """A job read off the stream: its document and its delivery attempt."""
+    """A job read off the stream: its document, its delivery attempt and its submit time."""
 
     document: dict[str, Any]
     attempt: int
+    submitted_ns: int
 
 
 @dataclass
@@ -236,8 +237,6 @@ class Replica:
         REGISTRY.counter("orbit_executions_total", function=self.name)
         REGISTRY.counter("orbit_inferences_total", len(jobs), function=self.name)
         REGISTRY.observe("orbit_batch_size", len(jobs), function=self.name)
-        if len(outputs) < len(jobs):
-            outputs = list(outputs) + [JobFailure.no_output()] * (len(jobs) - len(outputs))
         return outputs, started, time.time_ns()
 
     def _event(
@@ -378,12 +377,14 @@ class Replica:
                 REGISTRY.counter("orbit_job_redeliveries_total", function=self.name)
             try:
                 bundled, documents = split_bundle(message.data)
+                submitted = []
                 for index, document in enumerate(documents):
-                    problem = envelope_problem(document)
+                    problem, submitted_ns = read_envelope(document)
                     if problem:
                         raise ValueError(
                             f"element {index} is not a job envelope: {problem}" if bundled else f"not a job envelope: {problem}"
                         )
+                    submitted.append(submitted_ns)
             except ValueError as err:
                 await self._dead_letter(message, str(err))
                 continue
@@ -392,7 +393,7 @@ class Replica:
                 continue
             headers = message.headers or {}
             start = len(deliveries)
-            deliveries.extend(Delivery(document, attempt) for document in documents)
+            deliveries.extend(Delivery(d, attempt, ns) for d, ns in zip(documents, submitted))
             carriers.append(Carrier(message, start, len(deliveries), bundled, replay_suffix(headers.get(MESSAGE_ID_HEADER))))
         return carriers, deliveries
 
@@ -459,7 +460,7 @@ class Replica:
                     version,
                     outcome,
                     "async",
-                    parse_timestamp(submitted_text),
+                    delivery.submitted_ns,
                     started_ns,
                     finished_ns,
                     delivery.attempt,
@@ -738,24 +739,25 @@ class Replica:
         log.error("sync record not stored; the caller has its reply, the sinks will not see it")
 
 
-def envelope_problem(document: Any) -> Optional[str]:
-    """Why `document` is not a job envelope, or None."""
+def read_envelope(document: Any) -> tuple[Optional[str], int]:
+    """Why `document` is not a job envelope (None when it is one), and its submit time in
+    nanoseconds since the epoch."""
     if not isinstance(document, dict):
-        return "not a JSON object"
+        return "not a JSON object", 0
     for name in ("job_id", "model_name", "submitted_at"):
         if not isinstance(document.get(name), str):
-            return f"missing field `{name}`"
+            return f"missing field `{name}`", 0
     try:
         parse_job_id(document["job_id"], "job_id")
-        parse_timestamp(document["submitted_at"])
+        submitted_ns = parse_timestamp(document["submitted_at"])
     except (FieldError, ValueError) as err:
-        return str(err)
+        return str(err), 0
     for name, kind in (("data", list), ("inputs", list), ("metadata", dict), ("parameters", dict)):
         if name in document and not isinstance(document[name], kind):
-            return f"`{name}` has the wrong type"
+            return f"`{name}` has the wrong type", 0
     if "model_version" in document and not isinstance(document["model_version"], (str, type(None))):
-        return "`model_version` has the wrong type"
-    return None
+        return "`model_version` has the wrong type", 0
+    return None, submitted_ns
 
 
 async def ensure_streams(js: Any, settings: StreamSettings) -> None:
