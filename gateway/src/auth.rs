@@ -24,7 +24,7 @@ use axum::Json;
 use serde_json::json;
 
 use crate::keys::{digest_of, read_keys_file, KeyEntry};
-use crate::limits::{KeyLimits, LimitOverrides, Limits, Refusal};
+use crate::limits::{Admitted, KeyLimits, LimitOverrides, Limits, Refusal};
 
 /// The WebSocket subprotocol that carries a key: `orbit.bearer.<key>`, offered beside
 /// [`RELAY_PROTOCOL`] (which the gateway selects, so the key is never echoed back).
@@ -244,11 +244,7 @@ pub fn required_scope(method: &Method, route: Option<&str>, metrics_open: bool) 
 /// WebSocket or a page load).
 fn presented_key(request: &Request) -> Option<String> {
     if let Some(value) = request.headers().get(header::AUTHORIZATION) {
-        let text = value.to_str().ok()?;
-        let (scheme, key) = text.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| key.trim().to_string());
+        return bearer(value.to_str().ok()?).map(str::to_string);
     }
     let offered = request
         .headers()
@@ -275,7 +271,6 @@ fn presented_key(request: &Request) -> Option<String> {
 pub struct SocketSlot(pub Arc<tokio::sync::OwnedSemaphorePermit>);
 
 fn too_many(refusal: &Refusal, key: &str) -> Response {
-    metrics::counter!("orbit_http_limited_total", "reason" => refusal.reason()).increment(1);
     let mut response = refuse(
         StatusCode::TOO_MANY_REQUESTS,
         "too_many_requests",
@@ -303,6 +298,64 @@ fn refuse(status: StatusCode, code: &str, message: String) -> Response {
     response
 }
 
+/// Why a request was not let through, in words that either door turns into its own status.
+#[derive(Debug)]
+pub enum Denial {
+    /// No key, or one that is not known (HTTP 401, gRPC UNAUTHENTICATED).
+    Unauthenticated(String),
+    /// The key lacks the scope (HTTP 403, gRPC PERMISSION_DENIED).
+    Forbidden(String),
+    /// Past the key's limits (HTTP 429, gRPC RESOURCE_EXHAUSTED).
+    Limited { refusal: Refusal, key: String },
+}
+
+impl Auth {
+    /// Lets a request that needs `scope` through with the key `presented`, or says why not.
+    /// What it admits is held while the request runs. `socket`: it opens a relay socket.
+    pub fn admit(
+        &self,
+        presented: Option<&str>,
+        scope: Scope,
+        socket: bool,
+    ) -> Result<Admitted, Denial> {
+        if !self.enabled {
+            return Ok(Admitted::default());
+        }
+        let Some(presented) = presented else {
+            return Err(Denial::Unauthenticated(
+                "an API key is required: Authorization: Bearer <key> (or ?access_token=<key>)"
+                    .into(),
+            ));
+        };
+        let Some(entry) = self.find(presented) else {
+            return Err(Denial::Unauthenticated("unknown or revoked API key".into()));
+        };
+        if !entry.allows(scope) {
+            return Err(Denial::Forbidden(format!(
+                "key {:?} lacks the {:?} scope this route needs",
+                entry.name,
+                scope.as_str()
+            )));
+        }
+        self.limits
+            .admit(&entry.name, &entry.limits, socket)
+            .map_err(|refusal| {
+                metrics::counter!("orbit_http_limited_total", "reason" => refusal.reason())
+                    .increment(1);
+                Denial::Limited {
+                    refusal,
+                    key: entry.name.clone(),
+                }
+            })
+    }
+}
+
+/// The key in an `Authorization` value: `Bearer <key>`, the scheme in any case.
+pub fn bearer(value: &str) -> Option<&str> {
+    let (scheme, key) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+}
+
 /// The middleware: 401 without a known key, 403 when the key lacks the route's scope, 429
 /// past the key's limits.
 pub async fn authorize(
@@ -320,43 +373,23 @@ pub async fn authorize(
     let Some(scope) = required_scope(request.method(), route.as_deref(), auth.metrics_open) else {
         return next.run(request).await;
     };
-    let Some(presented) = presented_key(&request) else {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "an API key is required: Authorization: Bearer <key> (or ?access_token=<key>)".into(),
-        );
-    };
-    match auth.find(&presented) {
-        None => refuse(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "unknown or revoked API key".into(),
-        ),
-        Some(entry) if !entry.allows(scope) => refuse(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "key {:?} lacks the {:?} scope this route needs",
-                entry.name,
-                scope.as_str()
-            ),
-        ),
-        Some(entry) => {
-            let socket = route.as_deref() == Some(RELAY_ROUTE);
-            match auth.limits.admit(&entry.name, &entry.limits, socket) {
-                Err(refusal) => too_many(&refusal, &entry.name),
-                Ok(admitted) => {
-                    if let Some(socket) = admitted.socket {
-                        request
-                            .extensions_mut()
-                            .insert(SocketSlot(Arc::new(socket)));
-                    }
-                    let response = next.run(request).await;
-                    drop(admitted.inflight);
-                    response
-                }
+    let socket = route.as_deref() == Some(RELAY_ROUTE);
+    let presented = presented_key(&request);
+    match auth.admit(presented.as_deref(), scope, socket) {
+        Err(Denial::Unauthenticated(message)) => {
+            refuse(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        }
+        Err(Denial::Forbidden(message)) => refuse(StatusCode::FORBIDDEN, "forbidden", message),
+        Err(Denial::Limited { refusal, key }) => too_many(&refusal, &key),
+        Ok(admitted) => {
+            if let Some(socket) = admitted.socket {
+                request
+                    .extensions_mut()
+                    .insert(SocketSlot(Arc::new(socket)));
             }
+            let response = next.run(request).await;
+            drop(admitted.inflight);
+            response
         }
     }
 }

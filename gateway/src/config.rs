@@ -8,6 +8,7 @@ use orbit_runtime::config::ConfigError;
 use orbit_runtime::env_or;
 
 use crate::dashboard::{ConnectionSettings, DashboardConfig};
+use crate::grpc::GrpcConfig;
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -43,6 +44,7 @@ pub struct GatewayConfig {
     /// browser), `ORBIT_DASHBOARD_SEND_TIMEOUT_MS` (5000), `ORBIT_DASHBOARD_MAX_WRITE_BUFFER`
     /// (1 MiB per browser).
     pub dashboard: DashboardConfig,
+    pub grpc: GrpcConfig,
 }
 
 impl GatewayConfig {
@@ -64,6 +66,7 @@ impl GatewayConfig {
                 env_or("ORBIT_DISCOVERY_INTERVAL_MS", 2_000u64)?.max(100),
             ),
             job_ttl: Duration::from_secs(env_or("ORBIT_JOB_TTL_SECS", 86_400u64)?),
+            grpc: grpc_from_env()?,
             dashboard_dir: env_or("ORBIT_DASHBOARD_DIR", PathBuf::from("dashboard"))?,
             dashboard: DashboardConfig {
                 interval: Duration::from_millis(
@@ -82,4 +85,33 @@ impl GatewayConfig {
             },
         })
     }
+}
+
+/// `ORBIT_GRPC_ADDR` (Triton's `127.0.0.1:8001` unless set; set empty, no gRPC door) and
+/// its TLS files (both or neither).
+fn grpc_from_env() -> Result<GrpcConfig, ConfigError> {
+    let addr = match std::env::var("ORBIT_GRPC_ADDR") {
+        Ok(text) if text.trim().is_empty() => None,
+        _ => Some(env_or(
+            "ORBIT_GRPC_ADDR",
+            SocketAddr::from(([127, 0, 0, 1], 8001)),
+        )?),
+    };
+    let file = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let tls = match (file("ORBIT_GRPC_TLS_CERT"), file("ORBIT_GRPC_TLS_KEY")) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => {
+            return Err(ConfigError {
+                name: "ORBIT_GRPC_TLS_CERT".into(),
+                message: "set both ORBIT_GRPC_TLS_CERT and ORBIT_GRPC_TLS_KEY, or neither".into(),
+            })
+        }
+    };
+    Ok(GrpcConfig { addr, tls })
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod grpc;
 pub mod jobs;
 pub mod keys;
 pub mod limits;

@@ -9,6 +9,7 @@ use crate::auth::Auth;
 use crate::cache::JobCache;
 use crate::config::GatewayConfig;
 use crate::dashboard;
+use crate::grpc;
 use crate::jobs::{Coalescer, Publisher};
 use crate::routes::router;
 use crate::state::{AppState, Shared};
@@ -79,9 +80,12 @@ async fn serve(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<()> 
         auth: auth.clone(),
     });
     tracing::info!(%addr, auth = auth.enabled, "gateway listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await?;
+    let grpc = grpc::serve(state.clone(), state.config.grpc.clone(), shutdown.clone());
+    let http = axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.wait().await });
+    tokio::try_join!(async { http.await.context("HTTP door") }, async {
+        grpc.await.context("gRPC door")
+    },)?;
     client.flush().await?;
     tracing::info!("gateway stopped");
     Ok(())

@@ -109,6 +109,8 @@ pub fn register_functions(env: &TestEnv) -> anyhow::Result<()> {
 /// The Orbit processes of one test: gateway, sinks and function replicas.
 pub struct Stack {
     pub http_base: String,
+    /// The gateway's gRPC door, `127.0.0.1:<port>`.
+    pub grpc_addr: String,
     pub functions: Vec<Proc>,
     pub others: Vec<Proc>,
 }
@@ -225,6 +227,7 @@ impl Stack {
         }
         let mut stack = Self {
             http_base: String::new(),
+            grpc_addr: String::new(),
             functions: Vec::new(),
             others,
         };
@@ -238,8 +241,10 @@ impl Stack {
         if options.gateway {
             register_functions(env)?;
             let port = free_port()?;
+            let grpc_port = free_port()?;
             let mut gateway_env = vec![
                 ("ORBIT_HTTP_ADDR", format!("127.0.0.1:{port}")),
+                ("ORBIT_GRPC_ADDR", format!("127.0.0.1:{grpc_port}")),
                 ("ORBIT_MAX_BODY_BYTES", (4 * 1024 * 1024).to_string()),
                 (
                     "ORBIT_DASHBOARD_DIR",
@@ -252,6 +257,7 @@ impl Stack {
                 .others
                 .push(Proc::spawn_entry("gateway", &gateway, env, &gateway_env)?);
             stack.http_base = format!("http://127.0.0.1:{port}");
+            stack.grpc_addr = format!("127.0.0.1:{grpc_port}");
             let health = format!("{}/readyz", stack.http_base);
             wait_until("gateway ready", Duration::from_secs(30), || async {
                 Ok(match clients.http.get(&health).send().await {

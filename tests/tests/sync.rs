@@ -186,7 +186,7 @@ async fn every_path_in_the_openapi_document_is_served() -> anyhow::Result<()> {
     let stack = Stack::start(&clients, StackOptions::default()).await?;
     let (status, doc) = clients.get_json(&stack.url("/openapi.json")).await?;
     assert_eq!(status, 200);
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().expect("paths");
     assert!(paths.len() >= 17);
     for (path, operations) in paths {

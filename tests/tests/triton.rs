@@ -1,14 +1,40 @@
-//! `/v2` with a client we did not write: Python's `tritonclient[http]` (installed by the test
-//! setup, see scripts/test.sh), run as a separate process against the gateway, exactly as an
-//! ML engineer would use it: metadata, readiness, infer in JSON and binary for each function,
-//! batched inputs, versions, errors, statistics and the repository index.
+//! `/v2` and the gRPC door with clients we did not write: Python's `tritonclient[http]` and
+//! `tritonclient[grpc]` (installed by the test setup, see scripts/install.sh), run as
+//! separate processes against the gateway, exactly as an ML engineer would use them:
+//! metadata, readiness, infer in JSON, binary and raw tensors for each function, batched
+//! inputs, versions, errors (HTTP statuses, gRPC codes), statistics and the repository index;
+//! over gRPC once more with API keys on.
 
 use std::process::Command;
 
 use orbit_e2e::{workspace_root, Clients, Stack, StackOptions};
 
+/// Runs `tests/triton/<script>` with `args`; its stdout when it passed.
+async fn run_client(clients: &Clients, script: &str, args: Vec<String>) -> anyhow::Result<String> {
+    let pythonpath = clients.env.get("ORBIT_TRITON_PYTHONPATH").to_string();
+    anyhow::ensure!(
+        !pythonpath.is_empty(),
+        "ORBIT_TRITON_PYTHONPATH is not set: run `just test`"
+    );
+    let script = workspace_root().join("tests/triton").join(script);
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(script)
+            .args(args)
+            .env("PYTHONPATH", pythonpath)
+            .output()
+    })
+    .await??;
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{stdout}");
+    assert!(output.status.success(), "tritonclient: {stderr}\n{stdout}");
+    assert!(stdout.contains("checked"), "{stdout}");
+    Ok(stdout)
+}
+
 #[tokio::test]
-async fn the_stock_triton_client_works_unchanged() -> anyhow::Result<()> {
+async fn the_stock_triton_clients_work_unchanged_over_http_and_grpc() -> anyhow::Result<()> {
     let clients = Clients::connect().await?;
     let stack = Stack::start(
         &clients,
@@ -22,25 +48,44 @@ async fn the_stock_triton_client_works_unchanged() -> anyhow::Result<()> {
         },
     )
     .await?;
-    let url = stack.http_base.trim_start_matches("http://").to_string();
-    let pythonpath = clients.env.get("ORBIT_TRITON_PYTHONPATH").to_string();
-    anyhow::ensure!(
-        !pythonpath.is_empty(),
-        "ORBIT_TRITON_PYTHONPATH is not set: run `just test`"
+    let http = stack.http_base.trim_start_matches("http://").to_string();
+    run_client(&clients, "client.py", vec!["--url".into(), http]).await?;
+    run_client(
+        &clients,
+        "grpc_client.py",
+        vec!["--url".into(), stack.grpc_addr.clone()],
+    )
+    .await?;
+
+    // A second gateway with keys on, in front of the same functions.
+    let key = format!(
+        "orbit_{}{}",
+        uuid::Uuid::now_v7().simple(),
+        uuid::Uuid::now_v7().simple()
     );
-    let script = workspace_root().join("tests/triton/client.py");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg(script)
-            .args(["--url", &url])
-            .env("PYTHONPATH", pythonpath)
-            .output()
-    })
-    .await??;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    eprintln!("{stdout}");
-    assert!(output.status.success(), "tritonclient: {stderr}\n{stdout}");
-    assert!(stdout.contains("checked"), "{stdout}");
+    let guarded = Stack::start(
+        &clients,
+        StackOptions {
+            functions: Vec::new(),
+            sinks: false,
+            gateway_env: vec![
+                ("ORBIT_AUTH", "on".into()),
+                ("ORBIT_ADMIN_KEY", key.clone()),
+            ],
+            ..StackOptions::default()
+        },
+    )
+    .await?;
+    run_client(
+        &clients,
+        "grpc_client.py",
+        vec![
+            "--url".into(),
+            guarded.grpc_addr.clone(),
+            "--api-key".into(),
+            key,
+        ],
+    )
+    .await?;
     Ok(())
 }

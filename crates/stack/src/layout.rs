@@ -45,6 +45,8 @@ pub struct Ports {
     pub postgres: u16,
     pub redis: u16,
     pub http: u16,
+    /// The gateway's gRPC door.
+    pub grpc: u16,
     pub kafka: u16,
     pub bridge: u16,
     pub elasticsearch: u16,
@@ -64,6 +66,7 @@ impl Ports {
             postgres: port("ORBIT_PG_PORT", 5432),
             redis: port("ORBIT_REDIS_PORT", 6379),
             http: port("ORBIT_HTTP_PORT", 8000),
+            grpc: port("ORBIT_GRPC_PORT", 8001),
             kafka: port("ORBIT_KAFKA_PORT", 9092),
             bridge: port("ORBIT_BRIDGE_PORT", 9190),
             elasticsearch: port("ORBIT_ELASTICSEARCH_PORT", 9200),

@@ -16,7 +16,7 @@ const DOCUMENT: &str = include_str!("../../openapi.json");
 pub async fn document(State(state): State<AppState>) -> Json<Value> {
     let mut doc: Value = serde_json::from_str(DOCUMENT).unwrap_or_else(|err| {
         tracing::error!(error = %err, "gateway/openapi.json does not parse");
-        json!({"openapi": "3.0.3", "info": {"title": "Orbit gateway", "version": env!("CARGO_PKG_VERSION")}, "paths": {}})
+        json!({"openapi": "3.1.0", "info": {"title": "Orbit gateway", "version": env!("CARGO_PKG_VERSION")}, "paths": {}})
     });
     let entries = state.registry.list();
     let names: Vec<&str> = entries

@@ -7,9 +7,7 @@ use serde::Serialize;
 use crate::credentials;
 use crate::manifest::{Kind, Process};
 
-use super::process::{
-    self as proc, required, variable, Probe, Target, BRIDGE_PORT, GATEWAY_PORT, PG_OWNER,
-};
+use super::process::{self as proc, required, variable, Probe, Target, PG_OWNER};
 use super::yaml::{self, Ordered};
 use super::{DeployError, Stack, HEADER};
 
@@ -645,11 +643,10 @@ fn orbit_service(process: &Process, stack: &Stack, gpu: bool) -> Result<Service,
             .map(<[String]>::to_vec)
             .unwrap_or_default(),
         environment,
-        ports: match process.kind {
-            Kind::Gateway => vec![published(GATEWAY_PORT)],
-            Kind::Bridge => vec![published(BRIDGE_PORT)],
-            Kind::Function | Kind::Sink => Vec::new(),
-        },
+        ports: proc::served_ports(process)
+            .into_iter()
+            .map(|(_, port)| published(port))
+            .collect(),
         depends_on: depends(&needs, process.postgres.is_some()),
         healthcheck: Some(
             Healthcheck::new(
@@ -800,7 +797,13 @@ mod tests {
         );
         let gateway = compose.service("gateway").expect("gateway");
         assert!(gateway.depends_on.get("redis").is_some());
-        assert_eq!(gateway.ports, ["${ORBIT_BIND:-127.0.0.1}:8000:8000"]);
+        assert_eq!(
+            gateway.ports,
+            [
+                "${ORBIT_BIND:-127.0.0.1}:8000:8000",
+                "${ORBIT_BIND:-127.0.0.1}:8001:8001"
+            ]
+        );
         let bridge = compose.service("bridge-kafka").expect("bridge");
         assert!(bridge.depends_on.get("kafka").is_some());
         let infra = [

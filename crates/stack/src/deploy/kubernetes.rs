@@ -127,25 +127,29 @@ fn workload(process: &Process, stack: &Stack) -> Result<Vec<Value>, DeployError>
     if let Value::Mapping(liveness) = &mut liveness {
         liveness.insert("initialDelaySeconds".into(), 10.into());
     }
+    let mut served = proc::served_ports(process);
+    if served.is_empty() {
+        served.push(("metrics", port));
+    }
+    let container_ports: Vec<Value> = served
+        .iter()
+        .map(|(name, port)| map([("name", (*name).into()), ("containerPort", (*port).into())]))
+        .collect();
+    let service_ports: Vec<Value> = served
+        .iter()
+        .map(|(name, port)| {
+            map([
+                ("name", (*name).into()),
+                ("port", (*port).into()),
+                ("targetPort", (*port).into()),
+            ])
+        })
+        .collect();
     let mut container = map([
         ("name", dns.as_str().into()),
         ("image", proc::k8s_image(process)?.into()),
         ("env", Value::Sequence(env)),
-        (
-            "ports",
-            Value::Sequence(vec![map([
-                (
-                    "name",
-                    if process.kind == Kind::Gateway {
-                        "http"
-                    } else {
-                        "metrics"
-                    }
-                    .into(),
-                ),
-                ("containerPort", port.into()),
-            ])]),
-        ),
+        ("ports", Value::Sequence(container_ports)),
         ("readinessProbe", probe(Probe::Ready)?),
         ("livenessProbe", liveness),
         ("resources", resources(process)),
@@ -225,14 +229,7 @@ fn workload(process: &Process, stack: &Stack) -> Result<Vec<Value>, DeployError>
                 "spec",
                 map([
                     ("selector", selector()),
-                    (
-                        "ports",
-                        Value::Sequence(vec![map([
-                            ("name", "http".into()),
-                            ("port", port.into()),
-                            ("targetPort", port.into()),
-                        ])]),
-                    ),
+                    ("ports", Value::Sequence(service_ports)),
                 ]),
             ),
         ])),

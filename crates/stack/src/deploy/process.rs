@@ -11,6 +11,8 @@ use super::{DeployError, VERSION};
 /// The ports the stack publishes on the host, the same as the local stack's
 /// (docs/configuration.md, "Ports").
 pub const GATEWAY_PORT: u16 = 8000;
+/// The gateway's gRPC door (Triton's port).
+pub const GATEWAY_GRPC_PORT: u16 = 8001;
 pub const BRIDGE_PORT: u16 = 9190;
 
 /// The Postgres role that owns the tables and runs the migrations; the components' own
@@ -135,6 +137,16 @@ pub fn memory(mebibytes: u32) -> String {
     }
 }
 
+/// The ports a process serves beyond its pod or container, named: the gateway's HTTP and
+/// gRPC doors, the bridge's health port.
+pub fn served_ports(process: &Process) -> Vec<(&'static str, u16)> {
+    match process.kind {
+        Kind::Gateway => vec![("http", GATEWAY_PORT), ("grpc", GATEWAY_GRPC_PORT)],
+        Kind::Bridge => vec![("http", BRIDGE_PORT)],
+        Kind::Function | Kind::Sink => Vec::new(),
+    }
+}
+
 /// The port its `/metrics` is on: the gateway's HTTP port, the bridge's health port, else
 /// the manifest's `metrics`.
 pub fn metrics_port(process: &Process) -> Result<u16, DeployError> {
@@ -241,6 +253,7 @@ pub fn environment(
     match process.kind {
         Kind::Gateway => {
             env.insert("ORBIT_HTTP_ADDR", format!("0.0.0.0:{GATEWAY_PORT}"));
+            env.insert("ORBIT_GRPC_ADDR", format!("0.0.0.0:{GATEWAY_GRPC_PORT}"));
             env.insert("ORBIT_AUTH", "on".to_string());
             for key in API_KEYS {
                 env.insert(key, secret(key));

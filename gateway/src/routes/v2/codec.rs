@@ -120,30 +120,7 @@ pub fn decode(headers: &HeaderMap, body: &Bytes) -> Result<InferRequest, FieldEr
     };
     let raw: RawRequest = orbit_contract::parse_json(&json_part)?;
     let mut parameters = raw.parameters.unwrap_or_default();
-    let binary_data_output =
-        bool_parameter(&parameters, "binary_data_output", "parameters")?.unwrap_or(false);
-    let timeout = match parameters.get("timeout") {
-        None => None,
-        Some(value) => Some(Duration::from_micros(value.as_u64().ok_or_else(|| {
-            FieldError::new(
-                "parameters.timeout",
-                "must be a whole number of microseconds",
-            )
-        })?)),
-    };
-    let sequence = parameters
-        .get("sequence_id")
-        .is_some_and(|v| v != &json!(0) && v != &json!(""))
-        || bool_parameter(&parameters, "sequence_start", "parameters")?.unwrap_or(false)
-        || bool_parameter(&parameters, "sequence_end", "parameters")?.unwrap_or(false);
-    if sequence {
-        return Err(FieldError::new(
-            "parameters.sequence_id",
-            "sequences are not supported: Orbit functions are stateless",
-        ));
-    }
-    parameters.retain(|name, _| !PROTOCOL_PARAMETERS.contains(&name.as_str()));
-
+    let protocol = take_protocol_parameters(&mut parameters)?;
     let mut inputs = Vec::with_capacity(raw.inputs.len());
     for (index, input) in raw.inputs.into_iter().enumerate() {
         let field = format!("inputs[{index}]");
@@ -167,18 +144,7 @@ pub fn decode(headers: &HeaderMap, body: &Bytes) -> Result<InferRequest, FieldEr
                 .map(|(index, output)| {
                     let parameters = output.parameters.unwrap_or_default();
                     let field = format!("outputs[{index}].parameters");
-                    if parameters.contains_key("classification") {
-                        return Err(FieldError::new(
-                            format!("{field}.classification"),
-                            "the classification extension is not supported",
-                        ));
-                    }
-                    if parameters.contains_key("shared_memory_region") {
-                        return Err(FieldError::new(
-                            format!("{field}.shared_memory_region"),
-                            "shared memory is not supported",
-                        ));
-                    }
+                    check_output_parameters(&parameters, &field)?;
                     Ok(RequestedOutput {
                         name: output.name,
                         binary: bool_parameter(&parameters, "binary_data", &field)?,
@@ -192,9 +158,83 @@ pub fn decode(headers: &HeaderMap, body: &Bytes) -> Result<InferRequest, FieldEr
         parameters,
         inputs,
         outputs,
+        binary_data_output: protocol.binary_data_output,
+        timeout: protocol.timeout,
+    })
+}
+
+/// The request parameters the protocol defines, as either door reads them.
+pub struct ProtocolParameters {
+    pub binary_data_output: bool,
+    pub timeout: Option<Duration>,
+}
+
+/// Takes the protocol's own parameters out of a request's, leaving the function's; refuses
+/// sequences (functions are stateless).
+pub fn take_protocol_parameters(
+    parameters: &mut Map<String, Value>,
+) -> Result<ProtocolParameters, FieldError> {
+    let binary_data_output =
+        bool_parameter(parameters, "binary_data_output", "parameters")?.unwrap_or(false);
+    let timeout = match parameters.get("timeout") {
+        None => None,
+        Some(value) => Some(Duration::from_micros(value.as_u64().ok_or_else(|| {
+            FieldError::new(
+                "parameters.timeout",
+                "must be a whole number of microseconds",
+            )
+        })?)),
+    };
+    let sequence = parameters
+        .get("sequence_id")
+        .is_some_and(|v| v != &json!(0) && v != &json!(""))
+        || bool_parameter(parameters, "sequence_start", "parameters")?.unwrap_or(false)
+        || bool_parameter(parameters, "sequence_end", "parameters")?.unwrap_or(false);
+    if sequence {
+        return Err(FieldError::new(
+            "parameters.sequence_id",
+            "sequences are not supported: Orbit functions are stateless",
+        ));
+    }
+    parameters.retain(|name, _| !PROTOCOL_PARAMETERS.contains(&name.as_str()));
+    Ok(ProtocolParameters {
         binary_data_output,
         timeout,
     })
+}
+
+/// Refuses an output's parameters that ask for what Orbit does not do.
+pub fn check_output_parameters(
+    parameters: &Map<String, Value>,
+    field: &str,
+) -> Result<(), FieldError> {
+    if parameters.contains_key("classification") {
+        return Err(FieldError::new(
+            format!("{field}.classification"),
+            "the classification extension is not supported",
+        ));
+    }
+    if parameters.contains_key("shared_memory_region") {
+        return Err(FieldError::new(
+            format!("{field}.shared_memory_region"),
+            "shared memory is not supported",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses an input's parameters that ask for shared memory.
+pub fn check_input_parameters(
+    parameters: &Map<String, Value>,
+    field: &str,
+) -> Result<(), FieldError> {
+    if parameters.keys().any(|k| k.starts_with("shared_memory")) {
+        return Err(FieldError::new(
+            format!("{field}.parameters"),
+            "shared memory is not supported",
+        ));
+    }
+    Ok(())
 }
 
 fn decode_input(input: RawInput, field: &str, binary: &mut Bytes) -> Result<Tensor, FieldError> {
@@ -206,12 +246,7 @@ fn decode_input(input: RawInput, field: &str, binary: &mut Bytes) -> Result<Tens
         .collect::<Result<Vec<usize>, _>>()
         .map_err(|_| FieldError::new(format!("{field}.shape"), "dimensions must be 0 or more"))?;
     let parameters = input.parameters.unwrap_or_default();
-    if parameters.keys().any(|k| k.starts_with("shared_memory")) {
-        return Err(FieldError::new(
-            format!("{field}.parameters"),
-            "shared memory is not supported",
-        ));
-    }
+    check_input_parameters(&parameters, field)?;
     match (parameters.get("binary_data_size"), input.data) {
         (Some(size), None) => {
             let size = size.as_u64().ok_or_else(|| {

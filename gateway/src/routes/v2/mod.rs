@@ -40,7 +40,7 @@ use crate::sync_call;
 use codec::{InferRequest, ResponseHead};
 
 /// An [`ApiError`] in the protocol's error shape and status codes.
-pub struct V2Error(ApiError);
+pub struct V2Error(pub ApiError);
 
 impl From<ApiError> for V2Error {
     fn from(err: ApiError) -> Self {
@@ -69,19 +69,28 @@ impl IntoResponse for V2Error {
     }
 }
 
-fn message(err: &ApiError) -> String {
+/// An error's message with its field in front, as both doors say it.
+pub(crate) fn message(err: &ApiError) -> String {
     match err.field() {
         Some(field) if !err.to_string().starts_with(field) => format!("{field}: {err}"),
         _ => err.to_string(),
     }
 }
 
+/// The protocol extensions Orbit serves, on both doors.
+pub const EXTENSIONS: &[&str] = &[
+    "binary_tensor_data",
+    "model_repository",
+    "statistics",
+    "model_configuration",
+];
+
 /// `GET /v2`
 pub async fn server_metadata() -> Json<Value> {
     Json(json!({
         "name": "orbit",
         "version": env!("CARGO_PKG_VERSION"),
-        "extensions": ["binary_tensor_data", "model_repository", "statistics", "model_configuration"],
+        "extensions": EXTENSIONS,
     }))
 }
 
@@ -100,7 +109,10 @@ pub async fn ready(State(state): State<AppState>) -> StatusCode {
 }
 
 /// The function `model`, or a 404.
-async fn known(state: &AppState, model: &str) -> Result<std::sync::Arc<FunctionSpec>, V2Error> {
+pub(crate) async fn known(
+    state: &AppState,
+    model: &str,
+) -> Result<std::sync::Arc<FunctionSpec>, V2Error> {
     state
         .registry
         .spec(model, "model")
@@ -109,7 +121,10 @@ async fn known(state: &AppState, model: &str) -> Result<std::sync::Arc<FunctionS
 }
 
 /// Version `version` of `spec` (or its default), or a 404.
-fn version_of(spec: &FunctionSpec, version: Option<&str>) -> Result<VersionDescriptor, V2Error> {
+pub(crate) fn version_of(
+    spec: &FunctionSpec,
+    version: Option<&str>,
+) -> Result<VersionDescriptor, V2Error> {
     spec.descriptor()
         .resolve(version)
         .map_err(|err| V2Error(ApiError::NotFound(err.message)))
@@ -159,7 +174,7 @@ pub async fn version_metadata(
 }
 
 /// Whether a replica of `name` answers `$SRV.PING` now.
-async fn has_replica(state: &AppState, name: &str) -> bool {
+pub(crate) async fn has_replica(state: &AppState, name: &str) -> bool {
     let ping = state.nats.send_request(
         format!("$SRV.PING.{name}"),
         async_nats::Request::new().timeout(Some(Duration::from_millis(500))),
@@ -167,14 +182,22 @@ async fn has_replica(state: &AppState, name: &str) -> bool {
     ping.await.is_ok()
 }
 
+/// Whether `version` (or the default) of `model` loaded and a replica answers now.
+pub(crate) async fn is_ready(
+    state: &AppState,
+    model: &str,
+    version: Option<&str>,
+) -> Result<bool, V2Error> {
+    let spec = known(state, model).await?;
+    Ok(version_of(&spec, version)?.ready && has_replica(state, model).await)
+}
+
 async fn readiness(
     state: &AppState,
     model: &str,
     version: Option<&str>,
 ) -> Result<StatusCode, V2Error> {
-    let spec = known(state, model).await?;
-    let ready = version_of(&spec, version)?.ready && has_replica(state, model).await;
-    Ok(if ready {
+    Ok(if is_ready(state, model, version).await? {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -222,6 +245,40 @@ pub async fn model_config(
     })))
 }
 
+/// One model version in the repository index.
+pub(crate) struct IndexEntry {
+    pub name: String,
+    pub version: String,
+    pub state: &'static str,
+    pub reason: String,
+}
+
+/// Every model and version with its state (`READY` or `UNAVAILABLE` and why); `only_ready`
+/// leaves out those that cannot run.
+pub(crate) fn repository(state: &AppState, only_ready: bool) -> Vec<IndexEntry> {
+    let mut index = Vec::new();
+    for entry in state.registry.list() {
+        let descriptor = entry.descriptor();
+        for version in descriptor.served() {
+            let (state, reason) = match (version.ready, entry.replicas) {
+                (true, 0) => ("UNAVAILABLE", "no replica is running".to_string()),
+                (true, _) => ("READY", String::new()),
+                (false, _) => ("UNAVAILABLE", version.reason.clone().unwrap_or_default()),
+            };
+            if only_ready && state != "READY" {
+                continue;
+            }
+            index.push(IndexEntry {
+                name: descriptor.name.clone(),
+                version: version.version,
+                state,
+                reason,
+            });
+        }
+    }
+    index
+}
+
 /// `POST /v2/repository/index`: every model and version with its state; `{"ready": true}`
 /// lists only those that can run.
 pub async fn repository_index(
@@ -237,21 +294,12 @@ pub async fn repository_index(
             .and_then(Value::as_bool)
             .unwrap_or(false)
     };
-    let mut index = Vec::new();
-    for entry in state.registry.list() {
-        let descriptor = entry.descriptor();
-        for version in descriptor.served() {
-            let (state, reason) = match (version.ready, entry.replicas) {
-                (true, 0) => ("UNAVAILABLE", "no replica is running".to_string()),
-                (true, _) => ("READY", String::new()),
-                (false, _) => ("UNAVAILABLE", version.reason.clone().unwrap_or_default()),
-            };
-            if only_ready && state != "READY" {
-                continue;
-            }
-            index.push(json!({"name": descriptor.name, "version": version.version, "state": state, "reason": reason}));
-        }
-    }
+    let index = repository(&state, only_ready)
+        .into_iter()
+        .map(
+            |m| json!({"name": m.name, "version": m.version, "state": m.state, "reason": m.reason}),
+        )
+        .collect();
     Ok(Json(Value::Array(index)))
 }
 
@@ -282,22 +330,7 @@ async fn infer_on(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Response, V2Error> {
-    let spec = known(state, model).await?;
-    let chosen = version_of(&spec, version.as_deref())?;
-    if !chosen.ready {
-        return Err(V2Error(ApiError::Unavailable(format!(
-            "version {} of {model} cannot run: {}",
-            chosen.version,
-            chosen.reason.unwrap_or_default()
-        ))));
-    }
     let request = codec::decode(headers, body)?;
-    let timeout = request
-        .timeout
-        .map_or(state.config.sync_timeout, |t| {
-            t.min(state.config.sync_timeout)
-        })
-        .max(Duration::from_millis(1));
     let key = match headers.get("idempotency-key") {
         Some(value) => Some(
             value
@@ -307,6 +340,63 @@ async fn infer_on(
         ),
         None => None,
     };
+    let inferred = run_infer(state, model, version, &request, key.as_deref()).await?;
+    let head = ResponseHead {
+        model_name: model.to_string(),
+        model_version: inferred.version.clone(),
+        id: request.id.clone(),
+        parameters: inferred.parameters(),
+    };
+    Ok(codec::encode(head, &inferred.outputs, &request))
+}
+
+/// What an infer request produced, for either door (HTTP, gRPC) to encode.
+pub struct Inferred {
+    /// The outputs asked for (all, unless the request named some), in declared order.
+    pub outputs: Vec<Tensor>,
+    pub job_ids: Vec<String>,
+    /// The version that ran.
+    pub version: String,
+}
+
+impl Inferred {
+    /// The response's parameters: the job id (`job_id`), or ids in row order (`job_ids`).
+    pub fn parameters(&self) -> Map<String, Value> {
+        let mut parameters = Map::new();
+        let name = if self.job_ids.len() == 1 {
+            "job_id"
+        } else {
+            "job_ids"
+        };
+        parameters.insert(name.to_string(), json!(self.job_ids.join(",")));
+        parameters
+    }
+}
+
+/// Runs a decoded infer request on `model` (at `version`, or its default): a series function
+/// gets one job per row, a tensor function one job. `key`: the idempotency key, if any.
+pub async fn run_infer(
+    state: &AppState,
+    model: &str,
+    version: Option<String>,
+    request: &InferRequest,
+    key: Option<&str>,
+) -> Result<Inferred, V2Error> {
+    let spec = known(state, model).await?;
+    let chosen = version_of(&spec, version.as_deref())?;
+    if !chosen.ready {
+        return Err(V2Error(ApiError::Unavailable(format!(
+            "version {} of {model} cannot run: {}",
+            chosen.version,
+            chosen.reason.unwrap_or_default()
+        ))));
+    }
+    let timeout = request
+        .timeout
+        .map_or(state.config.sync_timeout, |t| {
+            t.min(state.config.sync_timeout)
+        })
+        .max(Duration::from_millis(1));
     if let Some(outputs) = &request.outputs {
         for (i, output) in outputs.iter().enumerate() {
             if !chosen.outputs.iter().any(|s| s.name == output.name) {
@@ -323,13 +413,9 @@ async fn infer_on(
             }
         }
     }
-    let (outputs, job_ids, ran_version) = match spec.descriptor().input {
-        InputKind::Series => {
-            run_series(state, &spec, version, &request, key.as_deref(), timeout).await?
-        }
-        InputKind::Tensors => {
-            run_tensors(state, &spec, version, &request, key.as_deref(), timeout).await?
-        }
+    let (outputs, job_ids, version) = match spec.descriptor().input {
+        InputKind::Series => run_series(state, &spec, version, request, key, timeout).await?,
+        InputKind::Tensors => run_tensors(state, &spec, version, request, key, timeout).await?,
     };
     let outputs: Vec<Tensor> = match &request.outputs {
         None => outputs,
@@ -338,23 +424,11 @@ async fn infer_on(
             .filter(|t| wanted.iter().any(|w| w.name == t.name()))
             .collect(),
     };
-    let mut parameters = Map::new();
-    parameters.insert(
-        if job_ids.len() == 1 {
-            "job_id"
-        } else {
-            "job_ids"
-        }
-        .to_string(),
-        json!(job_ids.join(",")),
-    );
-    let head = ResponseHead {
-        model_name: model.to_string(),
-        model_version: ran_version,
-        id: request.id.clone(),
-        parameters,
-    };
-    Ok(codec::encode(head, &outputs, &request))
+    Ok(Inferred {
+        outputs,
+        job_ids,
+        version,
+    })
 }
 
 fn job_id(key: Option<&str>, index: Option<usize>) -> Result<JobId, V2Error> {

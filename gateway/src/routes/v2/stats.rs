@@ -88,8 +88,13 @@ fn model_stats(name: &str, version: &str, stats: &VersionStats) -> Value {
     })
 }
 
-/// The statistics of `name` (every served version, or just `version`).
-async fn of_model(state: &AppState, name: &str, version: Option<&str>) -> Vec<Value> {
+/// The counters of `name` per version (every served version, or just `version`), for either
+/// door to present.
+pub(crate) async fn counters(
+    state: &AppState,
+    name: &str,
+    version: Option<&str>,
+) -> Vec<(String, VersionStats)> {
     let counted = gather(state, name).await;
     let served: Vec<String> = state
         .registry
@@ -112,7 +117,16 @@ async fn of_model(state: &AppState, name: &str, version: Option<&str>) -> Vec<Va
     versions
         .iter()
         .filter(|v| version.is_none_or(|wanted| wanted == v.as_str()))
-        .map(|v| model_stats(name, v, &counted.get(v).cloned().unwrap_or_default()))
+        .map(|v| (v.clone(), counted.get(v).cloned().unwrap_or_default()))
+        .collect()
+}
+
+/// The statistics of `name` in the protocol's JSON.
+async fn of_model(state: &AppState, name: &str, version: Option<&str>) -> Vec<Value> {
+    counters(state, name, version)
+        .await
+        .iter()
+        .map(|(v, stats)| model_stats(name, v, stats))
         .collect()
 }
 

@@ -387,6 +387,10 @@ pub fn up(target: &Target, args: &UpArgs) -> Result<(), Failure> {
         format!("127.0.0.1:{}", layout.ports.http),
     );
     shared.insert(
+        "ORBIT_GRPC_ADDR".into(),
+        format!("127.0.0.1:{}", layout.ports.grpc),
+    );
+    shared.insert(
         "ORBIT_DASHBOARD_DIR".into(),
         layout.root.join("dashboard").display().to_string(),
     );
@@ -430,14 +434,17 @@ pub fn up(target: &Target, args: &UpArgs) -> Result<(), Failure> {
                 continue;
             }
         }
-        if process.kind == Kind::Gateway
-            && pids::running(&layout.run(), &process.name).is_none()
-            && port_busy(layout.ports.http)
-        {
-            return Err(Failure::Local(format!(
-                "port {} is taken by another process; set ORBIT_HTTP_PORT",
-                layout.ports.http
-            )));
+        if process.kind == Kind::Gateway && pids::running(&layout.run(), &process.name).is_none() {
+            for (port, variable) in [
+                (layout.ports.http, "ORBIT_HTTP_PORT"),
+                (layout.ports.grpc, "ORBIT_GRPC_PORT"),
+            ] {
+                if port_busy(port) {
+                    return Err(Failure::Local(format!(
+                        "port {port} is taken by another process; set {variable}"
+                    )));
+                }
+            }
         }
         let replicas = setting(&shared, &process.replicas_variable())
             .map(|text| {
@@ -564,6 +571,7 @@ fn prometheus_targets(layout: &Layout) -> Result<(), Failure> {
 
 fn banner(layout: &Layout, shared: &BTreeMap<String, String>) {
     let http = layout.ports.http;
+    let grpc = layout.ports.grpc;
     let p = &layout.ports;
     let search =
         setting(shared, "ORBIT_ELASTICSEARCH_URL").unwrap_or_else(|| "(no Elasticsearch)".into());
@@ -582,7 +590,7 @@ fn banner(layout: &Layout, shared: &BTreeMap<String, String>) {
     API         http://127.0.0.1:{http}/api/v1/inference/submit   (README.md: five things to try)
     functions   orbit functions   (http://127.0.0.1:{http}/api/v1/models)
     call one    orbit invoke moving_average --data '[1,2,3,4]' --parameters '{{\"window\":2}}'
-    KServe v2   http://127.0.0.1:{http}/v2/models/moving_average
+    KServe v2   http://127.0.0.1:{http}/v2/models/moving_average   (gRPC: 127.0.0.1:{grpc}, Triton's service)
     metrics     http://127.0.0.1:{http}/metrics   (every process's: orbit status; Prometheus: observability/)
     search      {search}   (indices orbit-results, orbit-logs-*)
     NATS        nats://127.0.0.1:{}   (no credentials: a caller of functions; monitoring http://127.0.0.1:{})

@@ -80,7 +80,7 @@ const UP_SETTINGS: &str = "Settings (environment) and their defaults:
   ORBIT_AUTH=auto               on: API keys per scope, kept in .orbit/<env>/secrets/api-keys.env
   ORBIT_ONNX_DEVICE=cpu         cuda: the model host on a GPU (installs the CUDA runtime)
   ORBIT_NATS_PORT=4222  ORBIT_NATS_MONITOR_PORT=8222  ORBIT_PG_PORT=5432  ORBIT_REDIS_PORT=6379
-  ORBIT_HTTP_PORT=8000  ORBIT_KAFKA_PORT=9092  ORBIT_BRIDGE_PORT=9190  ORBIT_ELASTICSEARCH_PORT=9200
+  ORBIT_HTTP_PORT=8000  ORBIT_GRPC_PORT=8001  ORBIT_KAFKA_PORT=9092  ORBIT_BRIDGE_PORT=9190  ORBIT_ELASTICSEARCH_PORT=9200
   ORBIT_REDIS_MAXMEMORY=1gb     the local Redis's maxmemory
   ORBIT_ELASTICSEARCH_MAX_MB=512  past this on disk the local Elasticsearch starts empty";
 
