@@ -33,18 +33,24 @@ ARG ORT_STAGE=ort-${ONNX_DEVICE}
 # ---- the workspace, built once for every image -------------------------------------------
 FROM ${RUST_IMAGE} AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-# librdkafka (the Kafka bridge) is compiled from source: make, a C/C++ compiler, zlib.
+# librdkafka (the Kafka bridge) is compiled from source: make, a C/C++ compiler, zlib, and
+# OpenSSL for its TLS and SASL logins.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends make g++ zlib1g-dev pkg-config \
+    && apt-get install -y --no-install-recommends make g++ zlib1g-dev pkg-config libssl-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 # Stripped of debug information but not of symbols: small images whose panics still name
 # their functions. Each binary lands in /out/<name>/ beside an `orbit-process` link to it.
+# OpenSSL is linked statically into the bridge (named by its folders: through pkg-config a
+# library under /usr is always linked dynamically), so the runtime images need no libssl3.
 ENV CARGO_PROFILE_RELEASE_DEBUG=false \
-    CARGO_PROFILE_RELEASE_STRIP=debuginfo
+    CARGO_PROFILE_RELEASE_STRIP=debuginfo \
+    OPENSSL_STATIC=1 \
+    OPENSSL_INCLUDE_DIR=/usr/include
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
+    OPENSSL_LIB_DIR="/usr/lib/$(gcc -print-multiarch)" \
     cargo build --release --locked --workspace --exclude orbit-e2e --exclude orbit-bench --bins \
     && mkdir -p /out \
     && find target/release -maxdepth 1 -type f -executable -printf '%f\n' | while read -r bin; do \

@@ -1,7 +1,6 @@
-//! Bridge settings from `ORBIT_KAFKA_*` / `ORBIT_BRIDGE_*`. One setting, `ORBIT_KAFKA_BROKERS`,
-//! points the bridge at any Kafka cluster; any librdkafka property can be added as
-//! `ORBIT_KAFKA_PROP_<NAME>` (`ORBIT_KAFKA_PROP_SECURITY_PROTOCOL=SASL_SSL` sets
-//! `security.protocol`), so credentials stay in the environment.
+//! Bridge settings from `ORBIT_KAFKA_*` / `ORBIT_BRIDGE_*`: the topics, the producer's and
+//! consumers' tuning, and the connection ([`KafkaConnection`]: brokers, TLS, SASL, any
+//! librdkafka property) every client of the bridge shares.
 
 use std::net::SocketAddr;
 
@@ -9,10 +8,16 @@ use orbit_runtime::config::ConfigError;
 use orbit_runtime::env_or;
 use rdkafka::ClientConfig;
 
+use crate::connection::KafkaConnection;
+use crate::context::KafkaContext;
+
 #[derive(Debug, Clone)]
 pub struct BridgeConfig {
-    /// `ORBIT_KAFKA_BROKERS`, default `127.0.0.1:9092`.
-    pub brokers: String,
+    /// Where Kafka is and how to log in: `ORBIT_KAFKA_BROKERS`, the security settings,
+    /// `ORBIT_KAFKA_PROPERTIES_FILE` and `ORBIT_KAFKA_PROP_*`.
+    pub connection: KafkaConnection,
+    /// Shared by every client the bridge makes: remembers a broker's refusal.
+    pub context: KafkaContext,
     /// `ORBIT_KAFKA_RESULTS_TOPIC`, default `inference_results`.
     pub results_topic: String,
     /// `ORBIT_KAFKA_REQUESTS_TOPIC`, default `inference_requests`; `None` when
@@ -45,8 +50,6 @@ pub struct BridgeConfig {
     pub consumer: String,
     /// `ORBIT_BRIDGE_HTTP_ADDR`, default `127.0.0.1:9190`: `/healthz`, `/readyz`, `/metrics`.
     pub http_addr: SocketAddr,
-    /// `ORBIT_KAFKA_PROP_*`: extra librdkafka properties.
-    pub properties: Vec<(String, String)>,
 }
 
 impl BridgeConfig {
@@ -56,7 +59,8 @@ impl BridgeConfig {
             "inference_requests".to_string(),
         )?;
         Ok(Self {
-            brokers: env_or("ORBIT_KAFKA_BROKERS", "127.0.0.1:9092".to_string())?,
+            connection: KafkaConnection::from_env()?,
+            context: KafkaContext::default(),
             results_topic: env_or("ORBIT_KAFKA_RESULTS_TOPIC", "inference_results".to_string())?,
             requests_topic: env_or("ORBIT_KAFKA_INBOUND", true)?.then_some(requests_topic),
             deadletter_topic: env_or(
@@ -79,23 +83,17 @@ impl BridgeConfig {
                 "ORBIT_BRIDGE_HTTP_ADDR",
                 SocketAddr::from(([127, 0, 0, 1], 9190)),
             )?,
-            properties: std::env::vars()
-                .filter_map(|(name, value)| {
-                    let property = name.strip_prefix("ORBIT_KAFKA_PROP_")?;
-                    Some((property.to_ascii_lowercase().replace('_', "."), value))
-                })
-                .collect(),
         })
     }
 
     /// Connection settings every client of the bridge shares.
     pub fn client(&self) -> ClientConfig {
-        let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", &self.brokers);
-        for (name, value) in &self.properties {
-            config.set(name, value);
-        }
-        config
+        self.connection.client_config()
+    }
+
+    /// The bootstrap servers, for messages.
+    pub fn brokers(&self) -> &str {
+        self.connection.brokers()
     }
 
     /// The producer: idempotent (no duplicates from its own retries), acks from all replicas,

@@ -1,10 +1,11 @@
 //! Liveness and readiness over HTTP (`/healthz`, `/readyz`) with `/metrics`. Ready means
-//! Kafka answered the last metadata probe and the results topic exists: while Kafka is down
-//! the bridge says so, and results wait in JetStream.
+//! Kafka answered the last metadata probe and the results topic exists: while Kafka is down,
+//! or refuses the bridge (a wrong password, a certificate that does not verify), the bridge
+//! says so and why, and results wait in JetStream.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -22,6 +23,8 @@ use crate::topics::TopicAdmin;
 #[derive(Debug, Default)]
 pub struct Health {
     kafka: AtomicBool,
+    /// Why Kafka would not let the bridge in, while it would not ([`crate::context`]).
+    refusal: Mutex<Option<String>>,
 }
 
 impl Health {
@@ -38,6 +41,18 @@ impl Health {
             }
         }
         metrics::gauge!("orbit_bridge_kafka_ready").set(if ready { 1.0 } else { 0.0 });
+    }
+
+    /// Why Kafka refuses the bridge, if it does.
+    pub fn refusal(&self) -> Option<String> {
+        self.refusal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_refusal(&self, refusal: Option<String>) {
+        *self.refusal.lock().unwrap_or_else(|e| e.into_inner()) = refusal;
     }
 }
 
@@ -76,6 +91,10 @@ pub fn spawn_probe(
                     Err(_) => tracing::debug!("topic check timed out"),
                 }
             }
+            if ready {
+                config.context.clear_refusal();
+            }
+            health.set_refusal(config.context.refusal().map(|r| r.to_string()));
             health.set_kafka(ready);
             tokio::time::sleep(every).await;
         }
@@ -116,9 +135,13 @@ async fn ready(State(state): State<HttpState>) -> (StatusCode, Json<Value>) {
     if state.health.kafka_ready() {
         (StatusCode::OK, Json(json!({ "status": "ready" })))
     } else {
+        let kafka = state
+            .health
+            .refusal()
+            .unwrap_or_else(|| "unreachable or topic missing".to_string());
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unready", "kafka": "unreachable or topic missing" })),
+            Json(json!({ "status": "unready", "kafka": kafka })),
         )
     }
 }

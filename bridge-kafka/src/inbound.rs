@@ -24,6 +24,7 @@ use rdkafka::Message;
 use serde_json::json;
 
 use crate::config::BridgeConfig;
+use crate::context::KafkaContext;
 
 /// Records taken in one round (published together, then committed together).
 const ROUND: usize = 500;
@@ -44,8 +45,11 @@ pub struct Inbound {
 
 impl Inbound {
     pub async fn run(self, shutdown: Shutdown) -> Result<(), KafkaError> {
-        let consumer: Arc<StreamConsumer> =
-            Arc::new(self.config.consumer(&self.config.group_id).create()?);
+        let consumer: Arc<StreamConsumer<KafkaContext>> = Arc::new(
+            self.config
+                .consumer(&self.config.group_id)
+                .create_with_context(self.config.context.clone())?,
+        );
         consumer.subscribe(&[&self.topic])?;
         tracing::info!(topic = %self.topic, group = %self.config.group_id, "inbound running");
         loop {

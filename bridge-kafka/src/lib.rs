@@ -6,10 +6,15 @@
 //! - [`recent`]: the job ids already in Kafka, so a redelivery after a crash is not doubled.
 //! - [`inbound`]: a consumer group turning records into jobs, committing after JetStream's ack.
 //! - [`topics`]: topic creation at start.
+//! - [`connection`]: where Kafka is and how to log in (TLS, SASL, a properties file), for
+//!   any client of the stack's Kafka.
+//! - [`context`]: the client context that remembers a broker's refusal (a wrong password).
 //! - [`health`]: readiness (is Kafka reachable) and metrics over HTTP.
 //! - [`process`]: the process itself, all of the above wired together.
 
 pub mod config;
+pub mod connection;
+pub mod context;
 pub mod health;
 pub mod inbound;
 pub mod outbound;

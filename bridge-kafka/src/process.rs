@@ -33,6 +33,21 @@ pub fn run() -> BoxFuture<'static, anyhow::Result<()>> {
 async fn bridge() -> anyhow::Result<()> {
     telemetry::init();
     let config = BridgeConfig::from_env()?;
+    let connection = &config.connection;
+    tracing::info!(
+        brokers = connection.brokers(),
+        security_protocol = connection.security_protocol(),
+        sasl_mechanism = connection.get("sasl.mechanisms").unwrap_or("none"),
+        properties = %connection.redacted(),
+        "Kafka connection settings"
+    );
+    if connection.system_ca_missing() {
+        tracing::warn!(
+            "TLS without ORBIT_KAFKA_SSL_CA_LOCATION and no system CA certificates found: the \
+             broker's certificate cannot be verified; mount its CA (or the system bundle) and \
+             set ORBIT_KAFKA_SSL_CA_LOCATION"
+        );
+    }
     let runtime = RuntimeConfig::sink_from_env("bridge-kafka", LINGER)?;
     let shutdown = Shutdown::on_signals();
     let metrics = orbit_runtime::metrics::install(None)?;
@@ -55,12 +70,15 @@ async fn bridge() -> anyhow::Result<()> {
         topic_names.extend([requests.clone(), config.deadletter_topic.clone()]);
     }
     let admin = Arc::new(TopicAdmin::new(&config)?);
-    wait_for_topics(&admin, &topic_names, &shutdown).await?;
+    // The producer connects at once, and its events are served: a broker that refuses the
+    // bridge (a wrong password, a CA that does not match) says so through it while the topics
+    // are checked (the admin client's own events are not served).
+    let producers = Arc::new(Producers::new(&config).context("creating the Kafka producer")?);
+    wait_for_topics(&admin, &topic_names, &config, &shutdown).await?;
     if shutdown.is_triggered() {
         return Ok(());
     }
 
-    let producers = Arc::new(Producers::new(&config).context("creating the Kafka producer")?);
     let delivered = {
         let (config, topic) = (config.clone(), config.results_topic.clone());
         tokio::task::spawn_blocking(move || TopicTail::load(&config, &topic, config.dedupe_window))
@@ -132,10 +150,12 @@ async fn bridge() -> anyhow::Result<()> {
 }
 
 /// Creates or checks the topics, waiting while Kafka is unreachable (the bridge stays unready
-/// meanwhile); a topic it may not create is a configuration error and ends the process.
+/// meanwhile); a topic it may not create, or a broker that refuses the bridge's credentials or
+/// TLS, is a configuration error and ends the process.
 async fn wait_for_topics(
     admin: &TopicAdmin,
     topics: &[String],
+    config: &BridgeConfig,
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
     let mut pause = Duration::from_millis(500);
@@ -143,6 +163,13 @@ async fn wait_for_topics(
         match admin.ensure(topics).await {
             Ok(()) => return Ok(()),
             Err(err) if err.is_transient() => {
+                if let Some(refusal) = config.context.refusal() {
+                    anyhow::bail!(
+                        "Kafka at {} refused the bridge: {refusal} ({})",
+                        config.brokers(),
+                        refusal.hint()
+                    );
+                }
                 tracing::warn!(error = %err, retry_in = ?pause, "waiting for Kafka");
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}

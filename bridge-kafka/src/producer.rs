@@ -17,12 +17,16 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer, PurgeConfig};
 
 use crate::config::BridgeConfig;
+use crate::context::KafkaContext;
+
+/// The bridge's producer, reporting to the shared [`KafkaContext`].
+pub type BridgeProducer = FutureProducer<KafkaContext>;
 
 /// One producer at a time, each with a generation, so that many callers who saw the same stuck
 /// producer replace it once.
 pub struct Producers {
     config: BridgeConfig,
-    current: RwLock<(u64, FutureProducer)>,
+    current: RwLock<(u64, BridgeProducer)>,
     /// The results topic's total length as a stalled record last saw it: (generation, length,
     /// since when).
     seen: Mutex<Option<(u64, i64, Instant)>>,
@@ -30,7 +34,9 @@ pub struct Producers {
 
 impl Producers {
     pub fn new(config: &BridgeConfig) -> Result<Self, KafkaError> {
-        let producer: FutureProducer = config.producer().create()?;
+        let producer: BridgeProducer = config
+            .producer()
+            .create_with_context(config.context.clone())?;
         Ok(Self {
             config: config.clone(),
             current: RwLock::new((0, producer)),
@@ -39,7 +45,7 @@ impl Producers {
     }
 
     /// The producer to use now, with its generation (to name it to [`Self::replace_if_stuck`]).
-    pub fn current(&self) -> (u64, FutureProducer) {
+    pub fn current(&self) -> (u64, BridgeProducer) {
         let current = self.current.read().unwrap_or_else(|e| e.into_inner());
         (current.0, current.1.clone())
     }
@@ -79,7 +85,10 @@ impl Producers {
                 }
             }
         }
-        let fresh: FutureProducer = self.config.producer().create()?;
+        let fresh: BridgeProducer = self
+            .config
+            .producer()
+            .create_with_context(self.config.context.clone())?;
         let stuck = {
             let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
             if current.0 != generation {
@@ -101,7 +110,7 @@ impl Producers {
 }
 
 /// The sum of the high watermarks of `topic`'s partitions: it grows with every append.
-fn topic_ends(producer: &FutureProducer, topic: &str) -> Result<i64, KafkaError> {
+fn topic_ends(producer: &BridgeProducer, topic: &str) -> Result<i64, KafkaError> {
     let timeout = Duration::from_secs(2);
     let metadata = producer.client().fetch_metadata(Some(topic), timeout)?;
     let mut ends = 0;

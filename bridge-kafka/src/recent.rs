@@ -21,6 +21,7 @@ use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::config::BridgeConfig;
+use crate::context::KafkaContext;
 use crate::outbound::STATUS_HEADER;
 
 /// A bounded set, oldest out first. Both indexes share one allocation per key: every record
@@ -70,7 +71,7 @@ impl RecentKeys {
 /// The tail of the results topic as the bridge has read it: the keys seen, and where reading
 /// stopped in each partition, so it can catch up later.
 pub struct TopicTail {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<KafkaContext>,
     topic: String,
     read_to: HashMap<i32, i64>,
     pub keys: RecentKeys,
@@ -85,10 +86,10 @@ impl TopicTail {
     /// stops once the ends have stayed put for [`SETTLE_CHECKS`] checks a second apart.
     /// Blocking (librdkafka's consumer API): run it on a blocking thread.
     pub fn load(config: &BridgeConfig, topic: &str, capacity: usize) -> Result<Self, KafkaError> {
-        let consumer: BaseConsumer = config
+        let consumer: BaseConsumer<KafkaContext> = config
             .consumer("orbit-bridge-tail-reader")
             .set("enable.auto.commit", "false")
-            .create()?;
+            .create_with_context(config.context.clone())?;
         let mut tail = Self {
             consumer,
             topic: topic.to_string(),

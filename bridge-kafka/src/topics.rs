@@ -5,15 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use crate::config::BridgeConfig;
+use crate::context::KafkaContext;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TopicError {
     #[error("Kafka at {brokers} is not answering: {source}")]
     Unreachable { brokers: String, source: KafkaError },
+    #[error("the Kafka client could not be made: {source}")]
+    Client { source: KafkaError },
     #[error(
         "topic {topic} does not exist and the bridge {why}; create it with {partitions} \
          partition(s), e.g. `kafka-topics.sh --create --topic {topic} --partitions {partitions}`"
@@ -35,7 +37,7 @@ impl TopicError {
 /// One admin client for the process's life (creating and dropping one per check would block on
 /// librdkafka's teardown while the broker is down).
 pub struct TopicAdmin {
-    admin: Arc<AdminClient<DefaultClientContext>>,
+    admin: Arc<AdminClient<KafkaContext>>,
     config: BridgeConfig,
 }
 
@@ -43,11 +45,8 @@ impl TopicAdmin {
     pub fn new(config: &BridgeConfig) -> Result<Self, TopicError> {
         let admin = config
             .client()
-            .create()
-            .map_err(|source| TopicError::Unreachable {
-                brokers: config.brokers.clone(),
-                source,
-            })?;
+            .create_with_context(config.context.clone())
+            .map_err(|source| TopicError::Client { source })?;
         Ok(Self {
             admin: Arc::new(admin),
             config: config.clone(),
@@ -58,7 +57,7 @@ impl TopicAdmin {
     pub async fn ensure(&self, topics: &[String]) -> Result<(), TopicError> {
         let config = &self.config;
         let unreachable = |source| TopicError::Unreachable {
-            brokers: config.brokers.clone(),
+            brokers: config.brokers().to_string(),
             source,
         };
         for topic in topics {
@@ -109,10 +108,7 @@ impl TopicAdmin {
 }
 
 /// librdkafka's metadata call blocks: it runs on a blocking thread.
-async fn exists(
-    admin: Arc<AdminClient<DefaultClientContext>>,
-    topic: String,
-) -> Result<bool, KafkaError> {
+async fn exists(admin: Arc<AdminClient<KafkaContext>>, topic: String) -> Result<bool, KafkaError> {
     tokio::task::spawn_blocking(move || {
         let metadata = admin
             .inner()

@@ -4,6 +4,8 @@ consume: read TOPIC from the beginning until EXPECT distinct keys were seen (or 
          pass without a new record), write every record as one JSON line to OUT, and print a
          summary: records, distinct keys, duplicates, header problems.
 produce: send each line of IN (JSON {"key": str|null, "value": str}) to TOPIC and wait for acks.
+--config FILE adds the librdkafka properties of FILE (`key=value` lines, `#` comments: TLS and
+SASL settings) to either.
 """
 
 import argparse
@@ -15,6 +17,19 @@ import uuid
 from confluent_kafka import Consumer, Producer
 
 
+def properties(path):
+    if path is None:
+        return {}
+    settings = {}
+    with open(path) as lines:
+        for line in lines:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                key, _, value = line.partition("=")
+                settings[key.strip()] = value.strip()
+    return settings
+
+
 def consume(args):
     consumer = Consumer({
         "bootstrap.servers": args.brokers,
@@ -23,6 +38,7 @@ def consume(args):
         "enable.auto.commit": False,
         # tansu's group join waits about half the session timeout.
         "session.timeout.ms": 6000,
+        **properties(args.config),
     })
     consumer.subscribe([args.topic])
     seen, records, header_problems = set(), 0, []
@@ -65,7 +81,8 @@ def consume(args):
 
 
 def produce(args):
-    producer = Producer({"bootstrap.servers": args.brokers, "enable.idempotence": True, "acks": "all"})
+    producer = Producer({"bootstrap.servers": args.brokers, "enable.idempotence": True, "acks": "all",
+                         **properties(args.config)})
     failures = []
 
     def report(err, _message):
@@ -96,6 +113,7 @@ def main():
     parser.add_argument("--timeout", type=float, default=120)
     parser.add_argument("--idle", type=float, default=15)
     parser.add_argument("--check-headers", action="store_true")
+    parser.add_argument("--config")
     args = parser.parse_args()
     consume(args) if args.command == "consume" else produce(args)
 

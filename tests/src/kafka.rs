@@ -1,8 +1,8 @@
 //! The Kafka side of the tests: a bridge with topics of its own, and a stock consumer and
 //! producer (Python confluent-kafka, in another process) to read and write its topics the way
-//! downstream teams do.
+//! downstream teams do, over plaintext or with a client properties file (TLS, SASL).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -114,7 +114,23 @@ pub async fn consume_with(
     expect: usize,
     results: bool,
 ) -> anyhow::Result<Consumed> {
+    consume_configured(clients, brokers, topic, expect, results, None).await
+}
+
+/// The same, with the librdkafka properties of `config` (a `key=value` file: security
+/// settings) on top of the client's own.
+pub async fn consume_configured(
+    clients: &Clients,
+    brokers: &str,
+    topic: &str,
+    expect: usize,
+    results: bool,
+    config: Option<&Path>,
+) -> anyhow::Result<Consumed> {
     let mut command = python(clients);
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
     if results {
         command.arg("--check-headers");
     }
@@ -152,10 +168,25 @@ pub async fn produce(
     topic: &str,
     records: &[Value],
 ) -> anyhow::Result<()> {
+    produce_configured(clients, brokers, topic, records, None).await
+}
+
+/// [`produce`] with the librdkafka properties of `config` on top of the client's own.
+pub async fn produce_configured(
+    clients: &Clients,
+    brokers: &str,
+    topic: &str,
+    records: &[Value],
+    config: Option<&Path>,
+) -> anyhow::Result<()> {
     let input = scratch(&format!("{topic}-in.jsonl"));
     let lines: Vec<String> = records.iter().map(Value::to_string).collect();
     std::fs::write(&input, lines.join("\n") + "\n")?;
-    let output = python(clients)
+    let mut command = python(clients);
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    let output = command
         .args(["produce", "--brokers", brokers, "--topic", topic])
         .arg("--input")
         .arg(&input)
