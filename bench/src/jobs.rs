@@ -68,6 +68,7 @@ pub fn synthetic_result(job_id: &str) -> anyhow::Result<ResultEvent> {
         worker_id: "orbit-bench".into(),
         attempt: 1,
         batch_size: 1,
+        traceparent: None,
     })
 }
 

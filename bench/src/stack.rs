@@ -27,6 +27,8 @@ pub struct Stack {
     /// The NATS operator's credentials for the processes the benchmark starts.
     operator: Vec<(String, String)>,
     pub http: String,
+    /// The gateway's gRPC door, as a URI (`http://127.0.0.1:8001`).
+    pub grpc: String,
 }
 
 impl Stack {
@@ -62,12 +64,19 @@ impl Stack {
             ],
             _ => Vec::new(),
         };
+        let grpc = format!(
+            "http://127.0.0.1:{}",
+            vars.get("ORBIT_GRPC_PORT")
+                .cloned()
+                .unwrap_or_else(|| layout.ports.grpc.to_string())
+        );
         Ok(Self {
             operator,
             layout,
             root: root.to_path_buf(),
             data,
             http: format!("http://127.0.0.1:{port}"),
+            grpc,
             vars,
         })
     }

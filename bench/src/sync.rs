@@ -11,6 +11,11 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 
+use triton_proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+use triton_proto::infer_parameter::ParameterChoice;
+use triton_proto::model_infer_request::InferInputTensor;
+use triton_proto::{InferParameter, ModelInferRequest};
+
 use crate::jobs::job;
 use crate::latency::{Latencies, Summary};
 
@@ -36,6 +41,9 @@ pub enum Path {
     KServe,
     /// `/v2` with the series as a raw little-endian FP64 tensor (Triton's binary extension).
     KServeBinary,
+    /// The gRPC door's `ModelInfer`, the series in `raw_input_contents` (as tritonclient and
+    /// perf_analyzer send it), over one HTTP/2 channel.
+    Grpc,
 }
 
 impl Path {
@@ -47,6 +55,7 @@ impl Path {
             Path::HttpRun => "http /api/v1/inference/run",
             Path::KServe => "http /v2/models/moving_average/infer",
             Path::KServeBinary => "http /v2/models/moving_average/infer (binary)",
+            Path::Grpc => "grpc ModelInfer moving_average (raw)",
         }
     }
 }
@@ -55,6 +64,43 @@ pub struct Clients {
     pub nats: async_nats::Client,
     pub http: reqwest::Client,
     pub base: String,
+    /// The gateway's gRPC door, for [`Path::Grpc`].
+    pub grpc: Option<GrpcClient>,
+}
+
+pub type GrpcClient = GrpcInferenceServiceClient<tonic::transport::Channel>;
+
+/// A client of the gRPC door at `uri` (`http://127.0.0.1:8001`).
+pub async fn grpc_client(uri: &str) -> anyhow::Result<GrpcClient> {
+    Ok(GrpcInferenceServiceClient::connect(uri.to_string()).await?)
+}
+
+/// The benchmark's series as a gRPC `ModelInfer` request.
+pub fn grpc_request(series: &serde_json::Value) -> ModelInferRequest {
+    let raw: Vec<u8> = series
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|v| v.as_f64().unwrap_or_default().to_le_bytes())
+        .collect();
+    ModelInferRequest {
+        model_name: "moving_average".into(),
+        parameters: [(
+            "window".to_string(),
+            InferParameter {
+                parameter_choice: Some(ParameterChoice::Int64Param(5)),
+            },
+        )]
+        .into(),
+        inputs: vec![InferInputTensor {
+            name: "data".into(),
+            datatype: "FP64".into(),
+            shape: vec![(raw.len() / 8) as i64],
+            ..Default::default()
+        }],
+        raw_input_contents: vec![Bytes::from(raw)],
+        ..Default::default()
+    }
 }
 
 /// `calls` calls over `concurrency` callers, each waiting for its answer.
@@ -78,6 +124,7 @@ pub async fn run(
         }
         (Bytes::from(body), header.len())
     };
+    let grpc_body = grpc_request(&series);
     // The function a NATS row calls.
     let subject = async_nats::Subject::from(match path {
         Path::NatsPython => format!("orbit.fn.{}", crate::python::FUNCTION),
@@ -87,6 +134,7 @@ pub async fn run(
     let started = Instant::now();
     let mut callers = Vec::new();
     for _ in 0..concurrency {
+        let (mut grpc, grpc_body) = (clients.grpc.clone(), grpc_body.clone());
         let (nats, http, base, next, subject) = (
             clients.nats.clone(),
             clients.http.clone(),
@@ -136,6 +184,10 @@ pub async fn run(
                         .send()
                         .await
                         .is_ok_and(|r| r.status().is_success()),
+                    Path::Grpc => match grpc.as_mut() {
+                        Some(client) => client.model_infer(grpc_body.clone()).await.is_ok(),
+                        None => false,
+                    },
                 };
                 latency.record(sent.elapsed());
                 if !ok {

@@ -14,6 +14,7 @@ use futures::future::join_all;
 use metrics::Histogram;
 use orbit_contract::result::RESULT_SCHEMA_VERSION;
 use orbit_contract::StoredResult;
+use orbit_runtime::traces;
 use orbit_runtime::{Received, Sink, SinkError};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -189,6 +190,7 @@ impl KafkaSink {
         event: &StoredResult,
         payload: &[u8],
         truncated: bool,
+        traceparent: Option<&str>,
     ) -> Result<(), KafkaError> {
         let mut headers = OwnedHeaders::new_with_capacity(4)
             .insert(Header {
@@ -203,6 +205,12 @@ impl KafkaSink {
                 key: SCHEMA_HEADER,
                 value: Some(self.schema.as_str()),
             });
+        if let Some(traceparent) = traceparent {
+            headers = headers.insert(Header {
+                key: traces::TRACEPARENT,
+                value: Some(traceparent),
+            });
+        }
         if truncated {
             headers = headers.insert(Header {
                 key: TRUNCATED_HEADER,
@@ -263,6 +271,39 @@ impl KafkaSink {
     /// Delivers one result, retrying transient failures until it lands. The caller holds it
     /// in `in_flight` meanwhile and records it as delivered afterwards.
     async fn deliver(&self, event: &StoredResult, payload: &[u8], delivery_seconds: &Histogram) {
+        // The result's span in Kafka, from send to Kafka's ack; its context is the record's
+        // `traceparent` header, for consumers that carry the trace on.
+        let span = traces::parse(event.traceparent.as_deref()).map(|parent| {
+            traces::open(
+                "kafka send",
+                Some(parent),
+                std::time::SystemTime::now(),
+                traces::Details {
+                    kind: Some(traces::Kind::Producer),
+                    attributes: vec![
+                        traces::Attribute::new("orbit.job_id", event.job_id.to_string()),
+                        traces::Attribute::new("messaging.system", "kafka"),
+                        traces::Attribute::new("messaging.destination.name", self.topic.clone()),
+                    ],
+                    links: Vec::new(),
+                },
+            )
+        });
+        let traceparent = span.as_ref().and_then(|s| s.context()).map(|t| t.header());
+        self.deliver_traced(event, payload, delivery_seconds, traceparent.as_deref())
+            .await;
+        if let Some(span) = span {
+            span.end();
+        }
+    }
+
+    async fn deliver_traced(
+        &self,
+        event: &StoredResult,
+        payload: &[u8],
+        delivery_seconds: &Histogram,
+        traceparent: Option<&str>,
+    ) {
         let started = std::time::Instant::now();
         let mut pause = Duration::from_millis(100);
         let mut truncated = false;
@@ -278,7 +319,7 @@ impl KafkaSink {
                 }
             }
             let body = if truncated { &stand_in[..] } else { payload };
-            match self.produce(event, body, truncated).await {
+            match self.produce(event, body, truncated, traceparent).await {
                 Ok(()) => {
                     // Handed to the producer -> acknowledged by Kafka (linger, broker, acks=all).
                     delivery_seconds.record(started.elapsed().as_secs_f64());

@@ -27,6 +27,9 @@ pub async fn call_within(
         serde_json::to_vec(&request).map_err(|err| ApiError::Internal(err.to_string()))?;
     let mut headers = HeaderMap::new();
     headers.insert(JOB_ID_HEADER, job_id.as_str());
+    if let Some(trace) = orbit_runtime::traces::current() {
+        headers.insert(orbit_runtime::traces::TRACEPARENT, trace.header().as_str());
+    }
     let message = state
         .nats
         .send_request(

@@ -11,6 +11,7 @@ pub mod kafka;
 pub mod ledger;
 pub mod load;
 pub mod onnx;
+pub mod otlp;
 mod process;
 pub mod search;
 mod stack;

@@ -59,7 +59,10 @@ async fn the_documented_python_function_is_learnt_from_discovery_and_answers_eve
     };
     let (status, models) = clients.get_json(&stack.url("/api/v1/models")).await?;
     assert_eq!(status, 200);
-    assert!(listed(&models).is_none(), "{FUNCTION} listed before it runs");
+    assert!(
+        listed(&models).is_none(),
+        "{FUNCTION} listed before it runs"
+    );
 
     // Not in stack.toml: it runs as the shared `functions` NATS user, with the stack's Python.
     let credentials = credentials_file(&clients.env, "functions")?;

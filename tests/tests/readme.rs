@@ -150,6 +150,7 @@ fn substitutions(clients: &Clients, stack: &Stack) -> Vec<(String, String)> {
     vec![
         ("localhost:8000".into(), gateway.clone()),
         ("127.0.0.1:8000".into(), gateway),
+        ("localhost:8001".into(), stack.grpc_addr.clone()),
         ("nats://127.0.0.1:4222".into(), env.nats_url().to_string()),
         (
             "127.0.0.1:9092".into(),

@@ -204,7 +204,7 @@ impl Bench {
                     sync::Path::Nats => Some(&mut self.figures.nats),
                     sync::Path::HttpRun => Some(&mut self.figures.http_run),
                     sync::Path::KServe => Some(&mut self.figures.kserve),
-                    sync::Path::KServeBinary | sync::Path::NatsPython => None,
+                    sync::Path::KServeBinary | sync::Path::NatsPython | sync::Path::Grpc => None,
                 };
                 if let Some(slot) = slot {
                     slot.get_or_insert(report.latency);
@@ -374,6 +374,7 @@ impl Bench {
                     nats: self.nats.clone(),
                     http: self.target.http.clone(),
                     base: self.stack.http.clone(),
+                    grpc: None,
                 };
                 let n = |short: usize, long_n: usize| if long { long_n } else { short };
                 // The last row freezes the sinks and the bridge: the same calls without the
@@ -392,12 +393,16 @@ impl Bench {
                 self.sync_rows(&clients, plan).await
             }
             Scenario::V2 => {
-                // The Open Inference Protocol against /run and against the bus alone, at 1, 16
-                // and 64 callers: what /v2 adds over the /run path that also goes over NATS.
+                // The Open Inference Protocol over HTTP and gRPC against /run and against the
+                // bus alone, at 1, 16 and 64 callers: what /v2 adds over the /run path that
+                // also goes over NATS, and what each door costs.
                 let clients = sync::Clients {
                     nats: self.nats.clone(),
                     http: self.target.http.clone(),
                     base: self.stack.http.clone(),
+                    grpc: Some(sync::grpc_client(&self.stack.grpc).await.with_context(|| {
+                        format!("the gateway's gRPC door at {}", self.stack.grpc)
+                    })?),
                 };
                 let _echo = sync::EchoResponder::start(self.stack.nats().await?).await?;
                 let mut plan = Vec::new();
@@ -408,6 +413,7 @@ impl Bench {
                         sync::Path::HttpRun,
                         sync::Path::KServe,
                         sync::Path::KServeBinary,
+                        sync::Path::Grpc,
                     ] {
                         plan.push((path, concurrency, calls, false));
                     }
@@ -603,6 +609,7 @@ impl Bench {
             nats: self.nats.clone(),
             http: self.target.http.clone(),
             base: self.stack.http.clone(),
+            grpc: None,
         };
         let calls = self.size(5_000, 20_000);
         let mut p50 = Vec::new();

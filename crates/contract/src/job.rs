@@ -226,6 +226,7 @@ impl ValidJob {
             inputs,
             metadata: self.metadata,
             submitted_at,
+            traceparent: None,
         }
     }
 }
@@ -248,6 +249,10 @@ pub struct JobEnvelope {
     #[serde(default)]
     pub parameters: Map<String, Value>,
     pub submitted_at: DateTime<Utc>,
+    /// The W3C trace context of the request that made the job (`00-<trace>-<span>-<flags>`),
+    /// when it is traced: the parent of the function's spans for this job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl JobEnvelope {

@@ -53,6 +53,10 @@ pub struct LogRecord {
     /// one query finds every line of a job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
+    /// The job's trace (OpenTelemetry, 32 hex digits), from a `trace_id` field the same way:
+    /// the line's place in the trace viewer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// The event's and its spans' other fields.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub fields: BTreeMap<String, Value>,
@@ -80,6 +84,7 @@ mod tests {
             service: "moving_average".into(),
             worker: "moving_average-1".into(),
             job_id: Some("job-1".into()),
+            trace_id: None,
             fields: BTreeMap::from([("attempt".to_string(), Value::from(2))]),
         };
         let json = serde_json::to_value(&record).unwrap();

@@ -180,6 +180,10 @@ pub struct ResultEvent {
     pub attempt: u32,
     /// How many jobs ran in the same call.
     pub batch_size: u32,
+    /// The job's W3C trace context, as the function hands it on: the parent of each store's
+    /// span for this result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// The answer to a synchronous call: the result without the echoed input.
@@ -236,9 +240,19 @@ pub struct StoredResult {
     pub worker_id: String,
     pub attempt: u32,
     pub batch_size: u32,
+    #[serde(default)]
+    pub traceparent: Option<String>,
 }
 
 impl StoredResult {
+    /// The trace id of the result's `traceparent` (32 hex digits), when it is traced: what a
+    /// trace viewer finds the job's trace by.
+    pub fn trace_id(&self) -> Option<&str> {
+        let traceparent = self.traceparent.as_deref()?;
+        let id = traceparent.get(3..35)?;
+        (traceparent.len() >= 55 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
+    }
+
     /// The [`crate::JobView`] of this result as JSON (the same document `JobView` serialises
     /// to), without parsing the output.
     pub fn view_json(&self) -> Result<String, serde_json::Error> {
@@ -306,6 +320,7 @@ mod stored_tests {
             worker_id: "w".into(),
             attempt: 1,
             batch_size: 3,
+            traceparent: None,
         }
     }
 

@@ -19,6 +19,8 @@ pub struct Submission {
     /// The function it is for.
     pub function: String,
     pub payload: Bytes,
+    /// The job's trace context, also sent as the `traceparent` header when it travels alone.
+    pub traceparent: Option<String>,
 }
 
 impl Submission {
@@ -35,13 +37,16 @@ impl Submission {
     /// Wraps a checked job in the JOBS envelope under `job_id`.
     pub fn of_job(job: ValidJob, job_id: JobId) -> Result<Self, FieldError> {
         let function = job.function.clone();
-        let envelope = job.into_envelope(job_id.clone(), Utc::now());
+        let mut envelope = job.into_envelope(job_id.clone(), Utc::now());
+        // The request's trace, when the door that took it is traced (crate::traces).
+        envelope.traceparent = crate::traces::current().map(|trace| trace.header());
         let payload = serde_json::to_vec(&envelope)
             .map_err(|err| FieldError::new("body", format!("cannot encode job: {err}")))?;
         Ok(Self {
             job_id,
             function,
             payload: payload.into(),
+            traceparent: envelope.traceparent,
         })
     }
 
@@ -60,6 +65,9 @@ impl Submission {
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, message_id);
         headers.insert(JOB_ID_HEADER, self.job_id.as_str());
+        if let Some(traceparent) = &self.traceparent {
+            headers.insert(crate::traces::TRACEPARENT, traceparent.as_str());
+        }
         js.publish_with_headers(job_subject(&self.function), headers, self.payload.clone())
             .await
     }

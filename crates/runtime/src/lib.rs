@@ -32,6 +32,7 @@ pub mod stats;
 pub mod streams;
 pub mod telemetry;
 pub mod threads;
+pub mod traces;
 pub mod worker;
 
 /// The allocator every Orbit process installs (`#[global_allocator]` in each binary): glibc's

@@ -46,6 +46,8 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, Connec
     tracing::info!(url = %redacted(url), name, "connected to NATS");
     // The first connection also carries the process's logs (crate::telemetry).
     crate::telemetry::ship(&client);
+    // And starts its traces' export, now that its name is settled.
+    crate::traces::start(&crate::telemetry::service_name());
     Ok(client)
 }
 

@@ -12,6 +12,9 @@ use orbit_contract::subjects::{result_subject, JOB_ID_HEADER};
 use orbit_contract::{JobFailure, JobId, JobState, RecordedInput, ResultEvent, Source, Timings};
 use serde_json::{Map, Value};
 use std::ops::Range;
+use std::time::SystemTime;
+
+use crate::traces;
 
 /// Everything known about one finished job.
 pub(crate) struct Finished {
@@ -28,6 +31,8 @@ pub(crate) struct Finished {
     pub finished_at: DateTime<Utc>,
     pub attempt: u32,
     pub batch_size: u32,
+    /// The context the result carries on (its publish span's, see [`trace_job`]).
+    pub traceparent: Option<String>,
 }
 
 /// Who produced a result.
@@ -66,10 +71,81 @@ impl Finished {
             worker_id: producer.worker_id.to_string(),
             attempt: self.attempt,
             batch_size: self.batch_size,
+            traceparent: self.traceparent,
         };
         record_metrics(&event);
         event
     }
+}
+
+/// A job's times in a function, for its spans.
+pub(crate) struct JobTimes {
+    pub submitted_at: DateTime<Utc>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+}
+
+/// Records a job's spans in the function, children of `parent` (its request's context): the
+/// queue wait (submitted to picked up) and the compute (linked to `batch`, the span of the
+/// call that ran it with others); and opens its publish span, ended once the result is
+/// stored. The result carries the publish span's context to the stores.
+pub(crate) fn trace_job(
+    parent: Option<traces::TraceParent>,
+    function: &str,
+    job_id: &JobId,
+    times: &JobTimes,
+    batch: Option<traces::TraceParent>,
+    output: &Result<Value, JobFailure>,
+) -> traces::Open {
+    if !traces::enabled() {
+        return traces::open(
+            "publish",
+            parent,
+            SystemTime::now(),
+            traces::Details::default(),
+        );
+    }
+    let attributes = || {
+        vec![
+            traces::Attribute::new("orbit.job_id", job_id.to_string()),
+            traces::Attribute::new("orbit.function", function.to_string()),
+        ]
+    };
+    traces::record(
+        "queue",
+        parent,
+        traces::at(times.submitted_at),
+        traces::at(times.started_at),
+        traces::Details {
+            kind: Some(traces::Kind::Consumer),
+            attributes: attributes(),
+            links: Vec::new(),
+        },
+    );
+    let mut compute = traces::open(
+        "compute",
+        parent,
+        traces::at(times.started_at),
+        traces::Details {
+            attributes: attributes(),
+            links: batch.into_iter().collect(),
+            ..Default::default()
+        },
+    );
+    if let Err(failure) = output {
+        compute.fail(format!("{}: {}", failure.code, failure.message));
+    }
+    compute.end_at(traces::at(times.finished_at));
+    traces::open(
+        "publish",
+        parent,
+        traces::at(times.finished_at),
+        traces::Details {
+            kind: Some(traces::Kind::Producer),
+            attributes: attributes(),
+            links: Vec::new(),
+        },
+    )
 }
 
 fn millis_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
@@ -92,11 +168,14 @@ fn record_metrics(event: &ResultEvent) {
         .record(event.timings.compute_ms / 1000.0);
     // The lines a job leaves in the logs (found by its job_id in the log store): successes
     // are counted, not logged; a failure and a re-run are worth a line each.
+    // The job's trace id beside its job id, so each finds the other.
+    let trace_id = traces::parse(event.traceparent.as_deref()).map(|t| t.trace_id());
     if let Some(failure) = &event.error {
-        tracing::warn!(job_id = %event.job_id, function = %event.function, code = %failure.code,
-            reason = %failure.message, attempt = event.attempt, "job failed");
+        tracing::warn!(job_id = %event.job_id, trace_id, function = %event.function,
+            code = %failure.code, reason = %failure.message, attempt = event.attempt,
+            "job failed");
     } else if event.attempt > 1 {
-        tracing::info!(job_id = %event.job_id, function = %event.function,
+        tracing::info!(job_id = %event.job_id, trace_id, function = %event.function,
             attempt = event.attempt, "job succeeded on a later delivery");
     }
 }
@@ -125,6 +204,9 @@ pub(crate) struct Publication {
     job_id: Option<String>,
     /// `Some(n)` for a bundle of `n` results.
     documents: Option<usize>,
+    /// A lone result's trace context, also in its `traceparent` header (a bundle's results
+    /// each carry their own in the document).
+    traceparent: Option<String>,
     payload: Bytes,
 }
 
@@ -259,6 +341,7 @@ impl OpenBundle {
             msg_id: bundle::bundle_id(span_events[self.first].job_id.as_str(), self.documents),
             job_id: None,
             documents: Some(self.documents),
+            traceparent: None,
             payload: self.payload.into(),
         }
     }
@@ -274,6 +357,7 @@ impl Publication {
             msg_id: event.job_id.as_str().to_string(),
             job_id: Some(event.job_id.as_str().to_string()),
             documents: None,
+            traceparent: event.traceparent.clone(),
             payload: {
                 // About what a result of this size encodes to, so the buffer rarely grows.
                 let mut payload = Vec::with_capacity(1024 + input_size(&event.input));
@@ -295,6 +379,9 @@ impl Publication {
         }
         if let Some(count) = self.documents {
             headers.insert(BUNDLE_SIZE_HEADER, count.to_string().as_str());
+        }
+        if let Some(traceparent) = &self.traceparent {
+            headers.insert(traces::TRACEPARENT, traceparent.as_str());
         }
         Ok(js
             .publish_with_headers(self.subject.clone(), headers, self.payload.clone())
@@ -330,6 +417,7 @@ mod tests {
             worker_id: "w".into(),
             attempt: 1,
             batch_size: 1,
+            traceparent: None,
         }
     }
 

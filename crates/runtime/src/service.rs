@@ -23,9 +23,10 @@ use tokio::sync::Semaphore;
 
 use crate::config::SyncRecord;
 use crate::executor::Outcome;
-use crate::results::{self, Finished, Producer};
+use crate::results::{self, Finished, JobTimes, Producer};
 use crate::serve::Hosted;
 use crate::stats::FunctionStats;
+use crate::traces;
 use crate::{RuntimeConfig, Shutdown};
 
 /// Service error codes, HTTP-like so the gateway can map them straight through.
@@ -236,6 +237,25 @@ async fn answer(
                 batch_size: 0,
             });
     let finished_at = Utc::now();
+    let parent = traces::parse(
+        message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(traces::TRACEPARENT))
+            .map(|v| v.as_str()),
+    );
+    let publish = results::trace_job(
+        parent,
+        name,
+        &job_id,
+        &JobTimes {
+            submitted_at,
+            started_at,
+            finished_at,
+        },
+        None,
+        &output,
+    );
 
     let event = Finished {
         job_id,
@@ -250,6 +270,7 @@ async fn answer(
         finished_at,
         attempt: 1,
         batch_size,
+        traceparent: publish.context().map(|t| t.header()),
     }
     .into_event(&Producer {
         function: name,
@@ -268,6 +289,7 @@ async fn answer(
         },
         Err(err) => Err(err.to_string()),
     };
+    publish.end();
     if let Err(err) = recorded {
         tracing::warn!(job_id = %event.job_id, error = %err, "sync result not recorded");
         return Err(service::error::Error {

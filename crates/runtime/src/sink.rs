@@ -32,7 +32,7 @@ use crate::backoff::backoff;
 use crate::deadletter::{dead_letter, store_dead_letter};
 use crate::pull::{PullSettings, Pulled, Puller};
 use crate::serve::ServeError;
-use crate::{nats, streams, RuntimeConfig, Shutdown};
+use crate::{nats, streams, traces, RuntimeConfig, Shutdown};
 
 /// What a sink reads: the stream it comes from and how to name one in a dead letter.
 pub trait SinkEvent: DeserializeOwned + Send + Sync + 'static {
@@ -47,6 +47,11 @@ pub trait SinkEvent: DeserializeOwned + Send + Sync + 'static {
     /// already be stored even when its message is new.
     fn repeats(&self) -> bool {
         false
+    }
+
+    /// The trace context the event carries (a result's), the parent of its store span.
+    fn traceparent(&self) -> Option<&str> {
+        None
     }
 
     /// Feeds `sink` from the event's stream until shutdown ([`run_sink`]). Results and logs
@@ -72,6 +77,10 @@ impl SinkEvent for StoredResult {
 
     fn repeats(&self) -> bool {
         self.attempt > 1
+    }
+
+    fn traceparent(&self) -> Option<&str> {
+        self.traceparent.as_deref()
     }
 
     fn feed(
@@ -354,6 +363,7 @@ async fn store<E: SinkEvent>(
         received,
     } = decoded;
     metrics::histogram!("orbit_sink_batch_size", "sink" => name).record(events.len() as f64);
+    let write_started = std::time::SystemTime::now();
     let write = sink.write_each(&events, &received);
     tokio::pin!(write);
     let mut keep_alive = tokio::time::interval(ack_wait / 3);
@@ -372,6 +382,9 @@ async fn store<E: SinkEvent>(
         Ok(rejected) => set_aside(js, name, &events, &received, rejected).await,
         Err(err) => Err(err),
     };
+    if traces::enabled() {
+        trace_writes(name, &events, write_started, outcome.as_ref().err());
+    }
     match outcome {
         Ok(refused) => {
             failures.store(0, Ordering::Relaxed);
@@ -395,6 +408,40 @@ async fn store<E: SinkEvent>(
                 let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
             }
         }
+    }
+}
+
+/// One span per traced event of a batch write: `store <sink>`, from the write's start to now,
+/// child of the context the event carries.
+fn trace_writes<E: SinkEvent>(
+    name: &'static str,
+    events: &[E],
+    started: std::time::SystemTime,
+    failed: Option<&SinkError>,
+) {
+    let ended = std::time::SystemTime::now();
+    for event in events {
+        let Some(parent) = traces::parse(event.traceparent()) else {
+            continue;
+        };
+        let mut span = traces::open(
+            format!("store {name}"),
+            Some(parent),
+            started,
+            traces::Details {
+                kind: Some(traces::Kind::Client),
+                attributes: vec![
+                    traces::Attribute::new("orbit.job_id", event.id().to_string()),
+                    traces::Attribute::new("orbit.sink", name),
+                    traces::Attribute::new("orbit.batch", events.len() as i64),
+                ],
+                links: Vec::new(),
+            },
+        );
+        if let Some(err) = failed {
+            span.fail(err.to_string());
+        }
+        span.end_at(ended);
     }
 }
 

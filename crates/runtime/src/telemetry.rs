@@ -81,7 +81,7 @@ pub fn ship(client: &async_nats::Client) {
     tokio::spawn(publish_logs(client.clone(), receiver, service, worker));
 }
 
-fn service_name() -> String {
+pub(crate) fn service_name() -> String {
     if let Some(name) = SERVICE.get() {
         return name.clone();
     }
@@ -204,6 +204,11 @@ where
             Some(other) => Some(other.to_string()),
             None => None,
         };
+        let trace_id = match fields.remove("trace_id") {
+            Some(Value::String(id)) => Some(id),
+            Some(other) => Some(other.to_string()),
+            None => None,
+        };
         let metadata = event.metadata();
         let record = LogRecord {
             id: uuid::Uuid::now_v7().to_string(),
@@ -214,6 +219,7 @@ where
             service: String::new(),
             worker: String::new(),
             job_id,
+            trace_id,
             fields,
         };
         if self.sender.try_send(record).is_err() {

@@ -22,8 +22,9 @@ use crate::deadletter::{dead_letter, store_dead_letter};
 use crate::executor::Outcome;
 use crate::function::{AnyParams, Job};
 use crate::pull::{PullSettings, Puller};
-use crate::results::{self, Finished, Producer};
+use crate::results::{self, Finished, JobTimes, Producer};
 use crate::serve::Hosted;
+use crate::traces;
 use crate::{RuntimeConfig, Shutdown};
 
 /// Name of the durable consumer shared by every replica of `function`.
@@ -300,6 +301,24 @@ async fn process_batch(
         function: name,
         worker_id: &config.worker_id,
     };
+    // The batch's span, in the first traced job's trace; each job's compute span links to it.
+    let traced = |d: &Delivery| traces::parse(d.envelope.traceparent.as_deref());
+    let batch_span = traces::enabled().then(|| {
+        traces::record(
+            "batch",
+            deliveries.iter().find_map(traced),
+            traces::at(started_at),
+            traces::at(finished_at),
+            traces::Details {
+                attributes: vec![
+                    traces::Attribute::new("orbit.function", name.to_string()),
+                    traces::Attribute::new("orbit.jobs", deliveries.len() as i64),
+                ],
+                ..Default::default()
+            },
+        )
+    });
+    let mut publishing = Vec::with_capacity(deliveries.len());
     let mut outputs = outputs.into_iter();
     let mut events = Vec::with_capacity(deliveries.len());
     // The deliveries are used up here: their series and objects move into the results.
@@ -314,6 +333,20 @@ async fn process_batch(
         };
         let input = RecordedInput::of_envelope(&delivery.envelope);
         let envelope = delivery.envelope;
+        let publish = results::trace_job(
+            traces::parse(envelope.traceparent.as_deref()),
+            name,
+            &envelope.job_id,
+            &JobTimes {
+                submitted_at: envelope.submitted_at,
+                started_at,
+                finished_at,
+            },
+            batch_span.flatten(),
+            &output,
+        );
+        let traceparent = publish.context().map(|t| t.header());
+        publishing.push(publish);
         events.push(
             Finished {
                 job_id: envelope.job_id,
@@ -328,6 +361,7 @@ async fn process_batch(
                 finished_at,
                 attempt: delivery.attempt,
                 batch_size,
+                traceparent,
             }
             .into_event(&producer),
         );
@@ -349,6 +383,9 @@ async fn process_batch(
     // in flight, that wait is where a replica's memory peaks.
     drop(events);
     store_results_then_ack(js, &carriers, &publications, shutdown).await;
+    for span in publishing {
+        span.end();
+    }
 }
 
 fn is_last_delivery(delivery: &Delivery, config: &RuntimeConfig) -> bool {

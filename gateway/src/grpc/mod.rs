@@ -16,11 +16,14 @@ pub mod convert;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::time::SystemTime;
 
 use futures::{Stream, StreamExt};
 use orbit_contract::{Datatype, TensorSpec};
+use orbit_runtime::traces::{self, TraceParent};
 use orbit_runtime::Shutdown;
 use prost::Message;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 use triton_proto::grpc_inference_service_server::{
@@ -93,7 +96,46 @@ impl Door {
             .map_err(denied)
     }
 
-    async fn infer(&self, request: ModelInferRequest) -> Result<ModelInferResponse, Status> {
+    /// One infer, in a span of its own (a child of the caller's `traceparent`) when traces
+    /// are on, whose context the jobs carry.
+    async fn infer(
+        &self,
+        request: ModelInferRequest,
+        parent: Option<TraceParent>,
+    ) -> Result<ModelInferResponse, Status> {
+        if !traces::enabled() {
+            return traces::scope(parent, self.infer_untraced(request)).await;
+        }
+        let mut span = traces::open(
+            "ModelInfer",
+            parent,
+            SystemTime::now(),
+            traces::Details {
+                kind: Some(traces::Kind::Server),
+                attributes: vec![
+                    traces::Attribute::new("rpc.system", "grpc"),
+                    traces::Attribute::new("rpc.method", "ModelInfer"),
+                    traces::Attribute::new("orbit.function", request.model_name.clone()),
+                ],
+                links: Vec::new(),
+            },
+        );
+        let answer = traces::scope(span.context(), self.infer_untraced(request)).await;
+        if let Err(status) = &answer {
+            span.set_attribute(traces::Attribute::new(
+                "rpc.grpc.status_code",
+                status.code() as i64,
+            ));
+            span.fail(status.message().to_string());
+        }
+        span.end();
+        answer
+    }
+
+    async fn infer_untraced(
+        &self,
+        request: ModelInferRequest,
+    ) -> Result<ModelInferResponse, Status> {
         let limit = self.state.config.max_body_bytes;
         if request.encoded_len() > limit {
             return Err(Status::resource_exhausted(format!(
@@ -107,6 +149,16 @@ impl Door {
         let inferred = v2::run_infer(&self.state, &model, version, &decoded, None).await?;
         Ok(convert::encode(&model, decoded.id, inferred))
     }
+}
+
+/// The caller's trace context, from the call's `traceparent` metadata.
+fn trace_of<T>(request: &Request<T>) -> Option<TraceParent> {
+    traces::parse(
+        request
+            .metadata()
+            .get(traces::TRACEPARENT)
+            .and_then(|value| value.to_str().ok()),
+    )
 }
 
 /// The protocol's "no version" is an empty string.
@@ -202,7 +254,10 @@ impl GrpcInferenceService for Door {
         request: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
         let _admitted = self.admit(&request, Scope::Submit)?;
-        Ok(Response::new(self.infer(request.into_inner()).await?))
+        let parent = trace_of(&request);
+        Ok(Response::new(
+            self.infer(request.into_inner(), parent).await?,
+        ))
     }
 
     /// Each request of the stream runs as a `ModelInfer` would; a failed one answers with its
@@ -213,6 +268,7 @@ impl GrpcInferenceService for Door {
     ) -> Result<Response<InferStream>, Status> {
         // Held by the stream: the key's in-flight slot is freed when the stream ends.
         let admitted = self.admit(&request, Scope::Submit)?;
+        let parent = trace_of(&request);
         let door = std::sync::Arc::new(Door {
             state: self.state.clone(),
         });
@@ -224,7 +280,7 @@ impl GrpcInferenceService for Door {
                 async move {
                     let request = message?;
                     let id = request.id.clone();
-                    Ok(match door.infer(request).await {
+                    Ok(match door.infer(request, parent).await {
                         Ok(response) => ModelStreamInferResponse {
                             error_message: String::new(),
                             infer_response: Some(response),
@@ -402,7 +458,9 @@ pub async fn serve(
     server
         .add_service(service)
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            // Without TCP_NODELAY a response's last frame waits for the peer's delayed ACK:
+            // 40 ms per call.
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
             async move { shutdown.wait().await },
         )
         .await

@@ -257,6 +257,7 @@ async fn redrive(
             job_id: envelope.job_id,
             function: function.to_string(),
             payload,
+            traceparent: envelope.traceparent,
         });
     }
     let mut acks = Vec::with_capacity(submissions.len());

@@ -79,6 +79,7 @@ pub fn router(state: AppState) -> Router {
             crate::auth::authorize,
         ))
         .layer(middleware::from_fn(count_requests))
+        .layer(middleware::from_fn(crate::request_trace::trace))
         // The request's path, never its query: `?access_token=` carries a key.
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
             tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())

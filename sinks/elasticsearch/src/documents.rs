@@ -32,6 +32,9 @@ pub struct ResultDocument<'a> {
     pub attempt: u32,
     pub batch_size: u32,
     pub schema_version: u32,
+    /// The job's trace (OpenTelemetry), when it is traced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<Data<'a>>,
 }
@@ -68,6 +71,7 @@ impl<'a> ResultDocument<'a> {
             attempt: result.attempt,
             batch_size: result.batch_size,
             schema_version: result.schema_version,
+            trace_id: result.trace_id(),
             data: with_data.then_some(Data {
                 input: &result.input,
                 output: result.output.as_deref(),
@@ -121,6 +125,7 @@ pub fn results_template(index: &str) -> Value {
             "attempt": { "type": "integer" },
             "batch_size": { "type": "integer" },
             "schema_version": { "type": "integer" },
+            "trace_id": { "type": "keyword" },
             "data": { "type": "object", "enabled": false }
         }),
     )
@@ -139,6 +144,7 @@ pub fn logs_template(prefix: &str) -> Value {
             "service": { "type": "keyword" },
             "worker": { "type": "keyword" },
             "job_id": { "type": "keyword" },
+            "trace_id": { "type": "keyword" },
             "fields": { "type": "object", "enabled": false }
         }),
     )
@@ -184,6 +190,7 @@ mod tests {
             service: "gateway".into(),
             worker: "gateway".into(),
             job_id: None,
+            trace_id: None,
             fields: Default::default(),
         };
         assert_eq!(log_index("orbit-logs-", &record), "orbit-logs-2026.12.03");
