@@ -20,6 +20,8 @@ const KAFKA_IMAGE: &str = "apache/kafka:3.9.1";
 const ELASTICSEARCH_IMAGE: &str = "docker.elastic.co/elasticsearch/elasticsearch:8.17.0";
 const PROMETHEUS_IMAGE: &str = "prom/prometheus:v3.1.0";
 const GRAFANA_IMAGE: &str = "grafana/grafana:11.4.0";
+/// Jaeger all-in-one: takes OTLP/HTTP on 4318, shows traces on 16686.
+const JAEGER_IMAGE: &str = "jaegertracing/jaeger:2.10.0";
 
 /// The named volumes of the infrastructure.
 const VOLUMES: [&str; 8] = [
@@ -550,6 +552,18 @@ fn infra_services(stack: &Stack) -> Ordered<Service> {
             ..Service::default()
         },
     );
+    // Traces: the processes export to it when ORBIT_OTLP_ENDPOINT=http://jaeger:4318.
+    services.insert(
+        "jaeger",
+        Service {
+            image: JAEGER_IMAGE.into(),
+            profiles: owned(&["observability"]),
+            ports: vec![published(16686), published(4318)],
+            restart: "unless-stopped",
+            deploy: limited(1, 1024),
+            ..Service::default()
+        },
+    );
     services
 }
 
@@ -745,7 +759,7 @@ pub fn text(stack: &Stack, compose: &ComposeFile) -> Result<String, DeployError>
          #   orbit deploy env                       # .env with fresh secrets (or copy .env.example)\n\
          #   docker compose up -d                   # NATS, Postgres, Redis, Kafka, Elasticsearch, Orbit\n\
          #   docker compose up -d --scale {scaled}=3\n\
-         # Profiles: observability (Prometheus, Grafana), cluster (three NATS servers; also set\n\
+         # Profiles: observability (Prometheus, Grafana, Jaeger), cluster (three NATS servers; also set\n\
          # ORBIT_NATS_MODE=cluster, ORBIT_STREAM_REPLICAS=3 and ORBIT_NATS_URL in .env), gpu (the model\n\
          # host on an NVIDIA GPU). Every port is published on ORBIT_BIND (default 127.0.0.1).\n{}",
         yaml::document(compose)?
@@ -816,6 +830,7 @@ mod tests {
             "elasticsearch",
             "prometheus",
             "grafana",
+            "jaeger",
         ];
         assert_eq!(
             compose.services().count(),

@@ -38,7 +38,7 @@ pub fn example(compose: &ComposeFile) -> Result<String, DeployError> {
         "# configuration); API keys: orbit_<random>. Kubernetes: the same file becomes the Secret",
         "# orbit-secrets (docs/deploy.md).",
         "",
-        "# Which optional parts run: observability (Prometheus, Grafana), cluster, gpu.",
+        "# Which optional parts run: observability (Prometheus, Grafana, Jaeger), cluster, gpu.",
         "COMPOSE_PROFILES=",
         "# Where published ports listen; 0.0.0.0 exposes them beyond this machine.",
         "ORBIT_BIND=127.0.0.1",
@@ -46,6 +46,8 @@ pub fn example(compose: &ComposeFile) -> Result<String, DeployError> {
         "# ORBIT_STREAM_REPLICAS=3, ORBIT_NATS_URL=nats://nats:4222,nats://nats-2:4222,nats://nats-3:4222",
         "ORBIT_NATS_MODE=single",
         "ORBIT_STREAM_REPLICAS=1",
+        "# Traces (OTLP/HTTP): with the observability profile, http://jaeger:4318; empty, none.",
+        "ORBIT_OTLP_ENDPOINT=",
         "",
     ]
     .into_iter()

@@ -15,8 +15,10 @@ use super::yaml::{self, map, strings};
 use super::{DeployError, Stack, HEADER};
 
 /// Non-secret settings every process reads, kept in the ConfigMap orbit-config.
-const CONFIG: [(&str, &str); 4] = [
+const CONFIG: [(&str, &str); 5] = [
     ("ORBIT_NATS_URL", "nats://nats:4222"),
+    // Empty: no traces; an OTLP/HTTP collector's URL turns them on.
+    ("ORBIT_OTLP_ENDPOINT", ""),
     ("ORBIT_STREAM_REPLICAS", "3"),
     ("ORBIT_KAFKA_BROKERS", "kafka:9092"),
     ("ORBIT_ELASTICSEARCH_URL", "http://elasticsearch:9200"),

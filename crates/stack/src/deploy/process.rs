@@ -229,6 +229,7 @@ pub fn environment(
         setting("ORBIT_STREAM_REPLICAS", "1"),
     );
     env.insert("ORBIT_LOG_FORMAT", "json".to_string());
+    env.insert("ORBIT_OTLP_ENDPOINT", setting("ORBIT_OTLP_ENDPOINT", ""));
     if let Some(postgres) = &process.postgres {
         let password = secret(&variable("ORBIT_PG_PASSWORD", &postgres.role));
         env.insert(
