@@ -3,7 +3,7 @@
 //! separate processes against the gateway, exactly as an ML engineer would use them:
 //! metadata, readiness, infer in JSON, binary and raw tensors for each function, batched
 //! inputs, versions, errors (HTTP statuses, gRPC codes), statistics and the repository index;
-//! over gRPC once more with API keys on.
+//! over gRPC once more with API keys on, and once over TLS.
 
 use std::process::Command;
 
@@ -87,5 +87,58 @@ async fn the_stock_triton_clients_work_unchanged_over_http_and_grpc() -> anyhow:
         ],
     )
     .await?;
+
+    // A third with TLS on the gRPC door, the client verifying it against the CA.
+    let dir = std::env::temp_dir().join(format!("orbit-grpc-tls-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir)?;
+    let (ca, cert, key) = make_certificates(&dir)?;
+    let secured = Stack::start(
+        &clients,
+        StackOptions {
+            functions: Vec::new(),
+            sinks: false,
+            gateway_env: vec![
+                ("ORBIT_GRPC_TLS_CERT", cert.display().to_string()),
+                ("ORBIT_GRPC_TLS_KEY", key.display().to_string()),
+            ],
+            ..StackOptions::default()
+        },
+    )
+    .await?;
+    run_client(
+        &clients,
+        "grpc_client.py",
+        vec![
+            "--url".into(),
+            secured.grpc_addr.replace("127.0.0.1", "localhost"),
+            "--ca".into(),
+            ca.display().to_string(),
+        ],
+    )
+    .await?;
+    std::fs::remove_dir_all(&dir).ok();
     Ok(())
+}
+
+/// A CA and a server certificate for localhost it signed: (ca, cert, key) PEM files in `dir`.
+fn make_certificates(
+    dir: &std::path::Path,
+) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Orbit test CA");
+    let ca = ca_params.self_signed(&ca_key)?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(vec!["localhost".to_string()])?;
+    params.distinguished_name.push(DnType::CommonName, "gateway");
+    let cert = params.signed_by(&key, &ca, &ca_key)?;
+    let paths = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&paths.0, ca.pem())?;
+    std::fs::write(&paths.1, cert.pem())?;
+    std::fs::write(&paths.2, key.serialize_pem())?;
+    Ok(paths)
 }

@@ -14,6 +14,7 @@ script prints one JSON line of what it checked and exits 0, or prints the failur
 
 import argparse
 import json
+import queue
 import sys
 
 import numpy as np
@@ -55,8 +56,12 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True, help="host:port of the gRPC door (ORBIT_GRPC_ADDR)")
     parser.add_argument("--api-key", help="an API key (admin scope) every call presents")
+    parser.add_argument("--ca", help="the CA (PEM file) of a door that speaks TLS")
     args = parser.parse_args()
-    client = grpcclient.InferenceServerClient(url=args.url)
+    if args.ca:
+        client = grpcclient.InferenceServerClient(url=args.url, ssl=True, root_certificates=args.ca)
+    else:
+        client = grpcclient.InferenceServerClient(url=args.url)
     headers = {"authorization": f"Bearer {args.api_key}"} if args.api_key else None
     done = []
 
@@ -143,6 +148,23 @@ def main() -> int:
     ]:
         expect_error(call, status, text)
     done.append("errors: unknown model NOT_FOUND, bad parameter INVALID_ARGUMENT, wrong input INVALID_ARGUMENT, unknown version NOT_FOUND")
+
+    # A bidirectional stream (ModelStreamInfer): every request answered, a bad one with its error.
+    answers = queue.Queue()
+    client.start_stream(callback=lambda result, error: answers.put((result, error)), headers=headers)
+    for i in range(3):
+        client.async_stream_infer("moving_average", [_series([1, 2, 3, 4])], parameters={"window": 2}, request_id=f"s-{i}")
+    client.async_stream_infer("moving_average", [_series([1, 2, 3, 4])], parameters={"window": 0}, request_id="s-bad")
+    got = [answers.get(timeout=30) for _ in range(4)]
+    client.stop_stream()
+    answered = sorted(r.get_response().id for r, e in got if e is None)
+    failed = [e for r, e in got if e is not None]
+    check(answered == ["s-0", "s-1", "s-2"], f"stream answers {answered}")
+    check(len(failed) == 1 and "parameters.window" in str(failed[0]), f"stream error {failed}")
+    for result, error in got:
+        if error is None:
+            check(np.allclose(result.as_numpy("values"), [1.5, 2.5, 3.5]), "stream values")
+    done.append("ModelStreamInfer: 3 answered in any order, a bad request answered with its error")
 
     # 1 + 4 x 4 rows went through moving_average here; /v2 over HTTP shares the counts.
     statistics = client.get_inference_statistics("moving_average", headers=headers)
