@@ -15,10 +15,11 @@ use futures::future::join_all;
 use orbit_contract::{FieldError, JobId, JobRequest};
 use orbit_runtime::jobs::Submission;
 use orbit_runtime::registry::Registry;
+use orbit_runtime::traces;
 use orbit_runtime::Shutdown;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureRecord;
 use rdkafka::Message;
 use serde_json::json;
@@ -211,5 +212,14 @@ async fn submission(registry: &Registry, message: &OwnedMessage) -> Result<Submi
             "key",
         )?,
     };
-    Submission::prepare(request, &spec, job_id)
+    // The record's `traceparent` header, when its producer traces, is the job's trace.
+    let trace = message.headers().and_then(|headers| {
+        headers
+            .iter()
+            .find(|h| h.key == traces::TRACEPARENT)
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(traces::TraceParent::parse)
+    });
+    traces::scope(trace, async { Submission::prepare(request, &spec, job_id) }).await
 }

@@ -180,6 +180,41 @@ async fn one_job_is_one_trace_from_the_caller_to_kafka() -> anyhow::Result<()> {
     assert_eq!(line["job_id"], json!(failing), "{line}");
     assert_eq!(line["message"], "job failed", "{line}");
 
+    // A job that comes without a context gets a trace of its own, rooted in its `job` span.
+    let bare = uuid::Uuid::now_v7().to_string();
+    let envelope = json!({
+        "job_id": bare, "model_name": "moving_average", "data": [1.0, 2.0, 3.0, 4.0],
+        "parameters": {"window": 2}, "submitted_at": chrono::Utc::now().to_rfc3339(),
+    });
+    clients
+        .jetstream
+        .publish("orbit.jobs.moving_average", envelope.to_string().into())
+        .await?
+        .await?;
+    wait_until(
+        "a trace rooted in the job",
+        Duration::from_secs(30),
+        || async {
+            let spans = receiver.all();
+            let of_job = |name: &str| {
+                spans
+                    .iter()
+                    .find(|s| s.name == name && s.attribute("orbit.job_id") == Some(bare.as_str()))
+            };
+            let (Some(job), Some(compute), Some(publish)) =
+                (of_job("job"), of_job("compute"), of_job("publish"))
+            else {
+                return Ok(None);
+            };
+            Ok((job.parent_span_id.is_empty()
+                && compute.parent_span_id == job.span_id
+                && publish.parent_span_id == job.span_id
+                && compute.trace_id == job.trace_id)
+                .then_some(()))
+        },
+    )
+    .await?;
+
     // A sync call on /v2 carries the caller's trace to the function and its record.
     let (sync_trace, sync_caller) = (random_hex(32), random_hex(16));
     let response = clients

@@ -111,6 +111,21 @@ pub(crate) fn trace_job(
             traces::Attribute::new("orbit.function", function.to_string()),
         ]
     };
+    // A job that came without a context (a Kafka record, a message published straight onto
+    // JOBS) gets a trace of its own, rooted in a span of the whole job as the function saw it.
+    let parent = parent.or_else(|| {
+        traces::record(
+            "job",
+            None,
+            traces::at(times.submitted_at),
+            traces::at(times.finished_at),
+            traces::Details {
+                kind: Some(traces::Kind::Consumer),
+                attributes: attributes(),
+                links: Vec::new(),
+            },
+        )
+    });
     traces::record(
         "queue",
         parent,

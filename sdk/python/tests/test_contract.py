@@ -1,9 +1,10 @@
 """The wire details that must match the Rust contract byte for byte."""
 
+import logging
 import re
 import time
 
-from orbit_function import contract
+from orbit_function import contract, logs
 
 
 def test_fnv1a_digest_matches_the_reference_vectors():
@@ -50,3 +51,35 @@ def test_bundles_and_single_documents_split():
 def test_json_is_compact_and_floats_keep_their_shortest_form():
     # serde_json (ryu) writes the same text: crates/contract's stored-result test expects 1e+308.
     assert contract.dumps({"a": [0.1, 1.0, 1e308]}) == b'{"a":[0.1,1.0,1e+308]}'
+
+
+def test_trace_contexts_are_carried_as_the_rust_runtime_writes_them():
+    header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    assert contract.parse_traceparent(header) == header
+    assert contract.parse_traceparent(f" {header.upper()} ") == header
+    assert contract.parse_traceparent(header[:-2] + "03") == header  # only the sampled flag is kept
+    assert contract.parse_traceparent(header[:-2] + "00") == header[:-2] + "00"
+    assert contract.trace_id(header) == "4bf92f3577b34da6a3ce929d0e0e4736"
+    for bad in [
+        None,
+        7,
+        "",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+        "00-xyz92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        header + "-extra",
+    ]:
+        assert contract.parse_traceparent(bad) is None, bad
+
+
+def test_log_records_carry_the_job_and_its_trace_at_the_top_level():
+    handler = logs.BusHandler()
+    record = logging.makeLogRecord({"name": "orbit_function.replica", "levelname": "WARNING", "msg": "job failed",
+                                    "job_id": "job-7", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "code": "invalid_input"})
+    handler.emit(record)
+    [document] = handler.queue
+    assert document["job_id"] == "job-7" and document["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert document["fields"] == {"code": "invalid_input"} and document["level"] == "WARN"

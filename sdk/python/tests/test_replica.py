@@ -149,6 +149,50 @@ async def test_jobs_bundles_failures_and_dead_letters(nats_env):
         assert f'orbit_deadletters_total{{function="{run.name}"}} 1' in text
 
 
+async def test_a_jobs_traceparent_is_carried_to_its_result(nats_env):
+    """The replica records no spans: each result carries its job's trace context unchanged, in
+    the document and, on a lone result message, in the `traceparent` header, so the stores'
+    spans join the caller's trace (as a Rust replica's do with traces off)."""
+    def traceparent():
+        return f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"
+
+    async with Running(nats_env) as run:
+        # A lone job, a bundle with one traced and one untraced job, and a job whose context
+        # is malformed (not carried, not failed).
+        lone, lone_trace = f"sdk-{uuid.uuid4().hex}", traceparent()
+        await run.js.publish(contract.job_subject(run.name),
+                             contract.dumps(dict(envelope(lone, run.name, [1.0, 2.0]), traceparent=lone_trace)),
+                             headers={"Nats-Msg-Id": lone, "Orbit-Job-Id": lone, "traceparent": lone_trace})
+        traced, untraced, bundle_trace = f"sdk-{uuid.uuid4().hex}", f"sdk-{uuid.uuid4().hex}", traceparent()
+        bundle = contract.join_bundle([contract.dumps(dict(envelope(traced, run.name, [1.0]), traceparent=bundle_trace)),
+                                       contract.dumps(envelope(untraced, run.name, [2.0]))])
+        await run.js.publish(contract.job_subject(run.name), bundle,
+                             headers={"Nats-Msg-Id": contract.bundle_id(traced, 2), "Orbit-Bundle-Size": "2"})
+        bad = f"sdk-{uuid.uuid4().hex}"
+        await run.js.publish(contract.job_subject(run.name),
+                             contract.dumps(dict(envelope(bad, run.name, [3.0]), traceparent="00-not-a-context-01")),
+                             headers={"Nats-Msg-Id": bad, "Orbit-Job-Id": bad})
+        results = {record["job_id"]: (headers, bundled, record) for headers, bundled, record in await run.next_results(4)}
+
+        headers, bundled, record = results[lone]
+        assert not bundled and record["status"] == "succeeded"
+        assert record["traceparent"] == lone_trace and headers["traceparent"] == lone_trace
+        headers, bundled, record = results[traced]
+        assert bundled and record["traceparent"] == bundle_trace and "traceparent" not in headers
+        assert "traceparent" not in results[untraced][2]
+        headers, _, record = results[bad]
+        assert record["status"] == "succeeded" and "traceparent" not in record and "traceparent" not in headers
+
+        # A sync call: the context comes in the request's header.
+        job_id, sync_trace = f"sdk-sync-{uuid.uuid4().hex}", traceparent()
+        reply = await run.nc.request(f"orbit.fn.{run.name}", b'{"data":[1,2,3]}',
+                                     headers={"Orbit-Job-Id": job_id, "traceparent": sync_trace}, timeout=5)
+        assert contract.loads(reply.data)["status"] == "succeeded"
+        [(headers, bundled, record)] = await run.next_results(1)
+        assert not bundled and record["job_id"] == job_id and record["source"] == "sync"
+        assert record["traceparent"] == sync_trace and headers["traceparent"] == sync_trace
+
+
 async def test_shutdown_finishes_and_acks_what_it_holds(nats_env):
     async with Running(nats_env, delay=0.5) as run:
         job = f"sdk-{uuid.uuid4().hex}"

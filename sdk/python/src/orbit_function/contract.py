@@ -26,6 +26,9 @@ JOB_ID_HEADER = "Orbit-Job-Id"
 BUNDLE_SIZE_HEADER = "Orbit-Bundle-Size"
 DEADLETTER_REASON_HEADER = "Orbit-Deadletter-Reason"
 MESSAGE_ID_HEADER = "Nats-Msg-Id"
+# The W3C trace context: a header of a lone job or result message and of a sync call, and a
+# field of the job envelope and the result event.
+TRACEPARENT = "traceparent"
 
 DESCRIPTOR_METADATA_KEY = "orbit.descriptor"
 DIGEST_METADATA_KEY = "orbit.digest"
@@ -50,6 +53,7 @@ CODE_UNAVAILABLE = 503
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _VERSION = re.compile(r"^[A-Za-z0-9._+-]{1,64}$")
 _JOB_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_TRACEPARENT = re.compile(r"^([0-9A-Fa-f]{2})-([0-9A-Fa-f]{32})-([0-9A-Fa-f]{16})-([0-9A-Fa-f]{2})(-.*)?$")
 
 
 def job_subject(function: str) -> str:
@@ -163,6 +167,29 @@ def parse_job_id(value: str, field: str) -> str:
     if not _JOB_ID.match(value):
         raise FieldError(field, "may contain only letters, digits, '.', '_', ':' and '-'")
     return value
+
+
+def parse_traceparent(value: Any) -> Optional[str]:
+    """A W3C trace context (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`) as the Rust
+    runtime hands it on (`traces::TraceParent`): version `00`, lowercase, only the sampled flag
+    kept. None for anything else: a malformed context fails no job, it is just not carried."""
+    if not isinstance(value, str):
+        return None
+    match = _TRACEPARENT.match(value.strip())
+    if not match:
+        return None
+    version, trace, span, flags, rest = match.groups()
+    if version.lower() == "ff" or (version == "00" and rest is not None):
+        return None
+    if int(trace, 16) == 0 or int(span, 16) == 0:
+        return None
+    return f"00-{trace.lower()}-{span.lower()}-{int(flags, 16) & 1:02x}"
+
+
+def trace_id(traceparent: Optional[str]) -> Optional[str]:
+    """The trace id (32 hex digits) of a context `parse_traceparent` gave: what a trace viewer
+    finds the trace by, and what a job's log lines carry beside its job id."""
+    return traceparent[3:35] if traceparent else None
 
 
 _random = random.SystemRandom()

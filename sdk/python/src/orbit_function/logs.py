@@ -36,6 +36,7 @@ class BusHandler(logging.Handler):
             return
         fields = extra_fields(record)
         job_id = fields.pop("job_id", None)
+        trace = fields.pop("trace_id", None)
         document: dict[str, Any] = {
             "id": new_job_id(),
             "@timestamp": timestamp(int(record.created * 1e9)),
@@ -47,6 +48,8 @@ class BusHandler(logging.Handler):
         }
         if job_id is not None:
             document["job_id"] = str(job_id)
+        if trace is not None:
+            document["trace_id"] = str(trace)
         if record.exc_info:
             fields["exception"] = logging.Formatter().formatException(record.exc_info)
         if fields:

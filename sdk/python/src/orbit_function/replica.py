@@ -51,6 +51,7 @@ from .contract import (
     RESULT_SCHEMA_VERSION,
     RESULTS_STREAM,
     STATS_DATA_KEY,
+    TRACEPARENT,
     FieldError,
     JobFailure,
     bundle_id,
@@ -63,12 +64,14 @@ from .contract import (
     new_job_id,
     parse_job_id,
     parse_timestamp,
+    parse_traceparent,
     replay_suffix,
     result_subject,
     service_version,
     split_bundle,
     started_subject,
     timestamp,
+    trace_id,
 )
 from .declaration import Function, Job, encode_tensor
 from .metrics import REGISTRY
@@ -149,6 +152,9 @@ class Publication:
     payload: bytes
     job_id: Optional[str] = None
     documents: Optional[int] = None
+    # A lone result's trace context, also in its `traceparent` header (a bundle's results each
+    # carry their own in the document).
+    traceparent: Optional[str] = None
 
     def headers(self) -> dict[str, str]:
         headers = {MESSAGE_ID_HEADER: self.msg_id}
@@ -156,6 +162,8 @@ class Publication:
             headers[JOB_ID_HEADER] = self.job_id
         if self.documents is not None:
             headers[BUNDLE_SIZE_HEADER] = str(self.documents)
+        if self.traceparent is not None:
+            headers[TRACEPARENT] = self.traceparent
         return headers
 
 
@@ -253,9 +261,11 @@ class Replica:
         batch_size: int,
         recorded_input: Any,
         submitted_text: Optional[str] = None,
+        traceparent: Optional[str] = None,
     ) -> dict[str, Any]:
         """A result event, its fields in the Rust contract's order; counted in metrics and
-        `$SRV.STATS`."""
+        `$SRV.STATS`. `traceparent` is the job's trace context, carried on unchanged: this
+        replica records no spans, so the stores' spans join the caller's trace directly."""
         failed = isinstance(outcome, JobFailure)
         queue_ms = max(0, started_ns - submitted_ns) / 1e6
         compute_ms = max(0, finished_ns - started_ns) / 1e6
@@ -282,6 +292,8 @@ class Replica:
             "attempt": attempt,
             "batch_size": batch_size,
         }
+        if traceparent is not None:
+            event["traceparent"] = traceparent
         status = event["status"]
         REGISTRY.counter("orbit_jobs_total", function=self.name, status=status, source=source)
         REGISTRY.observe("orbit_job_queue_seconds", queue_ms / 1000, function=self.name)
@@ -295,10 +307,11 @@ class Replica:
             stats.execution_count += 1.0 / batch_size
         stats.last_inference = max(stats.last_inference, finished_ns // 1_000_000)
         if failed:
-            log.warning(
-                "job failed",
-                extra={"job_id": job_id, "function": self.name, "code": outcome.code, "reason": outcome.message, "attempt": attempt},
-            )
+            fields = {"job_id": job_id, "function": self.name, "code": outcome.code, "reason": outcome.message, "attempt": attempt}
+            if traceparent is not None:
+                # The job's trace id beside its job id, so each finds the other.
+                fields["trace_id"] = trace_id(traceparent)
+            log.warning("job failed", extra=fields)
         return event
 
     async def _job_loop(self) -> None:
@@ -467,6 +480,7 @@ class Replica:
                     size,
                     {"tensors": inputs} if inputs else document.get("data", []),
                     submitted_text,
+                    parse_traceparent(document.get(TRACEPARENT)),
                 )
             )
         publications = self._publications(carriers, events)
@@ -481,7 +495,8 @@ class Replica:
             if not carrier.bundle:
                 for event in span:
                     payload = self._encode(event)
-                    publications.append(Publication(index, subject, event["job_id"], payload, job_id=event["job_id"]))
+                    job_id, traceparent = event["job_id"], event.get(TRACEPARENT)
+                    publications.append(Publication(index, subject, job_id, payload, job_id=job_id, traceparent=traceparent))
             else:
                 encoded = [self._encode(event) for event in span]
                 start, size = 0, 2
@@ -690,9 +705,15 @@ class Replica:
             recorded: Any = job.series
         else:
             recorded = {"tensors": [encode_tensor(n, a) for n, a in job.tensors.items()]}
-        event = self._event(document, job_id, job.version, outputs[0], "sync", submitted_ns, started_ns, finished_ns, 1, 1, recorded)
+        # The caller's trace context comes in the request's header and goes on in the record's.
+        traceparent = parse_traceparent((request.headers or {}).get(TRACEPARENT))
+        event = self._event(
+            document, job_id, job.version, outputs[0], "sync", submitted_ns, started_ns, finished_ns, 1, 1, recorded, None, traceparent
+        )
         payload = self._encode(event)
         headers = {MESSAGE_ID_HEADER: job_id, JOB_ID_HEADER: job_id}
+        if traceparent is not None:
+            headers[TRACEPARENT] = traceparent
         subject = result_subject(self.name)
         try:
             if self.config.sync_record_acked:
@@ -755,8 +776,9 @@ def read_envelope(document: Any) -> tuple[Optional[str], int]:
     for name, kind in (("data", list), ("inputs", list), ("metadata", dict), ("parameters", dict)):
         if name in document and not isinstance(document[name], kind):
             return f"`{name}` has the wrong type", 0
-    if "model_version" in document and not isinstance(document["model_version"], (str, type(None))):
-        return "`model_version` has the wrong type", 0
+    for name in ("model_version", TRACEPARENT):
+        if name in document and not isinstance(document[name], (str, type(None))):
+            return f"`{name}` has the wrong type", 0
     return None, submitted_ns
 
 
