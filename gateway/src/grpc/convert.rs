@@ -100,13 +100,7 @@ fn decode_input(
     raw: Option<Bytes>,
     field: &str,
 ) -> Result<Tensor, FieldError> {
-    let datatype = Datatype::parse(&input.datatype, &format!("{field}.datatype"))?;
-    let shape = input
-        .shape
-        .iter()
-        .map(|&d| usize::try_from(d))
-        .collect::<Result<Vec<usize>, _>>()
-        .map_err(|_| FieldError::new(format!("{field}.shape"), "dimensions must be 0 or more"))?;
+    let (datatype, shape) = codec::datatype_and_shape(&input.datatype, &input.shape, field)?;
     codec::check_input_parameters(&parameters_to_json(&input.parameters), field)?;
     let data = match (raw, input.contents) {
         (Some(_), Some(_)) => {

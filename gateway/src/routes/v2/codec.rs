@@ -237,14 +237,23 @@ pub fn check_input_parameters(
     Ok(())
 }
 
-fn decode_input(input: RawInput, field: &str, binary: &mut Bytes) -> Result<Tensor, FieldError> {
-    let datatype = Datatype::parse(&input.datatype, &format!("{field}.datatype"))?;
-    let shape = input
-        .shape
+/// An input's datatype and shape as either door receives them (a name, signed dimensions).
+pub fn datatype_and_shape(
+    datatype: &str,
+    shape: &[i64],
+    field: &str,
+) -> Result<(Datatype, Vec<usize>), FieldError> {
+    let datatype = Datatype::parse(datatype, &format!("{field}.datatype"))?;
+    let shape = shape
         .iter()
         .map(|&d| usize::try_from(d))
         .collect::<Result<Vec<usize>, _>>()
         .map_err(|_| FieldError::new(format!("{field}.shape"), "dimensions must be 0 or more"))?;
+    Ok((datatype, shape))
+}
+
+fn decode_input(input: RawInput, field: &str, binary: &mut Bytes) -> Result<Tensor, FieldError> {
+    let (datatype, shape) = datatype_and_shape(&input.datatype, &input.shape, field)?;
     let parameters = input.parameters.unwrap_or_default();
     check_input_parameters(&parameters, field)?;
     match (parameters.get("binary_data_size"), input.data) {
