@@ -12,9 +12,6 @@ missing=()
 [[ -n "$(pg_bin || true)" ]] || missing+=(postgresql)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v runuser >/dev/null || missing+=(util-linux)
-# The Kafka bridge's librdkafka is built with TLS and SASL against the system's OpenSSL.
-command -v pkg-config >/dev/null || missing+=(pkg-config)
-pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
 if (( ${#missing[@]} )); then
   say "installing ${missing[*]} (apt)"
   export DEBIAN_FRONTEND=noninteractive

@@ -10,6 +10,7 @@ mkdir -p "$LOGS"
 # The services and tools install and start while the tests build: apt and pip wait on the
 # network, the build on the CPU.
 # `orbit` writes the credentials from stack.toml and starts the services: built first.
+"$ROOT/scripts/install-build-deps.sh"
 say "building the orbit command"
 cargo build --quiet --bin orbit
 ORBIT="${CARGO_TARGET_DIR:-$ROOT/target}/debug/orbit"

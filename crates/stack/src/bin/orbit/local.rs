@@ -366,7 +366,16 @@ pub fn up(target: &Target, args: &UpArgs) -> Result<(), Failure> {
             layout.logs().join("build.log").display()
         ),
     );
-    // The build is the longest step: installs and the services start beside it.
+    // What the build links against comes first (apt, only when missing); the build is the
+    // longest step: the other installs and the services start beside it.
+    let deps = Command::new(layout.root.join("scripts/install-build-deps.sh"))
+        .status()
+        .map_err(local("scripts/install-build-deps.sh"))?;
+    if !deps.success() {
+        return Err(Failure::Local(
+            "scripts/install-build-deps.sh failed (pkg-config and libssl-dev, with apt)".into(),
+        ));
+    }
     let build = Build::start(&layout, &manifest, &args.profile)?;
     services_up(&layout, &manifest)?;
     let took = build.wait(&layout)?;
