@@ -145,6 +145,7 @@ async fn bridge() -> anyhow::Result<()> {
     client.flush().await?;
     http.await??;
     outbound.map_err(|err| anyhow::anyhow!("outbound: {err}"))?;
+    orbit_runtime::traces::flush().await;
     tracing::info!("bridge stopped");
     Ok(())
 }

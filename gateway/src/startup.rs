@@ -87,6 +87,7 @@ async fn serve(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<()> 
         grpc.await.context("gRPC door")
     },)?;
     client.flush().await?;
+    orbit_runtime::traces::flush().await;
     tracing::info!("gateway stopped");
     Ok(())
 }

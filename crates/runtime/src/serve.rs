@@ -166,6 +166,7 @@ async fn hosting(
     shutdown.trigger();
     jobs.map_err(ServeError::Worker)?;
     calls.map_err(ServeError::Service)?;
+    crate::traces::flush().await;
     tracing::info!(function = %name, "function stopped");
     Ok(())
 }

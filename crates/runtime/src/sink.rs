@@ -269,6 +269,7 @@ fn serve_fed(
         if let Err(err) = client.flush().await {
             tracing::warn!(error = %err, "final flush failed");
         }
+        crate::traces::flush().await;
         Ok(())
     })
 }

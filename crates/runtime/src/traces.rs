@@ -187,11 +187,20 @@ fn exporting(service: &str, endpoint: &str) -> Result<Exporting, String> {
     Ok(Exporting { tracer, provider })
 }
 
-/// Sends what is buffered (at shutdown, so the last spans are not lost).
-pub fn flush() {
-    if let Some(Some(exporting)) = EXPORTING.get() {
-        let _ = exporting.provider.force_flush();
+/// Sends what is buffered, at shutdown, so the last spans are not lost (the exporter's thread
+/// is waited for off the async workers).
+pub async fn flush() {
+    if !enabled() {
+        return;
     }
+    let flushed = tokio::task::spawn_blocking(|| {
+        if let Some(Some(exporting)) = EXPORTING.get() {
+            if let Err(err) = exporting.provider.force_flush() {
+                tracing::warn!(error = %err, "last spans not exported");
+            }
+        }
+    });
+    let _ = flushed.await;
 }
 
 /// A span in progress: its context is known (children can name it) before it ends.
