@@ -12,6 +12,7 @@ pub mod ledger;
 pub mod load;
 pub mod onnx;
 pub mod otlp;
+pub mod pki;
 mod process;
 pub mod search;
 mod stack;

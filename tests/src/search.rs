@@ -68,4 +68,26 @@ impl Search {
     pub async fn count_jobs(&self, index: &str, ids: &[String]) -> anyhow::Result<u64> {
         self.count(index, json!({"terms": {"job_id": ids}})).await
     }
+
+    /// The hits of `index` matching `query`, counting everything written so far.
+    pub async fn hits(&self, index: &str, query: Value) -> anyhow::Result<Vec<Value>> {
+        self.send(
+            reqwest::Method::POST,
+            &format!("/{index}/_refresh"),
+            &json!({}),
+        )
+        .await
+        .ok();
+        let answer = self
+            .send(
+                reqwest::Method::POST,
+                &format!("/{index}/_search"),
+                &json!({ "query": query }),
+            )
+            .await?;
+        Ok(answer["hits"]["hits"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
 }

@@ -123,21 +123,9 @@ async fn results_are_indexed_once_under_their_job_id_and_a_jobs_logs_are_found_b
         "the job's log line indexed",
         Duration::from_secs(30),
         || async {
-            search
-                .send(reqwest::Method::POST, "/orbit-logs-*/_refresh", &json!({}))
-                .await
-                .ok();
-            let answer = search
-                .send(
-                    reqwest::Method::POST,
-                    "/orbit-logs-*/_search",
-                    &json!({"query": {"term": {"job_id": failing}}}),
-                )
+            let hits = search
+                .hits("orbit-logs-*", json!({"term": {"job_id": failing}}))
                 .await?;
-            let hits = answer["hits"]["hits"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
             Ok((!hits.is_empty()).then_some(hits))
         },
     )

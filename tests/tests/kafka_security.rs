@@ -31,10 +31,10 @@ use std::time::{Duration, Instant};
 use orbit_e2e::kafka::{
     consume_configured, fresh_results, produce_configured, scratch, Bridge, Consumed,
 };
+use orbit_e2e::pki::{TestCa, Usage};
 use orbit_e2e::{
     free_port, ma_job, wait_until, workspace_root, Clients, Proc, Stack, StackOptions,
 };
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -54,21 +54,16 @@ struct Pki {
 }
 
 fn make_pki(dir: &Path) -> anyhow::Result<Pki> {
-    let ca_key = KeyPair::generate()?;
-    let ca = ca_params("Orbit Kafka test CA")?.self_signed(&ca_key)?;
-    let other = ca_params("Some other CA")?.self_signed(&KeyPair::generate()?)?;
-    let server_key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".into()])?;
-    params.distinguished_name.push(DnType::CommonName, "kafka");
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let server_cert = params.signed_by(&server_key, &ca, &ca_key)?;
+    let ca = TestCa::new("Orbit Kafka test CA")?;
+    let other = TestCa::new("Some other CA")?;
+    let broker = ca.issue(&["127.0.0.1", "localhost"], Usage::ServerAuth, "kafka")?;
     let server =
         ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_single_cert(
-                vec![CertificateDer::from(server_cert.der().to_vec())],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
+                vec![CertificateDer::from(broker.cert_der)],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(broker.key_der)),
             )?;
     let ca_path = dir.join("ca.pem");
     std::fs::write(&ca_path, ca.pem())?;
@@ -79,13 +74,6 @@ fn make_pki(dir: &Path) -> anyhow::Result<Pki> {
         other_ca,
         server,
     })
-}
-
-fn ca_params(name: &str) -> anyhow::Result<CertificateParams> {
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    Ok(params)
 }
 
 /// TLS in front of the broker's plaintext listener: each connection accepted on `listener` is

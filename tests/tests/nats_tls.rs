@@ -6,10 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use orbit_e2e::pki::{TestCa, Usage};
 use orbit_e2e::{
     free_port, ma_job, wait_until, workspace_root, Clients, Proc, Stack, StackOptions, TestEnv,
 };
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 
 struct Pki {
     ca: PathBuf,
@@ -21,31 +21,9 @@ struct Pki {
 
 /// A CA, and a server and a client certificate it signed, as PEM files in `dir`.
 fn make_pki(dir: &Path) -> anyhow::Result<Pki> {
-    let ca_key = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Orbit test CA");
-    let ca = ca_params.self_signed(&ca_key)?;
-    let leaf = |names: Vec<String>, usage: ExtendedKeyUsagePurpose, name: &str| {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(names)?;
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.extended_key_usages = vec![usage];
-        let cert = params.signed_by(&key, &ca, &ca_key)?;
-        anyhow::Ok((cert.pem(), key.serialize_pem()))
-    };
-    let (server_cert, server_key) = leaf(
-        vec!["localhost".into(), "127.0.0.1".into()],
-        ExtendedKeyUsagePurpose::ServerAuth,
-        "nats",
-    )?;
-    let (client_cert, client_key) = leaf(
-        vec!["orbit".into()],
-        ExtendedKeyUsagePurpose::ClientAuth,
-        "orbit",
-    )?;
+    let ca = TestCa::new("Orbit test CA")?;
+    let server = ca.issue(&["localhost", "127.0.0.1"], Usage::ServerAuth, "nats")?;
+    let client = ca.issue(&["orbit"], Usage::ClientAuth, "orbit")?;
     let write = |name: &str, text: &str| -> anyhow::Result<PathBuf> {
         let path = dir.join(name);
         std::fs::write(&path, text)?;
@@ -53,10 +31,10 @@ fn make_pki(dir: &Path) -> anyhow::Result<Pki> {
     };
     Ok(Pki {
         ca: write("ca.pem", &ca.pem())?,
-        server_cert: write("server.pem", &server_cert)?,
-        server_key: write("server-key.pem", &server_key)?,
-        client_cert: write("client.pem", &client_cert)?,
-        client_key: write("client-key.pem", &client_key)?,
+        server_cert: write("server.pem", &server.cert_pem)?,
+        server_key: write("server-key.pem", &server.key_pem)?,
+        client_cert: write("client.pem", &client.cert_pem)?,
+        client_key: write("client-key.pem", &client.key_pem)?,
     })
 }
 

@@ -159,21 +159,10 @@ async fn one_job_is_one_trace_from_the_caller_to_kafka() -> anyhow::Result<()> {
         "the failed job's log line",
         Duration::from_secs(30),
         || async {
-            search
-                .send(reqwest::Method::POST, "/orbit-logs-*/_refresh", &json!({}))
-                .await
-                .ok();
-            let answer = search
-                .send(
-                    reqwest::Method::POST,
-                    "/orbit-logs-*/_search",
-                    &json!({"query": {"term": {"trace_id": failing_trace}}}),
-                )
+            let hits = search
+                .hits("orbit-logs-*", json!({"term": {"trace_id": failing_trace}}))
                 .await?;
-            Ok(answer["hits"]["hits"]
-                .as_array()
-                .and_then(|hits| hits.first())
-                .map(|hit| hit["_source"].clone()))
+            Ok(hits.first().map(|hit| hit["_source"].clone()))
         },
     )
     .await?;

@@ -7,6 +7,7 @@
 
 use std::process::Command;
 
+use orbit_e2e::pki::{TestCa, Usage};
 use orbit_e2e::{workspace_root, Clients, Stack, StackOptions};
 
 /// Runs `tests/triton/<script>` with `args`; its stdout when it passed.
@@ -124,27 +125,15 @@ async fn the_stock_triton_clients_work_unchanged_over_http_and_grpc() -> anyhow:
 fn make_certificates(
     dir: &std::path::Path,
 ) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    let ca_key = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Orbit test CA");
-    let ca = ca_params.self_signed(&ca_key)?;
-    let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(vec!["localhost".to_string()])?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "gateway");
-    let cert = params.signed_by(&key, &ca, &ca_key)?;
+    let ca = TestCa::new("Orbit test CA")?;
+    let server = ca.issue(&["localhost"], Usage::ServerAuth, "gateway")?;
     let paths = (
         dir.join("ca.pem"),
         dir.join("cert.pem"),
         dir.join("key.pem"),
     );
     std::fs::write(&paths.0, ca.pem())?;
-    std::fs::write(&paths.1, cert.pem())?;
-    std::fs::write(&paths.2, key.serialize_pem())?;
+    std::fs::write(&paths.1, server.cert_pem)?;
+    std::fs::write(&paths.2, server.key_pem)?;
     Ok(paths)
 }

@@ -12,7 +12,6 @@ use orbit_contract::subjects::{result_subject, JOB_ID_HEADER};
 use orbit_contract::{JobFailure, JobId, JobState, RecordedInput, ResultEvent, Source, Timings};
 use serde_json::{Map, Value};
 use std::ops::Range;
-use std::time::SystemTime;
 
 use crate::traces;
 
@@ -98,12 +97,7 @@ pub(crate) fn trace_job(
     output: &Result<Value, JobFailure>,
 ) -> traces::Open {
     if !traces::enabled() {
-        return traces::open(
-            "publish",
-            parent,
-            SystemTime::now(),
-            traces::Details::default(),
-        );
+        return traces::Open::passing(parent);
     }
     let attributes = || {
         vec![

@@ -210,6 +210,14 @@ pub struct Open {
 }
 
 impl Open {
+    /// No span: what export off gives, children carrying `parent` unchanged.
+    pub fn passing(parent: Option<TraceParent>) -> Self {
+        Self {
+            span: None,
+            context: parent,
+        }
+    }
+
     /// The context children of this span carry.
     pub fn context(&self) -> Option<TraceParent> {
         self.context
@@ -260,16 +268,10 @@ pub fn open(
     details: Details,
 ) -> Open {
     let Some(tracer) = tracer() else {
-        return Open {
-            span: None,
-            context: parent,
-        };
+        return Open::passing(parent);
     };
     if parent.is_some_and(|p| !p.is_sampled()) {
-        return Open {
-            span: None,
-            context: parent,
-        };
+        return Open::passing(parent);
     }
     let context = parent.map_or_else(Context::new, |p| p.context());
     let span = tracer
