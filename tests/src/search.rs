@@ -46,7 +46,8 @@ impl Search {
         Ok(body)
     }
 
-    /// How many documents of `index` match `query`, counting everything written so far.
+    /// How many documents of `index` match `query`, counting everything written so far; none
+    /// while the index does not exist yet (the sink makes it with its first document).
     pub async fn count(&self, index: &str, query: Value) -> anyhow::Result<u64> {
         self.send(
             reqwest::Method::POST,
@@ -55,13 +56,18 @@ impl Search {
         )
         .await
         .ok();
-        let answer = self
-            .send(
-                reqwest::Method::POST,
-                &format!("/{index}/_count"),
-                &json!({ "query": query }),
-            )
+        let response = self
+            .http
+            .post(format!("{}/{index}/_count", self.base))
+            .json(&json!({ "query": query }))
+            .send()
             .await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(0);
+        }
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        anyhow::ensure!(status.is_success(), "/{index}/_count: {status} {answer}");
         answer["count"].as_u64().context("no count")
     }
 

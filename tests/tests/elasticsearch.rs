@@ -206,6 +206,66 @@ async fn a_document_the_cluster_refuses_is_dead_lettered_with_its_reason_and_the
     clients.wait_caught_up("sink-elasticsearch").await
 }
 
+#[tokio::test]
+async fn with_a_retention_results_older_than_it_are_deleted_and_newer_ones_kept(
+) -> anyhow::Result<()> {
+    let clients = Clients::connect().await?;
+    let search = Search::new(&clients);
+    let index = format!("orbit-retention-{}", uuid::Uuid::now_v7().simple());
+    let mut stack = Stack::start(
+        &clients,
+        StackOptions {
+            sinks: false,
+            ..StackOptions::default()
+        },
+    )
+    .await?;
+    // A retention of 8 s is checked every 2 s.
+    stack.others.push(
+        start_indexer(
+            &clients,
+            "elasticsearch",
+            &[
+                ("ORBIT_ELASTICSEARCH_RESULTS_INDEX", index.clone()),
+                ("ORBIT_ELASTICSEARCH_LOGS", "off".into()),
+                ("ORBIT_ELASTICSEARCH_RESULTS_RETENTION_SECS", "8".into()),
+            ],
+        )
+        .await?,
+    );
+    let ids = submit_all(&clients, &stack, 3).await?;
+    wait_until("3 results indexed", Duration::from_secs(30), || async {
+        Ok((search.count_jobs(&index, &ids).await? == 3).then_some(()))
+    })
+    .await?;
+
+    // A document of a job that finished an hour ago, as the index held it before.
+    let finished = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let old = format!("old-{}", uuid::Uuid::now_v7().simple());
+    search
+        .send(
+            reqwest::Method::PUT,
+            &format!("/{index}/_doc/{old}?refresh=true"),
+            &json!({"job_id": old, "function": "moving_average", "status": "succeeded",
+                    "submitted_at": finished, "finished_at": finished}),
+        )
+        .await?;
+    let old_ids = vec![old];
+    assert_eq!(search.count_jobs(&index, &old_ids).await?, 1);
+    wait_until(
+        "the old document expired",
+        Duration::from_secs(20),
+        || async { Ok((search.count_jobs(&index, &old_ids).await? == 0).then_some(())) },
+    )
+    .await?;
+    assert_eq!(
+        search.count_jobs(&index, &ids).await?,
+        3,
+        "results younger than the retention stay"
+    );
+    Ok(())
+}
+
 /// A private Elasticsearch-API server, to take down and bring back.
 fn start_elasticsearch(
     clients: &Clients,

@@ -126,6 +126,29 @@ impl Elastic {
         Ok(())
     }
 
+    /// Deletes the documents of `index` whose `field` (a date) is older than `age`; returns
+    /// how many went. A missing index has nothing to delete.
+    pub async fn delete_older_than(
+        &self,
+        index: &str,
+        field: &str,
+        age: std::time::Duration,
+    ) -> Result<u64, ElasticError> {
+        let url = format!(
+            "{}/{index}/_delete_by_query?conflicts=proceed&ignore_unavailable=true",
+            self.base
+        );
+        let query = serde_json::json!({
+            "query": { "range": { field: { "lt": format!("now-{}s", age.as_secs()) } } }
+        });
+        let answer: Value = self
+            .checked(self.http.post(url).json(&query))
+            .await?
+            .json()
+            .await?;
+        Ok(answer["deleted"].as_u64().unwrap_or(0))
+    }
+
     /// Sends `body` (NDJSON of `actions` action/document pairs) to `_bulk`, and returns each
     /// action's outcome in order.
     pub async fn bulk(

@@ -70,6 +70,14 @@ async fn process() -> anyhow::Result<()> {
         return Ok(());
     }
 
+    if let Some(retention) = retention()? {
+        tokio::spawn(expire_results(
+            elastic.clone(),
+            results_index.clone(),
+            retention,
+            shutdown.clone(),
+        ));
+    }
     let writer = BulkWriter::new(elastic);
     let mut results_sink = ElasticSink::results(writer.clone(), results_name, results_index);
     if !with_data {
@@ -89,6 +97,41 @@ async fn process() -> anyhow::Result<()> {
     logs.map_err(|err| anyhow::anyhow!("logs: {err}"))?;
     client.flush().await.ok();
     Ok(())
+}
+
+/// `ORBIT_ELASTICSEARCH_RESULTS_RETENTION_SECS`: how long result documents stay searchable;
+/// unset or 0 keeps them (a real cluster's index lifecycle policy decides). Postgres keeps
+/// every result whatever this says.
+fn retention() -> anyhow::Result<Option<Duration>> {
+    let seconds: u64 = env_or("ORBIT_ELASTICSEARCH_RESULTS_RETENTION_SECS", 0u64)?;
+    Ok((seconds > 0).then(|| Duration::from_secs(seconds)))
+}
+
+/// Deletes the result documents older than `retention` (by `finished_at`) once a minute, or
+/// more often for a short retention. The local Elasticsearch-API server writes its whole store
+/// to disk after every change, so what it holds, not the rate, sets its CPU: bounded here, its
+/// cost stays flat however long the stack runs.
+async fn expire_results(elastic: Elastic, index: String, retention: Duration, shutdown: Shutdown) {
+    let period = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        match elastic
+            .delete_older_than(&index, "finished_at", retention)
+            .await
+        {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(
+                deleted,
+                index,
+                retention_secs = retention.as_secs(),
+                "expired result documents"
+            ),
+            Err(err) => tracing::warn!(error = %err, index, "expiring result documents failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = shutdown.wait() => return,
+        }
+    }
 }
 
 fn elastic_config() -> anyhow::Result<ElasticConfig> {
