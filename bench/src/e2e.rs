@@ -87,10 +87,18 @@ struct Pool {
 
 impl Pool {
     async fn post_json(&self, path: &str, body: Bytes) -> anyhow::Result<(StatusCode, Bytes)> {
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut connection = match idle {
-            Some(connection) => connection,
-            None => Connection::open(&self.base).await?,
+        // An idle connection the server has closed meanwhile is dropped, before anything
+        // was sent on it.
+        let mut connection = loop {
+            let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            match idle {
+                Some(mut connection) => {
+                    if connection.usable().await {
+                        break connection;
+                    }
+                }
+                None => break Connection::open(&self.base).await?,
+            }
         };
         let answer = connection.post_json(path, body).await?;
         self.idle

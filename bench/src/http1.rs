@@ -40,6 +40,12 @@ impl Connection {
         Ok(Self { sender, host })
     }
 
+    /// Whether the connection can take a request now: false once the server closed it (an
+    /// idle keep-alive connection past the server's timeout: uvicorn's is 5 s).
+    pub async fn usable(&mut self) -> bool {
+        !self.sender.is_closed() && self.sender.ready().await.is_ok()
+    }
+
     /// POSTs a JSON `body` to `path`; the status and the whole answer, whatever the status
     /// (the caller decides what a rejection means).
     pub async fn post_json(

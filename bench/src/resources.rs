@@ -108,6 +108,11 @@ impl Sampler {
                 .into_iter()
                 .map(|(name, pids)| (name, Processes::Fixed(pids))),
         );
+        Self::of(components)
+    }
+
+    /// Starts sampling exactly `components` (a system other than the stack: the peers).
+    pub fn of(components: Vec<(String, Processes)>) -> Self {
         let start_ticks = components
             .iter()
             .map(|(name, processes)| (name.clone(), processes.cpu_ticks()))

@@ -6,7 +6,8 @@
 //! orbit-bench single batch open     # chosen scenarios
 //! orbit-bench single --jobs 20000 --concurrency 64 --model lstm_timeseries
 //! ```
-//! Scenarios: single, batch, open, sync, lstm, bridge, elasticsearch, relay, scaling. Prints a table per
+//! Scenarios: single, batch, open, sync, v2, lstm, bridge, elasticsearch, relay, scaling, python,
+//! peers (only when named: Orbit beside the Celery design it replaces). Prints a table per
 //! scenario and writes everything as JSON to `bench/results/<time>.json`.
 
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use orbit_bench::e2e::{self, Load, Target};
+use orbit_bench::peers::{self, Comparison, Peer};
 use orbit_bench::ratios::{Figures, OpenRow};
 use orbit_bench::resources::{CpuPerJob, Sampler, Usage};
 use orbit_bench::stack::Stack;
@@ -34,11 +36,12 @@ enum Scenario {
     Relay,
     Scaling,
     Python,
+    Peers,
 }
 
 impl Scenario {
     /// Every scenario, in the order the suite runs them.
-    const ALL: [Scenario; 11] = [
+    const ALL: [Scenario; 12] = [
         Scenario::Single,
         Scenario::Batch,
         Scenario::Open,
@@ -50,6 +53,7 @@ impl Scenario {
         Scenario::Relay,
         Scenario::Scaling,
         Scenario::Python,
+        Scenario::Peers,
     ];
 
     fn name(self) -> &'static str {
@@ -65,6 +69,7 @@ impl Scenario {
             Scenario::Relay => "relay",
             Scenario::Scaling => "scaling",
             Scenario::Python => "python",
+            Scenario::Peers => "peers",
         }
     }
 
@@ -72,9 +77,14 @@ impl Scenario {
         Self::ALL.into_iter().find(|s| s.name() == name)
     }
 
-    /// Whether the short suite (no `--long`) runs it.
+    /// Whether the short suite (no `--long`) runs it; `peers` starts another system and runs
+    /// only when named.
     fn in_short_suite(self) -> bool {
-        self != Scenario::Scaling
+        self != Scenario::Scaling && self != Scenario::Peers
+    }
+
+    fn in_long_suite(self) -> bool {
+        self != Scenario::Peers
     }
 
     fn names() -> Vec<&'static str> {
@@ -134,7 +144,13 @@ fn options() -> anyhow::Result<Options> {
     if options.scenarios.is_empty() {
         options.scenarios = Scenario::ALL
             .into_iter()
-            .filter(|s| options.long || s.in_short_suite())
+            .filter(|s| {
+                if options.long {
+                    s.in_long_suite()
+                } else {
+                    s.in_short_suite()
+                }
+            })
             .collect();
     }
     Ok(options)
@@ -497,6 +513,7 @@ impl Bench {
             }
             Scenario::Scaling => self.scaling().await,
             Scenario::Python => self.python().await,
+            Scenario::Peers => self.peers().await,
         }
     }
 
@@ -636,6 +653,147 @@ impl Bench {
             p50[1] / p50[0].max(1e-9)
         );
         Ok(())
+    }
+}
+
+impl Bench {
+    /// Orbit beside the Celery design it replaces, the same load offered to both: single
+    /// submits at 100 jobs/s (CPU per job), each side saturated (Orbit through its batch
+    /// endpoint, the peer through its one-submit-per-job API at the connection count that
+    /// helps it most), and Orbit at 1,000 jobs/s (scheduled->row p99). Ends with the
+    /// `peers:` line.
+    async fn peers(&mut self) -> anyhow::Result<()> {
+        let seconds = self.options.seconds.unwrap_or(20);
+        let single = Load {
+            model: "moving_average".into(),
+            points: 64,
+            batch_size: 1,
+        };
+        let mut comparison = Comparison::default();
+
+        let monitor = self.stack.var("ORBIT_NATS_MONITOR_URL")?.to_string();
+        let messages_before = peers::nats_messages(&self.target.http, &monitor).await?;
+        let sampler = Sampler::start(&self.stack, self_process());
+        let report = e2e::open(&self.target, &single, 100.0, Duration::from_secs(seconds)).await?;
+        let usage = sampler.finish();
+        let messages = peers::nats_messages(&self.target.http, &monitor).await? - messages_before;
+        let nats_seconds = usage
+            .iter()
+            .find(|u| u.component == "nats")
+            .map_or(0.0, |u| u.cpu_seconds);
+        let cpu = self.peer_row("orbit", format!("100/s for {seconds} s"), &report, usage);
+        println!(
+            "  nats: {:.1} messages per job (received + sent), {:.0} us of its CPU per message",
+            messages as f64 / report.jobs.max(1) as f64,
+            nats_seconds * 1e6 / messages.max(1) as f64
+        );
+        comparison.orbit_cpu_us_100 = Some(cpu);
+
+        settle::settle(&self.js, Duration::from_secs(120)).await?;
+        let sampler = Sampler::start(&self.stack, self_process());
+        let report = e2e::open(&self.target, &single, 1000.0, Duration::from_secs(10)).await?;
+        let usage = sampler.finish();
+        comparison.orbit_open_p99_1000_ms = report.scheduled_to_row.map(|s| s.p99_ms);
+        self.peer_row("orbit", "1000/s for 10 s".into(), &report, usage);
+
+        settle::settle(&self.js, Duration::from_secs(120)).await?;
+        let batches = Load {
+            batch_size: self.options.batch_size,
+            ..single.clone()
+        };
+        let sampler = Sampler::start(&self.stack, self_process());
+        let report = e2e::closed(&self.target, &batches, self.size(20_000, 100_000), 4).await?;
+        let usage = sampler.finish();
+        comparison.orbit_saturation = Some(report.jobs_per_second);
+        let label = format!(
+            "saturated, batches of {}, 4 connections",
+            batches.batch_size
+        );
+        self.peer_row("orbit", label, &report, usage);
+
+        let peer = Peer::start(&self.stack, &self.options.env).await?;
+        let measured = self
+            .peer_rows(&peer, &single, seconds, &mut comparison)
+            .await;
+        peer.stop()?;
+        measured?;
+        println!("\n{}", comparison.line());
+        println!("  (targets: cost_ratio_100 >= 3, saturation_ratio >= 50, open_p99_1000_ms < 25)");
+        self.results.push(json!({ "scenario": "peers", "label": "comparison", "report": comparison, "line": comparison.line() }));
+        Ok(())
+    }
+
+    async fn peer_rows(
+        &mut self,
+        peer: &Peer,
+        single: &Load,
+        seconds: u64,
+        comparison: &mut Comparison,
+    ) -> anyhow::Result<()> {
+        let measured = || {
+            let mut components = peer.components();
+            components.push((
+                "orbit-bench".into(),
+                orbit_bench::resources::Processes::Fixed(vec![std::process::id()]),
+            ));
+            components
+        };
+        let sampler = Sampler::of(measured());
+        let report = e2e::open(&peer.target, single, 100.0, Duration::from_secs(seconds)).await?;
+        let usage = sampler.finish();
+        let cpu = self.peer_row("celery", format!("100/s for {seconds} s"), &report, usage);
+        comparison.peer_cpu_us_100 = Some(cpu);
+        let jobs = self.size(2_000, 10_000);
+        for connections in [8, 32, 128] {
+            let sampler = Sampler::of(measured());
+            let report = e2e::closed(&peer.target, single, jobs, connections).await?;
+            let usage = sampler.finish();
+            let best = comparison.peer_saturation.unwrap_or(0.0);
+            comparison.peer_saturation = Some(best.max(report.jobs_per_second));
+            let label = format!("saturated, single submits, {connections} connections");
+            self.peer_row("celery", label, &report, usage);
+        }
+        Ok(())
+    }
+
+    /// Prints and records one row of the comparison; returns its CPU per job (microseconds).
+    fn peer_row(
+        &mut self,
+        side: &str,
+        label: String,
+        report: &e2e::E2eReport,
+        usage: Vec<Usage>,
+    ) -> f64 {
+        let cpu = peers::cpu_us_per_job(&usage, report.jobs);
+        println!("\n== peers: {side}, {label}");
+        println!(
+            "  end-to-end jobs/s {:>8.0}   rejected {}",
+            report.jobs_per_second, report.rejected
+        );
+        if let Some(s) = report.scheduled_to_row {
+            println!(
+                "  scheduled->row p50 {:>8.2} ms  p99 {:>8.2} ms  p99.9 {:>8.2} ms",
+                s.p50_ms, s.p99_ms, s.p999_ms
+            );
+        } else {
+            println!(
+                "  accepted->row  p50 {:>8.2} ms  p99 {:>8.2} ms",
+                report.latency.p50_ms, report.latency.p99_ms
+            );
+        }
+        println!(
+            "  cpu per job {cpu:>8.0} us: {}",
+            peers::split(&usage, report.jobs)
+        );
+        if let Some(search) = usage.iter().find(|u| u.component == peers::SEARCH) {
+            println!(
+                "  (the Elasticsearch stand-in, not counted: {:.0} us per job)",
+                search.cpu_seconds * 1e6 / report.jobs.max(1) as f64
+            );
+        }
+        let report = serde_json::to_value(report).unwrap_or(Value::Null);
+        self.record("peers", format!("{side}, {label}"), report, usage);
+        cpu
     }
 }
 
