@@ -183,7 +183,7 @@ elasticsearch_up() {
 
 # The local stacks index lean result documents (no series: the emulator keeps every document
 # in memory, and Postgres has the series); the Elasticsearch tests turn them whole again. They
-# keep a quarter hour of results in it: the emulator rewrites its whole store after every change, so
+# keep five minutes of results in it: the emulator rewrites its whole store after every change, so
 # its CPU follows what it holds.
 write_env() {
   umask 077
@@ -203,7 +203,7 @@ ORBIT_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
 ORBIT_BRIDGE_HTTP_ADDR=127.0.0.1:$BRIDGE_PORT
 ORBIT_ELASTICSEARCH_URL=$( [[ "${ORBIT_ELASTICSEARCH:-1}" == 0 ]] || echo "http://127.0.0.1:$ELASTICSEARCH_PORT" )
 ORBIT_ELASTICSEARCH_DATA=${ORBIT_ELASTICSEARCH_DATA:-off}
-ORBIT_ELASTICSEARCH_RESULTS_RETENTION_SECS=${ORBIT_ELASTICSEARCH_RESULTS_RETENTION_SECS:-900}
+ORBIT_ELASTICSEARCH_RESULTS_RETENTION_SECS=${ORBIT_ELASTICSEARCH_RESULTS_RETENTION_SECS:-300}
 ORBIT_KAFKA_PYTHONPATH=$(kafka_pythonpath)
 ORBIT_TRITON_PYTHONPATH=$(triton_pythonpath)
 ORBIT_OPENAPI_PYTHONPATH=$(openapi_pythonpath)

@@ -125,18 +125,8 @@ fn counted(component: &str) -> bool {
 
 /// Every counted component's CPU per job, largest first: `nats 1520, postgres 640`.
 pub fn split(usage: &[Usage], jobs: usize) -> String {
-    let mut rows: Vec<&Usage> = usage.iter().filter(|u| counted(&u.component)).collect();
-    rows.sort_by(|a, b| b.cpu_seconds.total_cmp(&a.cpu_seconds));
-    rows.iter()
-        .map(|u| {
-            format!(
-                "{} {:.0}",
-                u.component,
-                u.cpu_seconds * 1e6 / jobs.max(1) as f64
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    let counted = usage.iter().filter(|u| counted(&u.component));
+    crate::resources::per_job_largest_first(counted, jobs, usize::MAX, "")
 }
 
 /// Messages through the NATS server so far (received from clients plus sent to them), from

@@ -18,6 +18,32 @@ async fn submit_all(clients: &Clients, stack: &Stack, jobs: usize) -> anyhow::Re
     Ok(ids)
 }
 
+/// A stack without the usual sinks, and an indexer of its own writing results (no logs) into
+/// `index`, with `extra` settings.
+async fn stack_indexing_into(
+    clients: &Clients,
+    index: &str,
+    extra: &[(&'static str, String)],
+) -> anyhow::Result<Stack> {
+    let mut stack = Stack::start(
+        clients,
+        StackOptions {
+            sinks: false,
+            ..StackOptions::default()
+        },
+    )
+    .await?;
+    let mut settings = vec![
+        ("ORBIT_ELASTICSEARCH_RESULTS_INDEX", index.to_string()),
+        ("ORBIT_ELASTICSEARCH_LOGS", "off".to_string()),
+    ];
+    settings.extend(extra.iter().cloned());
+    stack
+        .others
+        .push(start_indexer(clients, "elasticsearch", &settings).await?);
+    Ok(stack)
+}
+
 #[tokio::test]
 async fn results_are_indexed_once_under_their_job_id_and_a_jobs_logs_are_found_by_it(
 ) -> anyhow::Result<()> {
@@ -158,25 +184,7 @@ async fn a_document_the_cluster_refuses_is_dead_lettered_with_its_reason_and_the
             &json!({"mappings": {"properties": {"function": {"type": "long"}}}}),
         )
         .await?;
-    let mut stack = Stack::start(
-        &clients,
-        StackOptions {
-            sinks: false,
-            ..StackOptions::default()
-        },
-    )
-    .await?;
-    stack.others.push(
-        start_indexer(
-            &clients,
-            "elasticsearch",
-            &[
-                ("ORBIT_ELASTICSEARCH_RESULTS_INDEX", index.clone()),
-                ("ORBIT_ELASTICSEARCH_LOGS", "off".into()),
-            ],
-        )
-        .await?,
-    );
+    let stack = stack_indexing_into(&clients, &index, &[]).await?;
     let before = clients.deadletter_last_sequence().await?;
     let ids = submit_all(&clients, &stack, 3).await?;
     let letters = clients
@@ -212,27 +220,12 @@ async fn with_a_retention_results_older_than_it_are_deleted_and_newer_ones_kept(
     let clients = Clients::connect().await?;
     let search = Search::new(&clients);
     let index = format!("orbit-retention-{}", uuid::Uuid::now_v7().simple());
-    let mut stack = Stack::start(
-        &clients,
-        StackOptions {
-            sinks: false,
-            ..StackOptions::default()
-        },
-    )
-    .await?;
     // A retention of 8 s is checked every 2 s.
-    stack.others.push(
-        start_indexer(
-            &clients,
-            "elasticsearch",
-            &[
-                ("ORBIT_ELASTICSEARCH_RESULTS_INDEX", index.clone()),
-                ("ORBIT_ELASTICSEARCH_LOGS", "off".into()),
-                ("ORBIT_ELASTICSEARCH_RESULTS_RETENTION_SECS", "8".into()),
-            ],
-        )
-        .await?,
-    );
+    let retention = [(
+        "ORBIT_ELASTICSEARCH_RESULTS_RETENTION_SECS",
+        "8".to_string(),
+    )];
+    let stack = stack_indexing_into(&clients, &index, &retention).await?;
     let ids = submit_all(&clients, &stack, 3).await?;
     wait_until("3 results indexed", Duration::from_secs(30), || async {
         Ok((search.count_jobs(&index, &ids).await? == 3).then_some(()))
