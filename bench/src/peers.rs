@@ -152,6 +152,8 @@ pub struct Comparison {
     pub orbit_saturation: Option<f64>,
     pub peer_saturation: Option<f64>,
     pub orbit_open_p99_1000_ms: Option<f64>,
+    /// The same row with the Elasticsearch stand-in frozen (SIGSTOP) for its length.
+    pub orbit_open_p99_1000_search_paused_ms: Option<f64>,
 }
 
 impl Comparison {
@@ -205,6 +207,7 @@ mod tests {
             orbit_saturation: Some(8000.0),
             peer_saturation: Some(160.0),
             orbit_open_p99_1000_ms: Some(12.34),
+            orbit_open_p99_1000_search_paused_ms: None,
         };
         assert_eq!(
             comparison.line(),

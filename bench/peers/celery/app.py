@@ -21,7 +21,11 @@ from tasks import CACHE_URL, DATABASE_URL, JOB_TTL_SECONDS, inference_task
 MODELS = {"moving_average"}
 
 app = FastAPI(title="Operation Server")
-cache = redis.Redis.from_url(CACHE_URL)
+# Requests wait for a pooled connection rather than fail when more of them are in flight
+# than the pool holds (the plain pool raises "Too many connections").
+cache = redis.Redis(
+    connection_pool=redis.BlockingConnectionPool.from_url(CACHE_URL, max_connections=32, timeout=10)
+)
 
 
 class JobRequest(BaseModel):
