@@ -17,11 +17,12 @@ use orbit_runtime::backoff::backoff;
 use orbit_runtime::sink::sink_consumer;
 use orbit_runtime::{env_or, nats, run_sink, streams, telemetry, RuntimeConfig, Shutdown};
 
-/// How long a batch of results or log records waits to fill before it is indexed: up to a
-/// second, the index's refresh interval, so a document becomes searchable at most one refresh
-/// later than it would have. A `_bulk` request costs the cluster far more than the documents
-/// it carries.
-const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a batch of results or log records waits to fill before it is indexed, in
+/// milliseconds (`ORBIT_ELASTICSEARCH_LINGER_MS`): by default a second, the index's refresh
+/// interval, so a document becomes searchable at most one refresh later than it would have.
+/// A `_bulk` request costs the cluster far more than the documents it carries; the local
+/// stand-in rewrites its whole store after each one, so the local stacks wait longer.
+const DEFAULT_LINGER_MS: u64 = 1000;
 
 /// Runs the process until SIGINT or SIGTERM.
 pub fn run() -> BoxFuture<'static, anyhow::Result<()>> {
@@ -47,7 +48,8 @@ async fn process() -> anyhow::Result<()> {
     let name: String = env_or("ORBIT_ELASTICSEARCH_CONSUMER", "elasticsearch".into())?;
     let results_name: &'static str = Box::leak(name.clone().into_boxed_str());
     let logs_name: &'static str = Box::leak(format!("{name}-logs").into_boxed_str());
-    let config = RuntimeConfig::sink_from_env("sink-elasticsearch", LINGER)?;
+    let linger = Duration::from_millis(env_or("ORBIT_ELASTICSEARCH_LINGER_MS", DEFAULT_LINGER_MS)?);
+    let config = RuntimeConfig::sink_from_env("sink-elasticsearch", linger)?;
     let shutdown = Shutdown::on_signals();
 
     orbit_runtime::metrics::install(config.metrics_addr)?;
