@@ -49,6 +49,33 @@ impl Search {
     /// How many documents of `index` match `query`, counting everything written so far; none
     /// while the index does not exist yet (the sink makes it with its first document).
     pub async fn count(&self, index: &str, query: Value) -> anyhow::Result<u64> {
+        match self.ask(index, "_count", query).await? {
+            Some(answer) => answer["count"].as_u64().context("no count"),
+            None => Ok(0),
+        }
+    }
+
+    pub async fn count_jobs(&self, index: &str, ids: &[String]) -> anyhow::Result<u64> {
+        self.count(index, json!({"terms": {"job_id": ids}})).await
+    }
+
+    /// The hits of `index` matching `query`, counting everything written so far; none while
+    /// the index does not exist yet.
+    pub async fn hits(&self, index: &str, query: Value) -> anyhow::Result<Vec<Value>> {
+        let answer = self.ask(index, "_search", query).await?;
+        Ok(answer
+            .and_then(|a| a["hits"]["hits"].as_array().cloned())
+            .unwrap_or_default())
+    }
+
+    /// Refreshes `index`, then sends `query` to its `endpoint` (`_count`, `_search`); `None`
+    /// when the index does not exist.
+    async fn ask(
+        &self,
+        index: &str,
+        endpoint: &str,
+        query: Value,
+    ) -> anyhow::Result<Option<Value>> {
         self.send(
             reqwest::Method::POST,
             &format!("/{index}/_refresh"),
@@ -58,42 +85,19 @@ impl Search {
         .ok();
         let response = self
             .http
-            .post(format!("{}/{index}/_count", self.base))
+            .post(format!("{}/{index}/{endpoint}", self.base))
             .json(&json!({ "query": query }))
             .send()
             .await?;
-        if response.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(0);
-        }
         let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
         let answer: Value = response.json().await.unwrap_or(Value::Null);
-        anyhow::ensure!(status.is_success(), "/{index}/_count: {status} {answer}");
-        answer["count"].as_u64().context("no count")
-    }
-
-    pub async fn count_jobs(&self, index: &str, ids: &[String]) -> anyhow::Result<u64> {
-        self.count(index, json!({"terms": {"job_id": ids}})).await
-    }
-
-    /// The hits of `index` matching `query`, counting everything written so far.
-    pub async fn hits(&self, index: &str, query: Value) -> anyhow::Result<Vec<Value>> {
-        self.send(
-            reqwest::Method::POST,
-            &format!("/{index}/_refresh"),
-            &json!({}),
-        )
-        .await
-        .ok();
-        let answer = self
-            .send(
-                reqwest::Method::POST,
-                &format!("/{index}/_search"),
-                &json!({ "query": query }),
-            )
-            .await?;
-        Ok(answer["hits"]["hits"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default())
+        anyhow::ensure!(
+            status.is_success(),
+            "/{index}/{endpoint}: {status} {answer}"
+        );
+        Ok(Some(answer))
     }
 }

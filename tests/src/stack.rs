@@ -350,6 +350,35 @@ impl Stack {
     }
 
     /// Submits `body`, checks it was accepted as `queued`, and returns the job id.
+    /// Submits `jobs` in one batch request; the ids of the accepted jobs, in order. Fails on
+    /// anything but a 202 that accepted every job.
+    pub async fn submit_batch(
+        &self,
+        clients: &Clients,
+        jobs: Vec<Value>,
+    ) -> anyhow::Result<Vec<String>> {
+        let count = jobs.len();
+        let (status, accepted) = clients
+            .post_json(
+                &self.url("/api/v1/inference/batch"),
+                &serde_json::json!({ "jobs": jobs }),
+            )
+            .await?;
+        if status != 202 {
+            bail!("batch answered {status}: {accepted}");
+        }
+        let ids: Vec<String> = accepted["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|job| job["job_id"].as_str().map(str::to_string))
+            .collect();
+        if ids.len() != count {
+            bail!("batch of {count} accepted {} jobs: {accepted}", ids.len());
+        }
+        Ok(ids)
+    }
+
     pub async fn submit(&self, clients: &Clients, body: &Value) -> anyhow::Result<String> {
         let (status, accepted) = clients
             .post_json(&self.url("/api/v1/inference/submit"), body)

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use orbit_e2e::{ma_job, scrape_counter, wait_until, Clients, Stack, StackOptions};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
 /// What one reading client has seen so far.
@@ -80,17 +80,9 @@ async fn submit_batch(
     stack: &Stack,
     jobs: usize,
 ) -> anyhow::Result<Vec<String>> {
-    let body = json!({ "jobs": (0..jobs).map(|_| ma_job(64, 5)).collect::<Vec<_>>() });
-    let (status, accepted) = clients
-        .post_json(&stack.url("/api/v1/inference/batch"), &body)
-        .await?;
-    anyhow::ensure!(status == 202, "batch answered {status}: {accepted}");
-    Ok(accepted["jobs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|job| job["job_id"].as_str().map(str::to_string))
-        .collect())
+    stack
+        .submit_batch(clients, (0..jobs).map(|_| ma_job(64, 5)).collect())
+        .await
 }
 
 #[tokio::test]

@@ -14,18 +14,8 @@ async fn submit_many(clients: &Clients, stack: &Stack, jobs: usize) -> anyhow::R
     let mut ids = Vec::with_capacity(jobs);
     while ids.len() < jobs {
         let n = (jobs - ids.len()).min(500);
-        let body = json!({ "jobs": (0..n).map(|i| ma_job(32 + i % 32, 4)).collect::<Vec<_>>() });
-        let (status, accepted) = clients
-            .post_json(&stack.url("/api/v1/inference/batch"), &body)
-            .await?;
-        anyhow::ensure!(status == 202, "batch answered {status}: {accepted}");
-        ids.extend(
-            accepted["jobs"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|job| job["job_id"].as_str().map(str::to_string)),
-        );
+        let bodies = (0..n).map(|i| ma_job(32 + i % 32, 4)).collect();
+        ids.extend(stack.submit_batch(clients, bodies).await?);
     }
     Ok(ids)
 }

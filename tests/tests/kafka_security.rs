@@ -204,17 +204,8 @@ async fn start_broker(
 }
 
 async fn submit_many(clients: &Clients, stack: &Stack, jobs: usize) -> anyhow::Result<Vec<String>> {
-    let body = json!({ "jobs": (0..jobs).map(|i| ma_job(24 + i % 16, 4)).collect::<Vec<_>>() });
-    let (status, accepted) = clients
-        .post_json(&stack.url("/api/v1/inference/batch"), &body)
-        .await?;
-    anyhow::ensure!(status == 202, "batch answered {status}: {accepted}");
-    Ok(accepted["jobs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|job| job["job_id"].as_str().map(str::to_string))
-        .collect())
+    let bodies = (0..jobs).map(|i| ma_job(24 + i % 16, 4)).collect();
+    stack.submit_batch(clients, bodies).await
 }
 
 /// Each of `ids` once on the topic, and nothing else.
