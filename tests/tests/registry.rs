@@ -296,6 +296,7 @@ async fn every_deployed_function_answers_its_declared_example() -> anyhow::Resul
         "holt_winters",
         "forecast",
         "lstm_timeseries",
+        "auto_arima",
         "lstm_net",
         "cloud_mask",
     ] {

@@ -7,7 +7,8 @@
 //! .orbit/tools/forecast-eval/bin/python bench/forecast/evaluate.py --models '' --context 64 --dump /tmp/first-64.json
 //! ORT_DYLIB_PATH=... cargo run --release -p forecast --example replay -- /tmp/first-64.json
 //! ```
-//! `ORBIT_FORECAST_LSTM=none` leaves the LSTM out; `ORBIT_REPLAY_CASES=1` prints every case.
+//! `ORBIT_FORECAST_LSTM=none` leaves the LSTM out; `ORBIT_REPLAY_CASES=1` prints every case;
+//! `ORBIT_REPLAY_OUT=FILE` writes every case's forecast there (JSON, in the dump's order).
 
 use anyhow::{Context, Result};
 use forecast::Forecast;
@@ -32,6 +33,7 @@ fn mase(target: &[f64], forecast: &[f64], context: &[f64], m: usize) -> f64 {
 
 /// One case's figures: season length, MASE of `forecast`, AutoETS and AutoTheta, coverage.
 struct Scored {
+    forecast: Vec<f64>,
     m: usize,
     mase: [f64; 3],
     cover: [f64; 2],
@@ -80,6 +82,7 @@ fn score(function: &Forecast, case: &Value) -> Result<Scored> {
         );
     }
     Ok(Scored {
+        forecast,
         m,
         mase: [ours, baseline("AutoETS"), baseline("AutoTheta")],
         cover,
@@ -102,6 +105,10 @@ fn main() -> Result<()> {
             .map(|case| score(&function, case))
             .collect::<Result<Vec<_>>>()?;
         let elapsed = started.elapsed();
+        if let Some(out) = std::env::var_os("ORBIT_REPLAY_OUT") {
+            let forecasts: Vec<&Vec<f64>> = scored.iter().map(|s| &s.forecast).collect();
+            std::fs::write(out, serde_json::to_string(&forecasts)?)?;
+        }
         let column = |i: usize| mean(scored.iter().map(|s| s.mase[i]));
         println!(
             "{path}: {} cases, mean MASE forecast {:.3}, AutoETS {:.3}, AutoTheta {:.3}; coverage 80 % {:.1}, 95 % {:.1}; {:.1} ms a case",

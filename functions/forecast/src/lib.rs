@@ -130,6 +130,18 @@ impl Forecast {
     }
 }
 
+/// The forecast of the AutoARIMA model without a season (`auto_arima`), or `None` where no
+/// model fits.
+fn arima_forecast(series: &[f64], horizon: usize) -> Option<Vec<f64>> {
+    match auto_arima::forecast(series, 1, horizon) {
+        Ok(result) => Some(result.mean),
+        Err(err) => {
+            tracing::debug!(error = %err, "no ARIMA model; the others alone");
+            None
+        }
+    }
+}
+
 /// The exponential smoothing model of `series` with the lowest AICc among its forms (AutoETS's
 /// restricted space): trend none, additive or damped; when a season length is given or
 /// detected, also an additive or (positive series) multiplicative season; additive errors,
@@ -341,11 +353,16 @@ impl Function for Forecast {
             _ => own.clone(),
         };
         let season_length = smoothing["season_length"].as_u64();
-        let lstm = match season_length {
-            None => self.lstm_forecast(series, params.horizon),
-            Some(_) => None,
+        let (lstm, arima) = match season_length {
+            None => (
+                self.lstm_forecast(series, params.horizon),
+                arima_forecast(series, params.horizon),
+            ),
+            Some(_) => (None, None),
         };
-        let combined: Vec<f64> = base
+        // Smoothing and the LSTM first (their mean where the LSTM reaches), then that and
+        // ARIMA half and half.
+        let with_lstm: Vec<f64> = base
             .iter()
             .enumerate()
             .map(|(h, &b)| match lstm.as_ref().and_then(|l| l.get(h)) {
@@ -353,23 +370,30 @@ impl Function for Forecast {
                 None => b,
             })
             .collect();
+        let combined: Vec<f64> = with_lstm
+            .iter()
+            .enumerate()
+            .map(|(h, &f)| match arima.as_ref().and_then(|a| a.get(h)) {
+                Some(&a) => (f + a) / 2.0,
+                None => f,
+            })
+            .collect();
         if !combined.iter().all(|v| v.is_finite()) {
             return Err(JobFailure::overflow());
         }
         // The intervals: the chosen form's, centred on the combined forecast and widened by
         // how far the members of the combination are apart (the forms around their weighted
-        // mean, the two halves of a mean with the LSTM), added in variance as in Buckland et
-        // al. (1997): the chosen form's spread alone assumes the right model was chosen, and
+        // mean, the two halves of each mean), added in variance as in Buckland et al.
+        // (1997): the chosen form's spread alone assumes the right model was chosen, and
         // held-out coverage fell short of the level.
         let spread = numbers(&smoothing["weighted_spread"]);
+        let half_gap = |a: f64, b: Option<&f64>| b.map_or(0.0, |b| (a - b) / 2.0);
         let apart: Vec<f64> = (0..combined.len())
             .map(|h| {
                 let forms = spread.get(h).copied().unwrap_or(0.0);
-                let halves = match lstm.as_ref().and_then(|l| l.get(h)) {
-                    Some(&l) => (base[h] - l) / 2.0,
-                    None => 0.0,
-                };
-                forms.hypot(halves)
+                let lstm_gap = half_gap(base[h], lstm.as_ref().and_then(|l| l.get(h)));
+                let arima_gap = half_gap(with_lstm[h], arima.as_ref().and_then(|a| a.get(h)));
+                forms.hypot(lstm_gap).hypot(arima_gap)
             })
             .collect();
         let intervals: Vec<Value> = smoothing["intervals"]
@@ -404,6 +428,9 @@ impl Function for Forecast {
         })];
         if let Some(lstm) = &lstm {
             members.push(json!({"name": self.lstm_name(), "steps": lstm.len()}));
+        }
+        if let Some(arima) = &arima {
+            members.push(json!({"name": "auto_arima", "steps": arima.len()}));
         }
         Ok(json!({
             // `next` and `context_length` as the seed's `lstm_timeseries` answered them, so its
