@@ -328,7 +328,9 @@ struct Filtered {
 
 /// The exact likelihood's sums by the Kalman filter over Harvey's state space of the ARMA
 /// process (unit innovation variance; the spread is concentrated out), started from the
-/// stationary covariance of the state.
+/// stationary covariance of the state. Once the predicted covariance stops changing (to 1e-12
+/// of the one-step variance) it is held: the filter has reached its steady state, and each
+/// further step costs O(r) instead of O(r^2).
 fn filter(arma: &Arma, w: &[f64]) -> Option<Filtered> {
     let r = arma.phi.len().max(arma.theta.len() + 1);
     let mut phi = arma.phi.clone();
@@ -336,36 +338,41 @@ fn filter(arma: &Arma, w: &[f64]) -> Option<Filtered> {
     let mut loading = vec![1.0];
     loading.extend_from_slice(&arma.theta);
     loading.resize(r, 0.0);
-    let mut p = stationary_covariance(&phi, &loading)?;
-    let mut a = vec![0.0; r];
+    let mut predicted = stationary_covariance(&phi, &loading)?;
     let mut next = vec![0.0; r * r];
+    let mut steady = false;
+    let mut a = vec![0.0; r];
     let (mut sum_of_squares, mut sum_of_logs) = (0.0, 0.0);
+    let mut last_gain = f64::INFINITY;
     for (t, &observation) in w.iter().enumerate() {
         if t > 0 {
             let first = a[0];
             for i in 0..r {
                 a[i] = phi[i] * first + if i + 1 < r { a[i + 1] } else { 0.0 };
             }
-            predict_covariance(&p, &phi, &loading, &mut next);
-            std::mem::swap(&mut p, &mut next);
+            if !steady {
+                advance_covariance(&predicted, 1.0 / last_gain, &phi, &loading, &mut next);
+                let change = next
+                    .iter()
+                    .zip(&predicted)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0.0, f64::max);
+                steady = change <= 1e-11 * next[0].abs();
+                std::mem::swap(&mut predicted, &mut next);
+            }
         }
-        let gain = p[0];
+        let gain = predicted[0];
         if !gain.is_finite() || gain <= 0.0 {
             return None;
         }
         let innovation = observation - arma.mean - a[0];
         sum_of_squares += innovation * innovation / gain;
         sum_of_logs += gain.ln();
+        // The covariance is symmetric: its first row is its first column.
         for i in 0..r {
-            a[i] += p[i * r] * innovation / gain;
+            a[i] += predicted[i] * innovation / gain;
         }
-        for i in 0..r {
-            let pi0 = p[i * r];
-            for j in 0..r {
-                next[i * r + j] = p[i * r + j] - pi0 * p[j] / gain;
-            }
-        }
-        std::mem::swap(&mut p, &mut next);
+        last_gain = gain;
     }
     if !sum_of_squares.is_finite() {
         return None;
@@ -377,17 +384,32 @@ fn filter(arma: &Arma, w: &[f64]) -> Option<Filtered> {
     })
 }
 
-/// `T P T' + R R'` for the companion transition `T` (first column `phi`, ones above the
-/// diagonal), in O(r^2).
-fn predict_covariance(p: &[f64], phi: &[f64], loading: &[f64], out: &mut [f64]) {
+/// The next step's predicted covariance, `T (P - c c' / g) T' + R R'`: the observation's
+/// update (`c` the first column of `P`, `g` its first element; `inverse_gain = 1/g`, or 0 for
+/// no update) and the prediction through the companion transition `T` (first column `phi`,
+/// ones above the diagonal) in one pass over the upper triangle, O(r^2).
+fn advance_covariance(p: &[f64], inverse_gain: f64, phi: &[f64], loading: &[f64], out: &mut [f64]) {
     let r = phi.len();
-    let at = |i: usize, j: usize| if i < r && j < r { p[i * r + j] } else { 0.0 };
+    let column = &p[..r];
+    // The updated covariance's first row, F[0][j].
+    let row: Vec<f64> = (0..r)
+        .map(|j| p[j] - column[0] * column[j] * inverse_gain)
+        .collect();
+    let f00 = row[0];
     for i in 0..r {
+        // F[i+1][0], and the row i+1 of F where it exists.
+        let below = if i + 1 < r { row[i + 1] } else { 0.0 };
         for j in i..r {
-            let value = phi[i] * phi[j] * p[0]
-                + phi[i] * at(0, j + 1)
-                + phi[j] * at(i + 1, 0)
-                + at(i + 1, j + 1)
+            let right = if j + 1 < r { row[j + 1] } else { 0.0 };
+            let diagonal = if i + 1 < r && j + 1 < r {
+                p[(i + 1) * r + j + 1] - column[i + 1] * column[j + 1] * inverse_gain
+            } else {
+                0.0
+            };
+            let value = phi[i] * phi[j] * f00
+                + phi[i] * right
+                + phi[j] * below
+                + diagonal
                 + loading[i] * loading[j];
             out[i * r + j] = value;
             out[j * r + i] = value;
@@ -663,7 +685,7 @@ mod tests {
         let loading = vec![1.0, 0.4];
         let p = stationary_covariance(&phi, &loading).unwrap();
         let mut next = vec![0.0; 4];
-        predict_covariance(&p, &phi, &loading, &mut next);
+        advance_covariance(&p, 0.0, &phi, &loading, &mut next);
         for (a, b) in p.iter().zip(&next) {
             assert!((a - b).abs() < 1e-9, "{p:?} {next:?}");
         }

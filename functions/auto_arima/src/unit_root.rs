@@ -10,7 +10,7 @@ const KPSS_CRITICAL_5: f64 = 0.463;
 const SEASONAL_STRENGTH: f64 = 0.64;
 
 /// The number of first differences (at most `max_d`) after which the KPSS test no longer
-/// rejects level stationarity at 5 %.
+/// rejects level stationarity at 5 % (statsforecast's `ndiffs`).
 pub fn first_differences(series: &[f64], max_d: usize) -> usize {
     let mut x = series.to_vec();
     if is_constant(&x) {
@@ -19,7 +19,9 @@ pub fn first_differences(series: &[f64], max_d: usize) -> usize {
     let mut d = 0;
     while d < max_d && kpss_rejects(&x) {
         d += 1;
-        x = difference(&x, 1);
+        // statsforecast's `ndiffs` drops one more point after each difference than the
+        // difference itself costs; kept, so that the two choose the same d.
+        x = difference(&x, 1).into_iter().skip(1).collect();
         if is_constant(&x) {
             return d;
         }
@@ -57,41 +59,83 @@ fn kpss_rejects(x: &[f64]) -> bool {
 }
 
 /// Whether the series takes one seasonal difference of lag `m`: its seasonal strength,
-/// `1 - var(remainder) / var(season + remainder)`, above 0.64. The decomposition is the
-/// classical one (a centred moving average of one season for the trend, the mean of each
-/// position for the season), where statsforecast uses STL.
+/// `1 - var(remainder) / var(season + remainder)`, above 0.64. The decomposition follows STL
+/// as statsforecast runs it (a seasonal window of 11 cycles, local constant fits): the trend
+/// is a centred moving average of one season, and the season at each point the
+/// tricube-weighted mean of the detrended values at the same position in the nearest 11
+/// cycles, so a season that grows or shifts over the years is followed as STL follows it.
 pub fn seasonal_difference(series: &[f64], m: usize) -> bool {
     let n = series.len();
     if m < 2 || n <= 2 * m || is_constant(series) {
         return false;
     }
     let trend = centred_average(series, m);
-    let mut sums = vec![0.0; m];
-    let mut counts = vec![0usize; m];
-    for (t, level) in trend.iter().enumerate() {
-        if let Some(level) = level {
-            sums[t % m] += series[t] - level;
-            counts[t % m] += 1;
-        }
-    }
-    let mut season: Vec<f64> = sums
+    let detrended: Vec<Option<f64>> = trend
         .iter()
-        .zip(&counts)
-        .map(|(s, &c)| if c > 0 { s / c as f64 } else { 0.0 })
+        .zip(series)
+        .map(|(level, y)| level.map(|level| y - level))
         .collect();
-    let centre = season.iter().sum::<f64>() / m as f64;
-    season.iter_mut().for_each(|s| *s -= centre);
-    let mut remainder = Vec::new();
-    let mut detrended = Vec::new();
-    for (t, level) in trend.iter().enumerate() {
-        if let Some(level) = level {
-            let without_trend = series[t] - level;
-            detrended.push(without_trend);
-            remainder.push(without_trend - season[t % m]);
+    let mut season = vec![None; n];
+    for position in 0..m {
+        let points: Vec<(usize, f64)> = (position..n)
+            .step_by(m)
+            .enumerate()
+            .filter_map(|(cycle, t)| detrended[t].map(|v| (cycle, v)))
+            .collect();
+        for (cycle, t) in (position..n).step_by(m).enumerate() {
+            if detrended[t].is_some() {
+                season[t] = local_mean(&points, cycle, SEASONAL_WINDOW);
+            }
         }
     }
-    let whole = variance(&detrended);
+    // STL takes the season's own trend out of it (its low-pass step): here the centred
+    // moving average of the local seasons, where it is defined.
+    let seasons: Vec<f64> = season.iter().map(|s| s.unwrap_or(f64::NAN)).collect();
+    let level = centred_average(&seasons, m);
+    let mut remainder = Vec::new();
+    let mut without_trend = Vec::new();
+    for t in 0..n {
+        if let (Some(d), Some(s), Some(l)) = (detrended[t], season[t], level[t]) {
+            if l.is_finite() {
+                remainder.push(d - (s - l));
+                without_trend.push(d);
+            }
+        }
+    }
+    if remainder.len() < 2 * m {
+        return false;
+    }
+    let whole = variance(&without_trend);
     whole > 0.0 && (1.0 - variance(&remainder) / whole).clamp(0.0, 1.0) > SEASONAL_STRENGTH
+}
+
+/// The cycles over which a season is averaged (statsforecast's `s_window` of 7 + 4).
+const SEASONAL_WINDOW: usize = 11;
+
+/// The tricube-weighted mean of the `window` points (by cycle) nearest to `at`, a local
+/// constant loess fit.
+fn local_mean(points: &[(usize, f64)], at: usize, window: usize) -> Option<f64> {
+    let mut distances: Vec<usize> = points.iter().map(|(c, _)| c.abs_diff(at)).collect();
+    distances.sort_unstable();
+    let reach = *distances.get(window.min(points.len()).checked_sub(1)?)?;
+    // loess widens the reach when the window is wider than the data.
+    let reach = if window > points.len() {
+        reach as f64 * window as f64 / points.len() as f64
+    } else {
+        reach as f64
+    }
+    .max(1.0)
+        * 1.000001;
+    let (mut sum, mut weights) = (0.0, 0.0);
+    for &(cycle, value) in points {
+        let u = cycle.abs_diff(at) as f64 / reach;
+        if u < 1.0 {
+            let w = (1.0 - u * u * u).powi(3);
+            sum += w * value;
+            weights += w;
+        }
+    }
+    (weights > 0.0).then(|| sum / weights)
 }
 
 /// The centred moving average of one season (a 2 x m average for an even m), `None` where the
