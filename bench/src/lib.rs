@@ -8,6 +8,7 @@ pub mod elastic;
 pub mod http1;
 pub mod jobs;
 pub mod latency;
+pub mod panel;
 pub mod peers;
 pub mod probe;
 pub mod publish;

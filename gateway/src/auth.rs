@@ -231,9 +231,10 @@ pub fn required_scope(method: &Method, route: Option<&str>, metrics_open: bool) 
         "/metrics" if metrics_open => None,
         "/metrics" | "/v2/repository/index" => Some(Scope::Admin),
         route if route.starts_with("/api/v1/deadletter") => Some(Scope::Admin),
-        "/api/v1/inference/submit" | "/api/v1/inference/batch" | "/api/v1/inference/run" => {
-            Some(Scope::Submit)
-        }
+        "/api/v1/inference/submit"
+        | "/api/v1/inference/batch"
+        | "/api/v1/inference/run"
+        | "/api/v1/inference/panel" => Some(Scope::Submit),
         route if route.ends_with("/infer") && method == Method::POST => Some(Scope::Submit),
         _ => Some(Scope::Read),
     }
@@ -408,6 +409,10 @@ mod tests {
         assert_eq!(required_scope(&get, Some("/healthz"), false), None);
         assert_eq!(
             required_scope(&post, Some("/api/v1/inference/submit"), false),
+            Some(Scope::Submit)
+        );
+        assert_eq!(
+            required_scope(&post, Some("/api/v1/inference/panel"), false),
             Some(Scope::Submit)
         );
         assert_eq!(

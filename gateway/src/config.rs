@@ -9,6 +9,7 @@ use orbit_runtime::env_or;
 
 use crate::dashboard::{ConnectionSettings, DashboardConfig};
 use crate::grpc::GrpcConfig;
+use crate::panel::PanelConfig;
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -26,6 +27,10 @@ pub struct GatewayConfig {
     pub max_batch_jobs: usize,
     /// `ORBIT_SYNC_TIMEOUT_MS`, default 10000: how long `/run` waits for a function.
     pub sync_timeout: Duration,
+    /// Panels (`/api/v1/inference/panel`, `/v2` `[n, len]` inputs): `ORBIT_PANEL_MAX_SERIES`
+    /// (100000 series in one panel), `ORBIT_PANEL_CONCURRENCY` (64 series in flight at once per
+    /// panel), `ORBIT_PANEL_MAX_BODY_BYTES` (256 MiB: the panel route's body limit).
+    pub panel: PanelConfig,
     /// `ORBIT_PUBLISH_RETRY_MS`, default 3000: how long a submit keeps trying while JetStream
     /// cannot take it (a stream leader election), before answering 503.
     pub publish_retry: Duration,
@@ -60,6 +65,11 @@ impl GatewayConfig {
             max_body_bytes: env_or("ORBIT_MAX_BODY_BYTES", 16 * 1024 * 1024)?,
             max_batch_jobs: env_or("ORBIT_MAX_BATCH_JOBS", 1000usize)?.max(1),
             sync_timeout: Duration::from_millis(env_or("ORBIT_SYNC_TIMEOUT_MS", 10_000u64)?),
+            panel: PanelConfig {
+                max_series: env_or("ORBIT_PANEL_MAX_SERIES", 100_000usize)?.max(1),
+                concurrency: env_or("ORBIT_PANEL_CONCURRENCY", 64usize)?.max(1),
+                max_body_bytes: env_or("ORBIT_PANEL_MAX_BODY_BYTES", 256usize << 20)?,
+            },
             publish_retry: Duration::from_millis(env_or("ORBIT_PUBLISH_RETRY_MS", 3_000u64)?),
             submit_inflight: env_or("ORBIT_SUBMIT_INFLIGHT", 1usize)?.max(1),
             discovery_interval: Duration::from_millis(

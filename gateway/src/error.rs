@@ -5,7 +5,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use orbit_contract::{FieldError, JobFailure, JobId};
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
@@ -61,21 +61,40 @@ impl ApiError {
             _ => None,
         }
     }
-}
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
-        if status.is_server_error() {
-            tracing::warn!(%status, error = %self, "request failed");
-        }
+    /// The error's JSON object, `{"code", "message", "field", "job_id"}` (the last two when
+    /// they apply): the body's `error`, and a failed series' `error` in a panel's answer.
+    pub fn body(&self) -> Value {
+        let (_, code) = self.status_and_code();
         let mut error = json!({ "code": code, "message": self.to_string() });
         if let Some(field) = self.field() {
             error["field"] = json!(field);
         }
-        if let ApiError::JobFailed { job_id, .. } = &self {
+        if let ApiError::JobFailed { job_id, .. } = self {
             error["job_id"] = json!(job_id);
         }
+        error
+    }
+
+    /// The same error with the field `rename` gives its field: a series' `data[3]` is
+    /// `data[7][3]` in a panel. Errors that name no field are left as they are.
+    pub fn renamed(self, rename: impl Fn(&str) -> String) -> Self {
+        let renamed = |err: FieldError| FieldError::new(rename(&err.field), err.message);
+        match self {
+            ApiError::Malformed(err) => ApiError::Malformed(renamed(err)),
+            ApiError::Invalid(err) => ApiError::Invalid(renamed(err)),
+            other => other,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, _) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::warn!(%status, error = %self, "request failed");
+        }
+        let error = self.body();
         let mut response = (status, Json(json!({ "error": error }))).into_response();
         if matches!(self, ApiError::QueueFull) {
             response

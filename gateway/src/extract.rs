@@ -32,27 +32,38 @@ impl FromRequest<AppState> for JsonObjectBytes {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let limit = state.config.max_body_bytes;
-        let bytes = Bytes::from_request(request, state)
+        json_object(request, state, state.config.max_body_bytes)
             .await
-            .map_err(|rejection| {
-                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::TooLarge { limit }
-                } else {
-                    ApiError::Malformed(orbit_contract::FieldError::new(
-                        "body",
-                        rejection.body_text(),
-                    ))
-                }
-            })?;
-        // Every endpoint takes a JSON object; without this check serde would read a struct
-        // from an array positionally and report a baffling error.
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(ApiError::Malformed(orbit_contract::FieldError::new(
-                "body",
-                "must be a JSON object",
-            )));
-        }
-        Ok(Self(bytes))
+            .map(Self)
     }
+}
+
+/// The body, starting as a JSON object, under `limit` bytes: the limit the route's
+/// `DefaultBodyLimit` sets, named in the 413.
+pub async fn json_object(
+    request: Request,
+    state: &AppState,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let bytes = Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge { limit }
+            } else {
+                ApiError::Malformed(orbit_contract::FieldError::new(
+                    "body",
+                    rejection.body_text(),
+                ))
+            }
+        })?;
+    // Every endpoint takes a JSON object; without this check serde would read a struct
+    // from an array positionally and report a baffling error.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::Malformed(orbit_contract::FieldError::new(
+            "body",
+            "must be a JSON object",
+        )));
+    }
+    Ok(bytes)
 }

@@ -12,6 +12,7 @@ pub mod grpc;
 pub mod jobs;
 pub mod keys;
 pub mod limits;
+pub mod panel;
 pub mod request_trace;
 pub mod routes;
 pub mod startup;

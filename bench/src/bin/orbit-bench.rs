@@ -5,10 +5,12 @@
 //! orbit-bench --long                # bigger runs, plus scaling (1/2/4 replicas, bridge on/off)
 //! orbit-bench single batch open     # chosen scenarios
 //! orbit-bench single --jobs 20000 --concurrency 64 --model lstm_timeseries
+//! orbit-bench panel --series 100000 # one request of 100,000 series to forecast
 //! ```
 //! Scenarios: single, batch, open, sync, v2, lstm, bridge, elasticsearch, relay, scaling, python,
-//! peers (only when named: Orbit beside the Celery design it replaces). Prints a table per
-//! scenario and writes everything as JSON to `bench/results/<time>.json`.
+//! peers (only when named: Orbit beside the Celery design it replaces), panel (only when named:
+//! one request of many series). Prints a table per scenario and writes everything as JSON to
+//! `bench/results/<time>.json`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,7 +21,7 @@ use orbit_bench::peers::{self, Comparison, Peer};
 use orbit_bench::ratios::{Figures, OpenRow};
 use orbit_bench::resources::{CpuPerJob, Sampler, Usage};
 use orbit_bench::stack::Stack;
-use orbit_bench::{bridge, elastic, probe, python, relay, scaling, settle, sync};
+use orbit_bench::{bridge, elastic, panel, probe, python, relay, scaling, settle, sync};
 use serde_json::{json, Value};
 
 /// What the benchmark can measure, each a scenario of its own (bench/README.md).
@@ -37,11 +39,12 @@ enum Scenario {
     Scaling,
     Python,
     Peers,
+    Panel,
 }
 
 impl Scenario {
     /// Every scenario, in the order the suite runs them.
-    const ALL: [Scenario; 12] = [
+    const ALL: [Scenario; 13] = [
         Scenario::Single,
         Scenario::Batch,
         Scenario::Open,
@@ -54,6 +57,7 @@ impl Scenario {
         Scenario::Scaling,
         Scenario::Python,
         Scenario::Peers,
+        Scenario::Panel,
     ];
 
     fn name(self) -> &'static str {
@@ -70,6 +74,7 @@ impl Scenario {
             Scenario::Scaling => "scaling",
             Scenario::Python => "python",
             Scenario::Peers => "peers",
+            Scenario::Panel => "panel",
         }
     }
 
@@ -77,14 +82,14 @@ impl Scenario {
         Self::ALL.into_iter().find(|s| s.name() == name)
     }
 
-    /// Whether the short suite (no `--long`) runs it; `peers` starts another system and runs
-    /// only when named.
+    /// Whether the short suite (no `--long`) runs it; `peers` starts another system and
+    /// `panel` runs for minutes, so they run only when named.
     fn in_short_suite(self) -> bool {
-        self != Scenario::Scaling && self != Scenario::Peers
+        self.in_long_suite() && self != Scenario::Scaling
     }
 
     fn in_long_suite(self) -> bool {
-        self != Scenario::Peers
+        self != Scenario::Peers && self != Scenario::Panel
     }
 
     fn names() -> Vec<&'static str> {
@@ -102,6 +107,8 @@ struct Options {
     model: Option<String>,
     rate: Option<f64>,
     seconds: Option<u64>,
+    /// Series in the `panel` scenario's one request.
+    series: usize,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -115,6 +122,7 @@ fn options() -> anyhow::Result<Options> {
         model: None,
         rate: None,
         seconds: None,
+        series: 100_000,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -128,8 +136,9 @@ fn options() -> anyhow::Result<Options> {
             "--model" => options.model = Some(value()?),
             "--rate" => options.rate = Some(value()?.parse()?),
             "--seconds" => options.seconds = Some(value()?.parse()?),
+            "--series" => options.series = value()?.parse()?,
             "-h" | "--help" => {
-                println!("orbit-bench [--long] [SCENARIO...] [--jobs N] [--concurrency N] [--batch-size N] [--model M] [--rate R] [--seconds S] [--env dev|test]\nscenarios: {}", Scenario::names().join(" "));
+                println!("orbit-bench [--long] [SCENARIO...] [--jobs N] [--concurrency N] [--batch-size N] [--model M] [--rate R] [--seconds S] [--series N] [--env dev|test]\nscenarios: {}", Scenario::names().join(" "));
                 std::process::exit(0);
             }
             name => match Scenario::named(name) {
@@ -514,6 +523,7 @@ impl Bench {
             Scenario::Scaling => self.scaling().await,
             Scenario::Python => self.python().await,
             Scenario::Peers => self.peers().await,
+            Scenario::Panel => self.panel().await,
         }
     }
 
@@ -657,6 +667,55 @@ impl Bench {
 }
 
 impl Bench {
+    /// One panel of `--series` synthetic monthly series (120 points, horizon 18, season 12) to
+    /// `--model` (default `forecast`) over NDJSON, with a progress bar on stderr; ends with the
+    /// `panel:` line and the stack's CPU per series.
+    async fn panel(&mut self) -> anyhow::Result<()> {
+        let function = self.model("forecast");
+        let series = self.options.series.max(1);
+        println!(
+            "\n== panel: {series} series of {} points to {function} in one request (NDJSON)",
+            panel::LENGTH
+        );
+        let sampler = Sampler::start(&self.stack, self_process());
+        let report = panel::run(&self.target.http, &self.stack.http, &function, series).await;
+        let usage = sampler.finish();
+        let report = report?;
+        println!("{}", report.line());
+        println!(
+            "  request {:.1} MB, first answer after {:.2} s",
+            report.request_mb, report.first_answer_seconds
+        );
+        if let Some(failure) = &report.first_failure {
+            println!("  first failure: {failure}");
+        }
+        // A function's replicas are `<name>` and `<name>-<i>`.
+        let component = |name: &str| {
+            let replica = format!("{name}-");
+            usage
+                .iter()
+                .filter(|u| u.component == name || u.component.starts_with(&replica))
+                .map(|u| u.cpu_seconds)
+                .sum::<f64>()
+                * 1e6
+                / series as f64
+        };
+        println!(
+            "  cpu per series: {function} {:.0} us, gateway {:.0} us",
+            component(&function),
+            component("gateway")
+        );
+        print_cpu_per_job(&usage, series);
+        let line = report.line();
+        self.record(
+            "panel",
+            format!("{series} series to {function}"),
+            json!({ "report": report, "line": line }),
+            usage,
+        );
+        Ok(())
+    }
+
     /// Orbit beside the Celery design it replaces, the same load offered to both: single
     /// submits at 100 jobs/s (CPU per job), each side saturated (Orbit through its batch
     /// endpoint, the peer through its one-submit-per-job API at the connection count that

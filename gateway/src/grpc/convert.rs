@@ -331,6 +331,7 @@ mod tests {
             outputs: vec![Tensor::from_f64("values", vec![2], &[1.0, 2.0]).unwrap()],
             job_ids: vec!["a".into()],
             version: "1".into(),
+            failed: Vec::new(),
         };
         let response = encode("m", Some("x".into()), inferred);
         assert_eq!(response.id, "x");
@@ -339,6 +340,42 @@ mod tests {
         assert_eq!(
             response.parameters["job_id"].parameter_choice,
             Some(ParameterChoice::StringParam("a".into()))
+        );
+        assert!(!response.parameters.contains_key("failed"));
+    }
+
+    #[test]
+    fn failed_rows_of_a_panel_are_named_in_a_string_parameter() {
+        let inferred = Inferred {
+            outputs: vec![Tensor::from_f64("values", vec![2, 1], &[1.0, f64::NAN]).unwrap()],
+            job_ids: vec!["p-0".into(), "p-1".into()],
+            version: "1".into(),
+            failed: vec![crate::routes::v2::FailedRow {
+                index: 1,
+                error: crate::error::ApiError::Invalid(FieldError::new(
+                    "inputs[0][1][0]",
+                    "must be a finite number",
+                )),
+            }],
+        };
+        let response = encode("m", None, inferred);
+        let Some(ParameterChoice::StringParam(failed)) =
+            &response.parameters["failed"].parameter_choice
+        else {
+            panic!(
+                "failed is not a string: {:?}",
+                response.parameters["failed"]
+            );
+        };
+        let failed: serde_json::Value = serde_json::from_str(failed).unwrap();
+        assert_eq!(failed[0]["index"], 1);
+        assert_eq!(
+            failed[0]["error"],
+            "inputs[0][1][0]: must be a finite number"
+        );
+        assert_eq!(
+            response.parameters["job_ids"].parameter_choice,
+            Some(ParameterChoice::StringParam("p-0,p-1".into()))
         );
     }
 }

@@ -20,7 +20,7 @@ use crate::sync_call;
 const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
 /// The client's `Idempotency-Key`, checked, if it sent one.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     match headers.get(IDEMPOTENCY_HEADER) {
         None => Ok(None),
         Some(value) => value.to_str().map(|v| Some(v.to_string())).map_err(|_| {

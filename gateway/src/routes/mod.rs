@@ -4,6 +4,7 @@ pub mod deadletter;
 pub mod health;
 pub mod inference;
 pub mod openapi;
+pub mod panel;
 pub mod statistics;
 pub mod v2;
 
@@ -25,6 +26,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/inference/submit", post(inference::submit))
         .route("/api/v1/inference/batch", post(inference::batch))
         .route("/api/v1/inference/run", post(inference::run))
+        .route(
+            "/api/v1/inference/panel",
+            // The only route whose body may be larger than ORBIT_MAX_BODY_BYTES: this layer,
+            // inside the router's, has the last word for it.
+            post(panel::panel).layer(DefaultBodyLimit::max(state.config.panel.max_body_bytes)),
+        )
         .route("/api/v1/inference/results", get(inference::results))
         .route("/api/v1/inference/{job_id}", get(inference::status))
         .route("/api/v1/inference/{job_id}/record", get(inference::record))

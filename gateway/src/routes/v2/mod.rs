@@ -5,9 +5,10 @@
 //!
 //! How functions map onto the protocol:
 //! - a series function (`moving_average`, `lstm_timeseries`) takes one input tensor of shape
-//!   `[n]` (one series), `[1, n]` or `[k, n]` (k series answered together, each its own job);
-//!   any numeric datatype, converted to FP64. Its declared outputs come back as FP64 tensors of
-//!   shape `[m]`, or `[k, m]` for a batch;
+//!   `[n]` (one series), `[1, n]`, or `[k, n]`: a panel of k series, each its own job, spread
+//!   over the replicas ([`crate::panel`]); any numeric datatype, converted to FP64. Its declared
+//!   outputs come back as FP64 tensors of shape `[m]`, or `[k, m]` for a batch, where a row
+//!   that failed alone is NaN (`null` in JSON) and named in the response's `failed`;
 //! - a tensor function (an ONNX image model) takes its declared inputs, datatypes and shapes
 //!   exactly, and answers with its outputs as the model produced them;
 //! - request `parameters` other than the protocol's own (`binary_data_output`, `timeout`,
@@ -20,6 +21,7 @@
 pub mod codec;
 pub mod stats;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -27,14 +29,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use futures::future::join_all;
+use futures::StreamExt;
 use orbit_contract::{
-    FieldError, FunctionSpec, InputKind, JobId, RawInput, RequestParts, Tensor, TensorSpec,
-    ValidJob, VersionDescriptor,
+    FieldError, FunctionSpec, InputKind, JobId, RawInput, RequestParts, SyncReply, Tensor,
+    TensorSpec, ValidJob, VersionDescriptor,
 };
 use serde_json::{json, Map, Value};
 
 use crate::error::ApiError;
+use crate::panel::{series_field, Answer, Panel, PanelRequest};
 use crate::state::AppState;
 use crate::sync_call;
 use codec::{InferRequest, ResponseHead};
@@ -109,10 +112,7 @@ pub async fn ready(State(state): State<AppState>) -> StatusCode {
 }
 
 /// The function `model`, or a 404.
-pub(crate) async fn known(
-    state: &AppState,
-    model: &str,
-) -> Result<std::sync::Arc<FunctionSpec>, V2Error> {
+pub(crate) async fn known(state: &AppState, model: &str) -> Result<Arc<FunctionSpec>, V2Error> {
     state
         .registry
         .spec(model, "model")
@@ -357,10 +357,14 @@ pub struct Inferred {
     pub job_ids: Vec<String>,
     /// The version that ran.
     pub version: String,
+    /// The rows of a panel that failed (their outputs are NaN), in row order.
+    pub failed: Vec<FailedRow>,
 }
 
 impl Inferred {
-    /// The response's parameters: the job id (`job_id`), or ids in row order (`job_ids`).
+    /// The response's parameters: the job id (`job_id`), or ids in row order (`job_ids`); when
+    /// rows of a panel failed, `failed`: a JSON list `[{"index", "error"}]` as a string (the
+    /// protocol's parameters are scalars), `error` worded as the protocol's errors are.
     pub fn parameters(&self) -> Map<String, Value> {
         let mut parameters = Map::new();
         let name = if self.job_ids.len() == 1 {
@@ -369,8 +373,24 @@ impl Inferred {
             "job_ids"
         };
         parameters.insert(name.to_string(), json!(self.job_ids.join(",")));
+        if !self.failed.is_empty() {
+            let failed: Vec<Value> = self
+                .failed
+                .iter()
+                .map(|row| json!({"index": row.index, "error": message(&row.error)}))
+                .collect();
+            parameters.insert("failed".into(), json!(Value::Array(failed).to_string()));
+        }
         parameters
     }
+}
+
+/// What running a request on a function gave, before the outputs asked for are picked.
+struct Ran {
+    outputs: Vec<Tensor>,
+    job_ids: Vec<String>,
+    version: String,
+    failed: Vec<FailedRow>,
 }
 
 /// Runs a decoded infer request on `model` (at `version`, or its default): a series function
@@ -413,42 +433,47 @@ pub async fn run_infer(
             }
         }
     }
-    let (outputs, job_ids, version) = match spec.descriptor().input {
+    let ran = match spec.descriptor().input {
         InputKind::Series => run_series(state, &spec, version, request, key, timeout).await?,
         InputKind::Tensors => run_tensors(state, &spec, version, request, key, timeout).await?,
     };
     let outputs: Vec<Tensor> = match &request.outputs {
-        None => outputs,
-        Some(wanted) => outputs
+        None => ran.outputs,
+        Some(wanted) => ran
+            .outputs
             .into_iter()
             .filter(|t| wanted.iter().any(|w| w.name == t.name()))
             .collect(),
     };
     Ok(Inferred {
         outputs,
-        job_ids,
-        version,
+        job_ids: ran.job_ids,
+        version: ran.version,
+        failed: ran.failed,
     })
 }
 
-fn job_id(key: Option<&str>, index: Option<usize>) -> Result<JobId, V2Error> {
-    match (key, index) {
-        (Some(key), None) => Ok(JobId::parse(key, "Idempotency-Key")?),
-        (Some(key), Some(i)) => Ok(JobId::parse(&format!("{key}-{i}"), "Idempotency-Key")?),
-        (None, _) => Ok(JobId::generate()),
+/// The id of a request's one job: the client's key, or a fresh one.
+fn job_id(key: Option<&str>) -> Result<JobId, V2Error> {
+    match key {
+        Some(key) => Ok(JobId::parse(key, "Idempotency-Key")?),
+        None => Ok(JobId::generate()),
     }
 }
 
-/// A series function: one series per row of the one input tensor, each its own job, all
-/// running at once; their declared outputs stacked back into tensors.
+/// A series function: one series per row of the one input tensor, each its own job. One row
+/// runs alone and its failure is the request's; more rows are a panel ([`crate::panel`]): they
+/// run side by side on the replicas, a row that fails does so alone (its outputs NaN, its
+/// reason in the response's `failed`), and the request fails only when every row did. The
+/// declared outputs are stacked back into tensors in row order.
 async fn run_series(
     state: &AppState,
-    spec: &FunctionSpec,
+    spec: &Arc<FunctionSpec>,
     version: Option<String>,
     request: &InferRequest,
     key: Option<&str>,
     timeout: Duration,
-) -> Result<(Vec<Tensor>, Vec<String>, String), V2Error> {
+) -> Result<Ran, V2Error> {
     let name = spec.name();
     let [input] = request.inputs.as_slice() else {
         return Err(FieldError::new(
@@ -475,51 +500,64 @@ async fn run_series(
         return Err(FieldError::new("inputs[0].shape", "holds no series").into());
     }
     let values = input.to_f64();
-    let mut jobs = Vec::with_capacity(rows);
-    for row in 0..rows {
-        let series = values[row * length..(row + 1) * length].to_vec();
+    let (replies, job_ids, failed) = if rows == 1 {
         let parts = RequestParts {
             version: version.clone(),
-            input: RawInput::Series(series),
+            input: RawInput::Series(values),
             parameters: request.parameters.clone(),
             metadata: Map::new(),
         };
-        let job =
-            ValidJob::from_parts(spec, parts).map_err(|err| rename_data(err, row, batched))?;
-        jobs.push((job, job_id(key, (rows > 1).then_some(row))?));
-    }
-    let replies = join_all(
-        jobs.into_iter()
-            .map(|(job, id)| sync_call::call_within(state, job, id, timeout)),
-    )
-    .await;
-    let replies: Vec<_> = replies.into_iter().collect::<Result<_, _>>()?;
+        let job = ValidJob::from_parts(spec, parts).map_err(|err| rename_data(err, batched))?;
+        let reply = sync_call::call_within(state, job, job_id(key)?, timeout).await?;
+        let job_ids = vec![reply.job_id.to_string()];
+        (vec![Some(reply)], job_ids, Vec::new())
+    } else {
+        run_rows(
+            state,
+            spec,
+            version.clone(),
+            request,
+            key,
+            timeout,
+            values,
+            rows,
+            length,
+        )
+        .await?
+    };
     let ran_version = replies
-        .first()
+        .iter()
+        .flatten()
+        .next()
         .map(|r| r.function_version.clone())
         .unwrap_or_default();
     let declared = version_of(spec, version.as_deref())?.outputs;
     let mut outputs = Vec::with_capacity(declared.len());
     for output in &declared {
-        let mut stacked = Vec::new();
-        let mut width = None;
-        for reply in &replies {
-            let values = numbers(reply.output.as_ref().and_then(|o| o.get(&output.name)))
-                .ok_or_else(|| {
-                    V2Error(ApiError::Internal(format!(
-                        "{name} answered without a numeric '{}'",
-                        output.name
-                    )))
-                })?;
-            if *width.get_or_insert(values.len()) != values.len() {
-                return Err(V2Error(ApiError::Internal(format!(
-                    "{name}'s '{}' differs in length between rows",
-                    output.name
-                ))));
-            }
-            stacked.extend(values);
-        }
-        let width = width.unwrap_or(0);
+        let answered: Vec<Option<Vec<f64>>> = replies
+            .iter()
+            .map(|reply| {
+                reply
+                    .as_ref()
+                    .map(|reply| {
+                        numbers(reply.output.as_ref().and_then(|o| o.get(&output.name))).ok_or_else(
+                            || {
+                                V2Error(ApiError::Internal(format!(
+                                    "{name} answered without a numeric '{}'",
+                                    output.name
+                                )))
+                            },
+                        )
+                    })
+                    .transpose()
+            })
+            .collect::<Result<_, _>>()?;
+        let (width, stacked) = stack_rows(&answered).ok_or_else(|| {
+            V2Error(ApiError::Internal(format!(
+                "{name}'s '{}' differs in length between rows",
+                output.name
+            )))
+        })?;
         let shape = if batched {
             vec![rows, width]
         } else {
@@ -527,17 +565,118 @@ async fn run_series(
         };
         outputs.push(Tensor::from_f64(&output.name, shape, &stacked)?);
     }
-    let job_ids = replies.iter().map(|r| r.job_id.to_string()).collect();
-    Ok((outputs, job_ids, ran_version))
+    Ok(Ran {
+        outputs,
+        job_ids,
+        version: ran_version,
+        failed,
+    })
 }
 
-/// `data` errors of row `row` are errors of `inputs[0]` to a protocol client.
-fn rename_data(err: FieldError, row: usize, batched: bool) -> V2Error {
-    let field = match err.field.strip_prefix("data") {
-        Some(rest) if batched => format!("inputs[0][{row}]{rest}"),
-        Some(rest) => format!("inputs[0]{rest}"),
-        None => err.field,
-    };
+/// The rows of a `[k, n]` tensor, `k > 1`, as a panel: each row's reply, or `None` where it
+/// failed; the job ids (`<panel>-<row>`); and the rows that failed, with why.
+#[allow(clippy::too_many_arguments)]
+async fn run_rows(
+    state: &AppState,
+    spec: &Arc<FunctionSpec>,
+    version: Option<String>,
+    request: &InferRequest,
+    key: Option<&str>,
+    timeout: Duration,
+    values: Vec<f64>,
+    rows: usize,
+    length: usize,
+) -> Result<(Vec<Option<SyncReply>>, Vec<String>, Vec<FailedRow>), V2Error> {
+    let limit = state.config.panel.max_series;
+    if rows > limit {
+        return Err(FieldError::new(
+            "inputs[0].shape",
+            format!("holds {rows} series; a panel holds at most {limit} (ORBIT_PANEL_MAX_SERIES)"),
+        )
+        .into());
+    }
+    let panel = Panel::new(
+        spec.clone(),
+        PanelRequest {
+            version,
+            parameters: request.parameters.clone(),
+            metadata: Map::new(),
+            key: key.map(str::to_string),
+            series: rows,
+            series_length: Some(length),
+            timeout,
+        },
+    )
+    .map_err(|err| {
+        if err.field == "model_version" {
+            V2Error(ApiError::NotFound(err.message))
+        } else {
+            V2Error(ApiError::Malformed(err))
+        }
+    })?;
+    let series = (0..rows).map(move |row| Ok(values[row * length..(row + 1) * length].to_vec()));
+    let answers: Vec<Answer> = Arc::new(panel)
+        .run(state.clone(), state.config.panel.concurrency, series)
+        .collect()
+        .await;
+    let mut replies = Vec::with_capacity(rows);
+    let mut job_ids = Vec::with_capacity(rows);
+    let mut failed = Vec::new();
+    for answer in answers {
+        job_ids.push(answer.job_id);
+        match answer.outcome {
+            Ok(reply) => replies.push(Some(reply)),
+            Err(err) => {
+                let prefix = format!("inputs[0][{}]", answer.index);
+                let err = err.renamed(|field| series_field(field, &prefix));
+                failed.push(FailedRow {
+                    index: answer.index,
+                    error: err,
+                });
+                replies.push(None);
+            }
+        }
+    }
+    if failed.len() == rows {
+        // Nothing to answer with: the request fails as one series would, with the first row's
+        // reason.
+        return Err(V2Error(failed.swap_remove(0).error));
+    }
+    Ok((replies, job_ids, failed))
+}
+
+/// A row of a panel that failed, and why.
+#[derive(Debug, Clone)]
+pub struct FailedRow {
+    pub index: usize,
+    pub error: ApiError,
+}
+
+/// Rows of one output stacked into one buffer: `None` rows (those that failed) as NaN of the
+/// answered rows' width. `None` when answered rows differ in width.
+fn stack_rows(rows: &[Option<Vec<f64>>]) -> Option<(usize, Vec<f64>)> {
+    let mut width = None;
+    for values in rows.iter().flatten() {
+        if *width.get_or_insert(values.len()) != values.len() {
+            return None;
+        }
+    }
+    let width = width.unwrap_or(0);
+    let mut stacked = Vec::with_capacity(width * rows.len());
+    for row in rows {
+        match row {
+            Some(values) => stacked.extend_from_slice(values),
+            None => stacked.extend(std::iter::repeat_n(f64::NAN, width)),
+        }
+    }
+    Some((width, stacked))
+}
+
+/// `data` errors of a lone series are errors of `inputs[0]` (of its row 0 in `[1, n]`) to a
+/// protocol client.
+fn rename_data(err: FieldError, batched: bool) -> V2Error {
+    let prefix = if batched { "inputs[0][0]" } else { "inputs[0]" };
+    let field = series_field(&err.field, prefix);
     V2Error(ApiError::Malformed(FieldError::new(field, err.message)))
 }
 
@@ -558,7 +697,7 @@ async fn run_tensors(
     request: &InferRequest,
     key: Option<&str>,
     timeout: Duration,
-) -> Result<(Vec<Tensor>, Vec<String>, String), V2Error> {
+) -> Result<Ran, V2Error> {
     let parts = RequestParts {
         version,
         input: RawInput::Tensors(request.inputs.clone()),
@@ -572,7 +711,7 @@ async fn run_tensors(
             V2Error(ApiError::Malformed(err))
         }
     })?;
-    let reply = sync_call::call_within(state, job, job_id(key, None)?, timeout).await?;
+    let reply = sync_call::call_within(state, job, job_id(key)?, timeout).await?;
     let items = reply
         .output
         .as_ref()
@@ -599,9 +738,56 @@ async fn run_tensors(
                 spec.name()
             )))
         })?;
-    Ok((
+    Ok(Ran {
         outputs,
-        vec![reply.job_id.to_string()],
-        reply.function_version,
-    ))
+        job_ids: vec![reply.job_id.to_string()],
+        version: reply.function_version,
+        failed: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_rows_are_nan_as_wide_as_the_answered_ones() {
+        let (width, stacked) =
+            stack_rows(&[Some(vec![1.0, 2.0]), None, Some(vec![3.0, 4.0])]).expect("stacks");
+        assert_eq!(width, 2);
+        assert_eq!(stacked.len(), 6);
+        assert_eq!(&stacked[..2], &[1.0, 2.0]);
+        assert!(stacked[2].is_nan() && stacked[3].is_nan());
+        assert_eq!(&stacked[4..], &[3.0, 4.0]);
+        assert!(stack_rows(&[Some(vec![1.0]), Some(vec![1.0, 2.0])]).is_none());
+    }
+
+    #[test]
+    fn failed_rows_are_listed_in_the_parameters() {
+        let inferred = Inferred {
+            outputs: Vec::new(),
+            job_ids: vec!["p-0".into(), "p-1".into()],
+            version: "1".into(),
+            failed: vec![FailedRow {
+                index: 1,
+                error: ApiError::JobFailed {
+                    job_id: JobId::parse("p-1", "id").unwrap(),
+                    failure: orbit_contract::JobFailure {
+                        code: "function_error".into(),
+                        message: "non-positive data under a multiplicative season".into(),
+                        field: Some("data".into()),
+                    },
+                },
+            }],
+        };
+        let parameters = inferred.parameters();
+        assert_eq!(parameters["job_ids"], "p-0,p-1");
+        let failed: Value =
+            serde_json::from_str(parameters["failed"].as_str().expect("a string")).unwrap();
+        assert_eq!(failed[0]["index"], 1);
+        assert!(failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("multiplicative"));
+    }
 }
