@@ -60,7 +60,7 @@ bench-lstm *ARGS:
     source scripts/lib.sh && ORT_DYLIB_PATH="$(ort_lib)" cargo run --release --quiet -p onnx-host --bin lstm-bench -- {{ARGS}}
 
 # Held-out forecast accuracy of the running stack's forecasters against statsforecast
-# (`just up` first): `just eval-forecast 200` (points of context), bench/forecast/evaluate.py.
+# (`just up` first): `just eval-forecast [64,120,200] [--collection first]`, bench/forecast/evaluate.py.
 eval-forecast *ARGS:
     scripts/eval-forecast.sh {{ARGS}}
 

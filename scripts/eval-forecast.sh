@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Held-out forecast accuracy of the running stack's forecasters against statsforecast's
-# AutoETS, AutoTheta, SeasonalNaive and Naive (bench/forecast/evaluate.py). Installs the
-# evaluation's pinned Python packages into .orbit/tools/forecast-eval on first use.
-# Usage: scripts/eval-forecast.sh [context points, default 200] [more evaluate.py flags, e.g.
-# --collection second]
+# AutoETS, AutoTheta, AutoARIMA, their combination, SeasonalNaive and Naive
+# (bench/forecast/evaluate.py). Installs the evaluation's pinned Python packages into
+# .orbit/tools/forecast-eval on first use.
+# Usage: scripts/eval-forecast.sh [context points, comma-separated, default 64,120,200] [more
+# evaluate.py flags, e.g. --collection second]
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -21,7 +22,10 @@ if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]]; 
   echo "$wanted" >"$stamp"
 fi
 
-context="${1:-200}"
-shift || true
+context="64,120,200"
+if [[ "${1:-}" =~ ^[0-9,]+$ ]]; then
+  context="$1"
+  shift
+fi
 url="http://127.0.0.1:$HTTP_PORT"
 exec "$venv/bin/python" "$ROOT/bench/forecast/evaluate.py" --url "$url" --context "$context" "$@"

@@ -87,6 +87,17 @@ impl ArimaForecast {
     }
 }
 
+/// The forecasters' shared parameters, but for `season_length`, which is not detected here.
+fn parameter_schemas() -> serde_json::Map<String, Value> {
+    let mut properties = holt_winters::forecast_parameter_schemas();
+    properties.insert(
+        "season_length".into(),
+        json!({"type": "integer", "minimum": 2, "x-orbit-maximum": "series_length/2",
+            "description": "points per season (12 for monthly data with a yearly cycle); absent: no seasonal part"}),
+    );
+    properties
+}
+
 impl Function for AutoArima {
     type Params = Params;
 
@@ -101,7 +112,7 @@ impl Function for AutoArima {
             parameters: json!({
                 "type": "object",
                 "additionalProperties": false,
-                "properties": holt_winters::forecast_parameter_schemas(),
+                "properties": parameter_schemas(),
             }),
             inputs: vec![TensorSpec::new("data", Datatype::Fp64, vec![-1])],
             outputs: vec![TensorSpec::new("forecast", Datatype::Fp64, vec![-1])],
@@ -119,10 +130,9 @@ impl Function for AutoArima {
     fn call(&self, job: &Job<Params>) -> Result<Value, JobFailure> {
         let series = job.series()?.values();
         let params = &job.params;
-        let season_length = params
-            .season_length
-            .or_else(|| holt_winters::season::detect(series))
-            .unwrap_or(1);
+        // Without a season length the model has no seasonal part, as in statsforecast and R
+        // (a plain vector has frequency 1): an ARIMA user states the season.
+        let season_length = params.season_length.unwrap_or(1);
         let result = forecast(series, season_length, params.horizon)
             .map_err(|err| JobFailure::function_error(err.to_string()))?;
         if !result
@@ -161,7 +171,6 @@ impl Function for AutoArima {
             "forecast": result.mean,
             "horizon": params.horizon,
             "season_length": (season_length > 1).then_some(season_length),
-            "season_detected": params.season_length.is_none() && season_length > 1,
             "model": result.name(),
             "order": {"p": o.p, "d": o.d, "q": o.q, "P": o.seasonal_p, "D": o.seasonal_d, "Q": o.seasonal_q, "m": o.m},
             "coefficients": coefficients,
