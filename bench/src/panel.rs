@@ -186,6 +186,57 @@ pub async fn run(
     })
 }
 
+/// How long lone requests of the panel's series take: `count` sequential calls of
+/// `/api/v1/inference/run`, each with one of the panel's first series.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoneReport {
+    pub calls: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// Sends the panel's first `count` series to `function` one request at a time, waiting for
+/// each answer, and times them.
+pub async fn lone(
+    http: &reqwest::Client,
+    base: &str,
+    function: &str,
+    count: usize,
+) -> anyhow::Result<LoneReport> {
+    let panel: serde_json::Value = serde_json::from_str(&body(function, count))?;
+    let mut took = Vec::with_capacity(count);
+    for series in panel["data"].as_array().into_iter().flatten() {
+        let request = serde_json::json!({
+            "model_name": function,
+            "data": series,
+            "parameters": panel["parameters"],
+        });
+        let started = Instant::now();
+        let response = http
+            .post(format!("{base}/api/v1/inference/run"))
+            .json(&request)
+            .send()
+            .await
+            .context("a lone request")?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!("a lone request was refused: {status} {text}");
+        }
+        took.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    took.sort_by(f64::total_cmp);
+    let at = |q: f64| took[((took.len() as f64 - 1.0) * q).round() as usize];
+    if took.is_empty() {
+        bail!("no lone request was sent");
+    }
+    Ok(LoneReport {
+        calls: took.len(),
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+    })
+}
+
 /// A one-line progress bar on stderr, redrawn at most five times a second.
 struct Progress {
     total: usize,

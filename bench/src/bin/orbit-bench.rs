@@ -669,10 +669,19 @@ impl Bench {
 impl Bench {
     /// One panel of `--series` synthetic monthly series (120 points, horizon 18, season 12) to
     /// `--model` (default `forecast`) over NDJSON, with a progress bar on stderr; ends with the
-    /// `panel:` line and the stack's CPU per series.
+    /// `panel:` line and the stack's CPU per series. First, 200 lone requests of the same
+    /// series, one at a time (p50 and p99).
     async fn panel(&mut self) -> anyhow::Result<()> {
         let function = self.model("forecast");
         let series = self.options.series.max(1);
+        let lone = panel::lone(&self.target.http, &self.stack.http, &function, 200).await?;
+        println!(
+            "\n== lone requests: {} sequential /run calls of one {}-point series to {function}: p50 {:.2} ms, p99 {:.2} ms",
+            lone.calls,
+            panel::LENGTH,
+            lone.p50_ms,
+            lone.p99_ms
+        );
         println!(
             "\n== panel: {series} series of {} points to {function} in one request (NDJSON)",
             panel::LENGTH
@@ -710,7 +719,7 @@ impl Bench {
         self.record(
             "panel",
             format!("{series} series to {function}"),
-            json!({ "report": report, "line": line }),
+            json!({ "report": report, "line": line, "lone": lone }),
             usage,
         );
         Ok(())

@@ -10,7 +10,7 @@ pub mod polynomial;
 pub mod search;
 pub mod unit_root;
 
-use orbit_contract::{Datatype, FunctionDescriptor, InputKind, JobFailure, Limits, TensorSpec};
+use orbit_contract::{FunctionDescriptor, JobFailure};
 use orbit_runtime::{Function, Job};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -102,29 +102,12 @@ impl Function for AutoArima {
     type Params = Params;
 
     fn descriptor(&self) -> FunctionDescriptor {
-        FunctionDescriptor {
-            name: "auto_arima".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            versions: Vec::new(),
-            description: "AutoARIMA: a seasonal ARIMA model chosen by stepwise AICc search (as statsforecast and R's auto.arima), with prediction intervals".into(),
-            platform: "orbit".into(),
-            input: InputKind::Series,
-            parameters: json!({
-                "type": "object",
-                "additionalProperties": false,
-                "properties": parameter_schemas(),
-            }),
-            inputs: vec![TensorSpec::new("data", Datatype::Fp64, vec![-1])],
-            outputs: vec![TensorSpec::new("forecast", Datatype::Fp64, vec![-1])],
-            limits: Limits {
-                min_series_length: 4,
-                ..Limits::default()
-            },
-            example: Some(json!({
-                "data": &holt_winters::EXAMPLE_SERIES[..],
-                "parameters": {"season_length": 12, "horizon": 12, "level": [80, 95]}
-            })),
-        }
+        holt_winters::forecaster_descriptor(
+            "auto_arima",
+            "AutoARIMA: a seasonal ARIMA model chosen by stepwise AICc search (as statsforecast and R's auto.arima), with prediction intervals",
+            parameter_schemas(),
+            json!({"season_length": 12, "horizon": 12, "level": [80, 95]}),
+        )
     }
 
     fn call(&self, job: &Job<Params>) -> Result<Value, JobFailure> {

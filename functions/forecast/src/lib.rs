@@ -1,17 +1,17 @@
 //! The `forecast` function: Orbit's default forecaster. It combines fitted exponential
 //! smoothing (the `holt_winters` crate's forms, with the season given or detected, averaged
-//! with their Akaike weights) with the
-//! LSTM of the model repository (`models/lstm_net`, run in this process). It also answers as
+//! with their Akaike weights) with the LSTM of the model repository (`models/lstm_net`, run in
+//! this process) and a non-seasonal AutoARIMA (the `auto_arima` crate). It also answers as
 //! `lstm_timeseries`, the name the seed's clients call (`ORBIT_FUNCTION_NAME`, `stack.toml`).
 //!
 //! Why a combination, and this one: on real held-out series (`bench/forecast/evaluate.py`),
-//! exponential smoothing is the better of the two wherever there is a season, and the LSTM,
+//! exponential smoothing is the better of them wherever there is a season, and the LSTM,
 //! which is never told a season length, is worse than repeating the last season there. On
-//! series without a season the LSTM is the better one, and the mean of the two beats both. So
-//! a series with a season gets exponential smoothing alone; one without gets the mean of both
-//! for the LSTM's 24 steps and exponential smoothing after that. Prediction intervals are the
-//! chosen form's, centred on the combined forecast and widened by how far the members of the
-//! combination are apart.
+//! series without a season the LSTM and ARIMA each improve the mean. So a series whose chosen
+//! form has a season gets exponential smoothing alone; one without gets the mean of smoothing
+//! and the LSTM (for the LSTM's 24 steps), averaged half and half with ARIMA. Prediction
+//! intervals are the chosen form's, centred on the combined forecast and widened by how far
+//! the members of the combination are apart.
 
 use holt_winters::fit::SeasonStart;
 use holt_winters::{ErrorKind, SeasonKind, TrendKind};
@@ -19,7 +19,7 @@ use onnx_host::config::Provider;
 use onnx_host::repository;
 use onnx_host::session::RuntimeSettings;
 use onnx_host::{HostSettings, OnnxModel};
-use orbit_contract::{Datatype, FunctionDescriptor, InputKind, JobFailure, Limits, TensorSpec};
+use orbit_contract::{FunctionDescriptor, JobFailure};
 use orbit_runtime::{Function, Job};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -313,29 +313,12 @@ impl Function for Forecast {
     type Params = Params;
 
     fn descriptor(&self) -> FunctionDescriptor {
-        FunctionDescriptor {
-            name: "forecast".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            versions: Vec::new(),
-            description: "Orbit's default forecaster: exponential smoothing and the LSTM combined, with prediction intervals".into(),
-            platform: "orbit".into(),
-            input: InputKind::Series,
-            parameters: json!({
-                "type": "object",
-                "additionalProperties": false,
-                "properties": holt_winters::forecast_parameter_schemas(),
-            }),
-            inputs: vec![TensorSpec::new("data", Datatype::Fp64, vec![-1])],
-            outputs: vec![TensorSpec::new("forecast", Datatype::Fp64, vec![-1])],
-            limits: Limits {
-                min_series_length: 4,
-                ..Limits::default()
-            },
-            example: Some(json!({
-                "data": &holt_winters::EXAMPLE_SERIES[..],
-                "parameters": {"season_length": 12, "horizon": 12, "level": [80, 95]}
-            })),
-        }
+        holt_winters::forecaster_descriptor(
+            "forecast",
+            "Orbit's default forecaster: exponential smoothing and the LSTM combined, with prediction intervals",
+            holt_winters::forecast_parameter_schemas(),
+            json!({"season_length": 12, "horizon": 12, "level": [80, 95]}),
+        )
     }
 
     fn call(&self, job: &Job<Params>) -> Result<Value, JobFailure> {

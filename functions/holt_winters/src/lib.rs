@@ -104,6 +104,37 @@ pub fn forecast_parameter_schemas() -> serde_json::Map<String, Value> {
     .unwrap_or_default()
 }
 
+/// The declaration every forecaster built on this crate shares: one series in, `forecast`
+/// out, at least 4 points, the airline series as the example; the name, the description, the
+/// parameters and the example's parameters are each forecaster's own.
+pub fn forecaster_descriptor(
+    name: &str,
+    description: &str,
+    properties: serde_json::Map<String, Value>,
+    example_parameters: Value,
+) -> FunctionDescriptor {
+    FunctionDescriptor {
+        name: name.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        versions: Vec::new(),
+        description: description.into(),
+        platform: "orbit".into(),
+        input: InputKind::Series,
+        parameters: json!({
+            "type": "object",
+            "additionalProperties": false,
+            "properties": properties,
+        }),
+        inputs: vec![TensorSpec::new("data", Datatype::Fp64, vec![-1])],
+        outputs: vec![TensorSpec::new("forecast", Datatype::Fp64, vec![-1])],
+        limits: Limits {
+            min_series_length: 4,
+            ..Limits::default()
+        },
+        example: Some(json!({"data": &EXAMPLE_SERIES[..], "parameters": example_parameters})),
+    }
+}
+
 fn smoothing(description: &str) -> Value {
     json!({"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "description": description})
 }
@@ -130,29 +161,12 @@ impl Function for HoltWinters {
             .cloned()
             .unwrap_or_default(),
         );
-        FunctionDescriptor {
-            name: "holt_winters".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            versions: Vec::new(),
-            description: "Holt-Winters exponential smoothing: forecast with trend, season and prediction intervals".into(),
-            platform: "orbit".into(),
-            input: InputKind::Series,
-            parameters: json!({
-                "type": "object",
-                "additionalProperties": false,
-                "properties": properties,
-            }),
-            inputs: vec![TensorSpec::new("data", Datatype::Fp64, vec![-1])],
-            outputs: vec![TensorSpec::new("forecast", Datatype::Fp64, vec![-1])],
-            limits: Limits {
-                min_series_length: 4,
-                ..Limits::default()
-            },
-            example: Some(json!({
-                "data": &EXAMPLE_SERIES[..],
-                "parameters": {"season_length": 12, "horizon": 12, "seasonal": "multiplicative", "level": [80, 95]}
-            })),
-        }
+        forecaster_descriptor(
+            "holt_winters",
+            "Holt-Winters exponential smoothing: forecast with trend, season and prediction intervals",
+            properties,
+            json!({"season_length": 12, "horizon": 12, "seasonal": "multiplicative", "level": [80, 95]}),
+        )
     }
 
     fn call(&self, job: &Job<Params>) -> Result<Value, JobFailure> {
