@@ -338,3 +338,79 @@ struct Key {
     seasonal_q: usize,
     constant: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::unit_root::tests::noise;
+
+    /// An AR(1) series around 20 and a seasonal random walk with drift, both reproducible.
+    fn autoregressive(n: usize) -> Vec<f64> {
+        let e = noise(21, n + 50);
+        let mut x = vec![0.0; n + 50];
+        for t in 1..n + 50 {
+            x[t] = 0.7 * x[t - 1] + e[t];
+        }
+        x[50..].iter().map(|v| v + 20.0).collect()
+    }
+
+    fn seasonal_walk(n: usize) -> Vec<f64> {
+        let e = noise(8, n);
+        let mut y = vec![0.0; n];
+        for t in 0..n {
+            let season = 8.0 * (2.0 * std::f64::consts::PI * t as f64 / 12.0).sin();
+            let previous = if t >= 12 { y[t - 12] - season } else { 100.0 };
+            y[t] = previous + 0.5 + e[t] + season;
+        }
+        y
+    }
+
+    #[test]
+    fn a_stationary_autoregression_gets_no_difference_and_an_ar_term() {
+        let chosen = auto_arima(&autoregressive(200), 1, &Settings::default()).unwrap();
+        let order = chosen.model.order;
+        assert_eq!((order.d, order.seasonal_d), (0, 0), "{chosen:?}");
+        assert!(order.p >= 1, "{chosen:?}");
+        assert!(chosen.model.constant, "{chosen:?}");
+        assert!(chosen.models_fitted > 5 && chosen.models_fitted <= 94);
+    }
+
+    #[test]
+    fn a_seasonal_walk_takes_a_seasonal_difference_with_or_without_the_approximation() {
+        let series = seasonal_walk(144);
+        let exact = auto_arima(&series, 12, &Settings::default()).unwrap();
+        assert_eq!(exact.model.order.seasonal_d, 1, "{exact:?}");
+        let approximate = auto_arima(
+            &series,
+            12,
+            &Settings {
+                approximation: true,
+                ..Settings::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(approximate.model.order.seasonal_d, 1, "{approximate:?}");
+        // The approximation only ranks the candidates; the one it keeps is fitted exactly.
+        assert!(approximate.model.loglik.is_some());
+        assert!(approximate.aicc.is_some_and(f64::is_finite));
+    }
+
+    #[test]
+    fn the_shortest_series_gets_a_model_or_says_why_not() {
+        // Four points: no model clears the AICc's degrees of freedom but the null ones.
+        match auto_arima(&[1.0, 5.0, 2.0, 8.0], 1, &Settings::default()) {
+            Ok(chosen) => {
+                let (mean, spread) = chosen.model.forecast(3);
+                assert!(
+                    mean.iter().chain(&spread).all(|v| v.is_finite()),
+                    "{chosen:?}"
+                );
+            }
+            Err(err) => assert_eq!(err, SearchError::NoSuitableModel),
+        }
+        assert!(matches!(
+            auto_arima(&[1.0, 2.0, 4.0, 8.0, 16.0], 1, &Settings::default()),
+            Ok(_) | Err(SearchError::NoSuitableModel)
+        ));
+    }
+}
