@@ -186,7 +186,9 @@ pub fn fit(data: &Data, order: Order, constant: bool, method: Method) -> Option<
         let arma = Arma::of(&layout, data, &css, false);
         let (sum_of_squares, used) = conditional_residuals(&arma, w);
         let fit_sigma2 = sum_of_squares / used as f64;
-        let state = filter(&arma, w).map(|f| f.state).unwrap_or_default();
+        // A CSS fit only ranks the candidates; the one kept is refitted exactly, so it needs
+        // no filtered state to forecast from.
+        let state = Vec::new();
         return Some(finish(
             layout,
             &css,

@@ -130,6 +130,16 @@ impl Forecast {
     }
 }
 
+/// The mean of `forecast` and `other` at each step `other` reaches; `forecast` beyond.
+fn halfway(forecast: &[f64], other: Option<&[f64]>) -> Vec<f64> {
+    let other = other.unwrap_or_default();
+    forecast
+        .iter()
+        .enumerate()
+        .map(|(h, f)| other.get(h).map_or(*f, |o| (f + o) / 2.0))
+        .collect()
+}
+
 /// The forecast of the AutoARIMA model without a season (`auto_arima`), or `None` where no
 /// model fits.
 fn arima_forecast(series: &[f64], horizon: usize) -> Option<Vec<f64>> {
@@ -315,7 +325,7 @@ impl Function for Forecast {
     fn descriptor(&self) -> FunctionDescriptor {
         holt_winters::forecaster_descriptor(
             "forecast",
-            "Orbit's default forecaster: exponential smoothing and the LSTM combined, with prediction intervals",
+            "Orbit's default forecaster: exponential smoothing, the LSTM and AutoARIMA combined, with prediction intervals",
             holt_winters::forecast_parameter_schemas(),
             json!({"season_length": 12, "horizon": 12, "level": [80, 95]}),
         )
@@ -345,22 +355,8 @@ impl Function for Forecast {
         };
         // Smoothing and the LSTM first (their mean where the LSTM reaches), then that and
         // ARIMA half and half.
-        let with_lstm: Vec<f64> = base
-            .iter()
-            .enumerate()
-            .map(|(h, &b)| match lstm.as_ref().and_then(|l| l.get(h)) {
-                Some(&l) => (b + l) / 2.0,
-                None => b,
-            })
-            .collect();
-        let combined: Vec<f64> = with_lstm
-            .iter()
-            .enumerate()
-            .map(|(h, &f)| match arima.as_ref().and_then(|a| a.get(h)) {
-                Some(&a) => (f + a) / 2.0,
-                None => f,
-            })
-            .collect();
+        let with_lstm = halfway(&base, lstm.as_deref());
+        let combined = halfway(&with_lstm, arima.as_deref());
         if !combined.iter().all(|v| v.is_finite()) {
             return Err(JobFailure::overflow());
         }
